@@ -1,0 +1,238 @@
+"""A linear-chain conditional random field, batch first.
+
+Convention, stated once: ``transitions[i, j]`` is the score of moving from tag ``i`` to tag ``j`` (as in
+pytorch-crf, so parameters can be copied between the two). ``start_transitions[j]`` scores a path that begins with
+``j``, ``end_transitions[i]`` one that ends with ``i``.
+
+Masks may be any boolean pattern: the positions where ``mask`` is true are packed to the left of each sequence
+before the recursions run, so a model can hide special tokens ([CLS], [SEP]) or padding anywhere. The
+likelihood needs at least one position on per sequence; decoding gives an empty path for a sequence with none.
+
+Constraints (which tags may start, end or follow which, see ``modeling.tagging.allowed_transitions``) are stored
+as non-persistent buffers and always applied when decoding and computing marginals; with
+``constrain_training=True`` they also shape the likelihood. A forbidden move scores ``IMPOSSIBLE``, a large
+finite negative number, so log-sum-exp stays finite and gradients stay defined.
+
+This module imports torch only: it ships inside every model repository.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMPOSSIBLE = -1e4
+
+
+class ConditionalRandomField(nn.Module):
+    """CRF over ``num_tags`` tags.
+
+    Args:
+        num_tags: number of tags.
+        allowed_start, allowed_end: which tags may begin / end a sequence (``num_tags`` booleans), or ``None``.
+        allowed_transitions: ``num_tags x num_tags`` booleans, ``[i][j]`` true when ``j`` may follow ``i``, or ``None``.
+        constrain_training: apply the constraints in :meth:`forward` too, not only when decoding.
+    """
+
+    def __init__(
+        self,
+        num_tags: int,
+        allowed_start=None,
+        allowed_end=None,
+        allowed_transitions=None,
+        constrain_training: bool = False,
+    ):
+        super().__init__()
+        if num_tags < 1:
+            raise ValueError(f"expected num_tags >= 1, got {num_tags}")
+        self.num_tags = num_tags
+        self.constrain_training = constrain_training
+        self.start_transitions = nn.Parameter(torch.empty(num_tags))
+        self.end_transitions = nn.Parameter(torch.empty(num_tags))
+        self.transitions = nn.Parameter(torch.empty(num_tags, num_tags))
+        # Kept as Python lists too: tensors made here would live on the meta device when transformers builds
+        # the model there, and the buffers must be refilled from real values afterwards.
+        self._allowed = {
+            "start_allowed": self._constraint(allowed_start, (num_tags,)).tolist(),
+            "end_allowed": self._constraint(allowed_end, (num_tags,)).tolist(),
+            "transition_allowed": self._constraint(allowed_transitions, (num_tags, num_tags)).tolist(),
+        }
+        for name, allowed in self._allowed.items():
+            self.register_buffer(name, torch.tensor(allowed, dtype=torch.bool), persistent=False)
+        self.reset_parameters()
+
+    @staticmethod
+    def _constraint(allowed, shape: tuple[int, ...]) -> torch.Tensor:
+        if allowed is None:
+            return torch.ones(shape, dtype=torch.bool, device="cpu")
+        allowed = torch.as_tensor(allowed, dtype=torch.bool, device="cpu")
+        if allowed.shape != shape:
+            raise ValueError(f"expected a constraint of shape {shape}, got {tuple(allowed.shape)}")
+        return allowed
+
+    def reset_parameters(self) -> None:
+        """Uniform in [-0.1, 0.1], as pytorch-crf does."""
+        for parameter in (self.start_transitions, self.end_transitions, self.transitions):
+            nn.init.uniform_(parameter, -0.1, 0.1)
+
+    def constraint_values(self) -> dict[str, torch.Tensor]:
+        """The constraint buffers' values, for re-filling them after a model is materialised from the meta device
+        (transformers creates non-persistent buffers empty and leaves them to ``_init_weights``)."""
+        return {name: torch.tensor(allowed, dtype=torch.bool) for name, allowed in self._allowed.items()}
+
+    def extra_repr(self) -> str:
+        return f"num_tags={self.num_tags}, constrain_training={self.constrain_training}"
+
+    # ------------------------------------------------------------------ public API
+
+    def forward(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean negative log-likelihood of ``tags`` over the batch.
+
+        Args:
+            emissions: ``(batch, seq, num_tags)`` scores.
+            tags: ``(batch, seq)`` tag ids; values at masked-off positions are ignored.
+            mask: ``(batch, seq)`` booleans, true where a tag is scored; defaults to all on.
+        """
+        emissions, mask = self._validate(emissions, mask)
+        if tags.shape != mask.shape:
+            raise ValueError(f"expected tags of shape {tuple(mask.shape)}, got {tuple(tags.shape)}")
+        tags = tags.masked_fill(~mask, 0)
+        if tags.min() < 0 or tags.max() >= self.num_tags:
+            raise ValueError(
+                f"expected tag ids in [0, {self.num_tags}) at unmasked positions, "
+                f"got values in [{int(tags.min())}, {int(tags.max())}]"
+            )
+        emissions, mask, tags = self._pack(emissions, mask, tags)
+        start, end, transitions = self._scores(self.constrain_training)
+        # Padded steps repeat the last alpha, so the final column holds each sequence's last real step.
+        log_z = torch.logsumexp(self._forward_scores(emissions, mask, start, transitions)[:, -1] + end, dim=1)
+        gold = self._path_score(emissions, tags, mask, start, end, transitions)
+        return (log_z - gold).mean()
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
+        """Best tag path per sequence (Viterbi, constraints applied), one list per masked-on position."""
+        emissions, mask = self._validate(emissions, mask, allow_empty=True)
+        lengths = mask.sum(dim=1)
+        # An empty sequence is decoded over dummy positions and given an empty path.
+        emissions, mask = self._pack(emissions, mask | ~mask.any(dim=1, keepdim=True))
+        start, end, transitions = self._scores(constrained=True)
+        batch, seq, num_tags = emissions.shape
+
+        # shape: (batch, num_tags), best score of a path ending in each tag
+        score = start + emissions[:, 0]
+        # backpointers[:, t, j]: best previous tag for tag j at step t; padded steps point to themselves so the
+        # backtrace walks through them unchanged and every sequence can be traced from position seq - 1.
+        backpointers = torch.empty(batch, seq, num_tags, dtype=torch.long, device=emissions.device)
+        identity = torch.arange(num_tags, device=emissions.device).expand(batch, num_tags)
+        for t in range(1, seq):
+            # shape: (batch, num_tags, num_tags), previous tag i -> current tag j
+            candidates = score.unsqueeze(2) + transitions
+            best, best_previous = candidates.max(dim=1)
+            on = mask[:, t].unsqueeze(1)
+            score = torch.where(on, best + emissions[:, t], score)
+            backpointers[:, t] = torch.where(on, best_previous, identity)
+        score = score + end
+
+        # Vectorised backtrace over the whole batch.
+        # shape: (batch, seq)
+        paths = torch.empty(batch, seq, dtype=torch.long, device=emissions.device)
+        current = score.argmax(dim=1)
+        paths[:, seq - 1] = current
+        for t in range(seq - 1, 0, -1):
+            current = backpointers[:, t].gather(1, current.unsqueeze(1)).squeeze(1)
+            paths[:, t - 1] = current
+        paths = paths.tolist()
+        return [path[:length] for path, length in zip(paths, lengths.tolist())]
+
+    @torch.no_grad()
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-position tag probabilities ``(batch, seq, num_tags)`` by forward-backward, constraints applied.
+
+        Rows at masked-off positions are zero; every other row sums to 1.
+        """
+        emissions, original_mask = self._validate(emissions, mask, allow_empty=True)
+        # An empty sequence is computed over dummy positions whose rows are then dropped.
+        emissions, mask = self._pack(emissions, original_mask | ~original_mask.any(dim=1, keepdim=True))
+        start, end, transitions = self._scores(constrained=True)
+        alphas = self._forward_scores(emissions, mask, start, transitions)
+        betas = self._backward_scores(emissions, mask, end, transitions)
+        log_z = torch.logsumexp(alphas[:, -1] + end, dim=1)
+        packed = (alphas + betas - log_z[:, None, None]).exp() * mask.unsqueeze(2)
+        # Unpack: the k-th masked-on position of a sequence receives the k-th packed row.
+        probabilities = torch.zeros_like(packed)
+        probabilities[original_mask] = packed[mask & original_mask.any(dim=1, keepdim=True)]
+        return probabilities
+
+    # ------------------------------------------------------------------ internals
+
+    def _validate(
+        self, emissions: torch.Tensor, mask: torch.Tensor | None, allow_empty: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
+            raise ValueError(f"expected emissions of shape (batch, seq, {self.num_tags}), got {tuple(emissions.shape)}")
+        if mask is None:
+            mask = torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
+        if mask.shape != emissions.shape[:2]:
+            raise ValueError(f"expected mask of shape {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}")
+        mask = mask.bool()
+        if emissions.size(1) == 0 or not (allow_empty or mask.any(dim=1).all()):
+            raise ValueError("every sequence needs at least one position where mask is on")
+        # Scores stay in float32 even when the encoder runs in half precision.
+        return emissions.float(), mask
+
+    @staticmethod
+    def _pack(emissions: torch.Tensor, mask: torch.Tensor, tags: torch.Tensor | None = None):
+        """Move masked-on positions to the left of each sequence, preserving their order."""
+        if bool(mask[:, 0].all()) and bool((mask[:, :-1] >= mask[:, 1:]).all()):
+            return (emissions, mask) if tags is None else (emissions, mask, tags)
+        # Stable sort: on positions (key 0) first, in their original order.
+        order = (~mask).to(torch.int8).argsort(dim=1, stable=True)
+        packed_mask = torch.arange(mask.size(1), device=mask.device) < mask.sum(dim=1, keepdim=True)
+        emissions = emissions.gather(1, order.unsqueeze(2).expand_as(emissions))
+        if tags is None:
+            return emissions, packed_mask
+        return emissions, packed_mask, tags.gather(1, order)
+
+    def _scores(self, constrained: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        start, end, transitions = self.start_transitions.float(), self.end_transitions.float(), self.transitions.float()
+        if constrained:
+            start = start.masked_fill(~self.start_allowed, IMPOSSIBLE)
+            end = end.masked_fill(~self.end_allowed, IMPOSSIBLE)
+            transitions = transitions.masked_fill(~self.transition_allowed, IMPOSSIBLE)
+        return start, end, transitions
+
+    @staticmethod
+    def _path_score(emissions, tags, mask, start, end, transitions) -> torch.Tensor:
+        """Score of the given tag paths, shape ``(batch,)``, computed without a loop over time."""
+        on = mask.to(emissions.dtype)
+        emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)
+        score = start[tags[:, 0]] + (emitted * on).sum(dim=1)
+        score = score + (transitions[tags[:, :-1], tags[:, 1:]] * on[:, 1:]).sum(dim=1)
+        last_tags = tags.gather(1, (mask.sum(dim=1, keepdim=True) - 1)).squeeze(1)
+        return score + end[last_tags]
+
+    @staticmethod
+    def _forward_scores(emissions, mask, start, transitions) -> torch.Tensor:
+        """Forward log-scores ``alpha``, shape ``(batch, seq, num_tags)``; padded steps repeat the last value."""
+        alpha = start + emissions[:, 0]
+        alphas = [alpha]
+        for t in range(1, emissions.size(1)):
+            # shape: (batch, num_tags), log-sum over the previous tag i of alpha_i + transitions[i, j]
+            step = torch.logsumexp(alpha.unsqueeze(2) + transitions, dim=1) + emissions[:, t]
+            alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
+            alphas.append(alpha)
+        return torch.stack(alphas, dim=1)
+
+    @staticmethod
+    def _backward_scores(emissions, mask, end, transitions) -> torch.Tensor:
+        """Backward log-scores ``beta``: at each sequence's last position ``end``; shape ``(batch, seq, num_tags)``."""
+        seq = emissions.size(1)
+        beta = end.expand(emissions.size(0), -1)
+        betas = [beta]
+        for t in range(seq - 2, -1, -1):
+            # shape: (batch, num_tags), log-sum over the next tag j of transitions[i, j] + emission_j + beta_j
+            step = torch.logsumexp(transitions + (emissions[:, t + 1] + beta).unsqueeze(1), dim=2)
+            beta = torch.where(mask[:, t + 1].unsqueeze(1), step, end)
+            betas.append(beta)
+        return torch.stack(betas[::-1], dim=1)

@@ -1,0 +1,82 @@
+"""What every CRF tagger of this package shares: its output type and the decoding entry points.
+
+A model using :class:`CrfTaggerMixin` has ``self.crf`` and a ``forward`` that returns :class:`CrfTaggerOutput`
+with the CRF emissions as ``logits``. The CRF sees the tokens where ``attention_mask`` is on and which are not
+special tokens ([CLS], [SEP], ...): those are given by ``special_tokens_mask`` (as tokenizers return it with
+``return_special_tokens_mask=True``) or, when it is absent, by ``config.special_token_ids``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class CrfTaggerOutput(ModelOutput):
+    """Output of a CRF tagger.
+
+    Args:
+        loss: mean negative log-likelihood of ``labels`` under the CRF, when labels are given.
+        logits: ``(batch, seq, num_labels)`` CRF emission scores. Decode them with the CRF, never with argmax.
+        tag_mask: ``(batch, seq)`` booleans, the tokens the CRF scores.
+        hidden_states, attentions: from the encoder, when requested.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    tag_mask: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class CrfTaggerMixin:
+    """Tag mask, loss and decoding for a model with a ``crf`` attribute."""
+
+    def tag_mask(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        special_tokens_mask: torch.Tensor | None,
+        shape: torch.Size,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """Boolean ``(batch, seq)``: attended tokens that are not special tokens."""
+        mask = torch.ones(shape, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
+        if special_tokens_mask is not None:
+            if special_tokens_mask.shape != mask.shape:
+                raise ValueError(
+                    f"expected special_tokens_mask of shape {tuple(mask.shape)}, got {tuple(special_tokens_mask.shape)}"
+                )
+            return mask & ~special_tokens_mask.bool()
+        special_ids = self.config.special_token_ids
+        if special_ids and input_ids is not None:
+            mask = mask & ~torch.isin(input_ids, torch.tensor(special_ids, device=input_ids.device))
+        return mask
+
+    def crf_loss(self, emissions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood; label values outside the tag mask (e.g. -100) are ignored."""
+        if labels.shape != mask.shape:
+            raise ValueError(f"expected labels of shape {tuple(mask.shape)}, got {tuple(labels.shape)}")
+        scored = labels[mask]
+        if scored.numel() and (scored.min() < 0 or scored.max() >= self.config.num_labels):
+            raise ValueError(
+                f"expected label ids in [0, {self.config.num_labels}) on tagged tokens (the config has "
+                f"{self.config.num_labels} labels), got values in [{int(scored.min())}, {int(scored.max())}]"
+            )
+        return self.crf(emissions, labels, mask)
+
+    @torch.no_grad()
+    def decode(self, input_ids: torch.Tensor | None = None, **inputs) -> list[list[int]]:
+        """Viterbi label-id paths, one list per sequence, over the tagged tokens (special tokens and padding
+        excluded) in order. Takes the same inputs as ``forward``, without labels."""
+        output = self(input_ids=input_ids, **inputs)
+        return self.crf.decode(output.logits, output.tag_mask)
+
+    @torch.no_grad()
+    def marginals(self, input_ids: torch.Tensor | None = None, **inputs) -> torch.Tensor:
+        """``(batch, seq, num_labels)`` CRF marginal probabilities of each label; zero rows off the tag mask."""
+        output = self(input_ids=input_ids, **inputs)
+        return self.crf.marginals(output.logits, output.tag_mask)

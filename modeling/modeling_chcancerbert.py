@@ -1,0 +1,154 @@
+"""ChCancerBERT-DGCNN-BiLSTM-MHA-CRF (Chen et al., "Named Entity Recognition for Chinese Cancer Electronic Health
+Records", JMIR Med Inform 2025;13:e76912).
+
+Encoder (any BERT checkpoint, e.g. one continued-pretrained by ``train_mlm.py``) -> dropout -> a BiLSTM and a
+dilated gated CNN in parallel -> multi-head attention fusion -> linear emissions -> CRF. Switching streams off or
+fusing by concatenation gives the paper's ablations (see ``ChCancerBertConfig``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import BertModel
+from transformers import initialization as init
+from transformers.models.bert.modeling_bert import BertPreTrainedModel
+
+from .configuration_chcancerbert import ChCancerBertConfig
+from .crf import ConditionalRandomField
+from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput
+from .layers import AttentionFusion, BiLSTM, DilatedGatedConv
+from .tagging import transition_constraints
+
+
+class ChCancerBertPreTrainedModel(BertPreTrainedModel):
+    config_class = ChCancerBertConfig
+    config: ChCancerBertConfig
+    base_model_prefix = "bert"
+    # The CRF's log-sum-exp recursions lose too much precision in half precision.
+    _keep_in_fp32_modules_strict = ["crf"]
+
+    def _init_weights(self, module):
+        # Weights missing from a checkpoint (every head on top of a plain BERT) are created empty and initialised
+        # here; the base class covers Linear, Conv1d, LSTM, Embedding, LayerNorm and BERT's own modules.
+        super()._init_weights(module)
+        if isinstance(module, ConditionalRandomField):
+            for parameter in (module.start_transitions, module.end_transitions, module.transitions):
+                init.uniform_(parameter, -0.1, 0.1)
+            for name, value in module.constraint_values().items():
+                init.copy_(getattr(module, name), value)
+
+
+class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
+    def __init__(self, config: ChCancerBertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.head_dropout)
+        hidden = config.hidden_size
+
+        self.bilstm = (
+            BiLSTM(hidden, config.lstm_hidden_size, config.lstm_num_layers, config.head_dropout)
+            if config.use_bilstm
+            else None
+        )
+        self.dgcnn = (
+            DilatedGatedConv(hidden, config.dgcnn_dilations, config.dgcnn_kernel_size, config.head_dropout)
+            if config.use_dgcnn
+            else None
+        )
+        self.fusion = None
+        if self.bilstm is not None and self.dgcnn is not None:
+            if config.fusion == "attention":
+                self.fusion = AttentionFusion(
+                    self.bilstm.output_size, hidden, config.fusion_hidden_size, config.fusion_num_heads,
+                    config.head_dropout,
+                )  # fmt: skip
+                feature_size = self.fusion.output_size
+            else:
+                feature_size = self.bilstm.output_size + hidden
+        elif self.bilstm is not None:
+            feature_size = self.bilstm.output_size
+        else:
+            feature_size = hidden  # DGCNN keeps the width; with no stream this is BERT-CRF
+
+        self.classifier = nn.Linear(feature_size, config.num_labels)
+        self.crf = ConditionalRandomField(
+            config.num_labels,
+            **transition_constraints(config.id2label, config.label_scheme),
+            constrain_training=config.crf_constrain_training,
+        )
+        self.post_init()
+
+    def features(self, sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The head's features over the encoder output ``(batch, seq, hidden)``; ``mask`` marks real tokens."""
+        streams = []
+        if self.bilstm is not None:
+            streams.append(self.bilstm(sequence, mask))
+        if self.dgcnn is not None:
+            streams.append(self.dgcnn(sequence, mask))
+        if not streams:
+            return sequence
+        if len(streams) == 1:
+            return streams[0]
+        if self.fusion is not None:
+            return self.fusion(streams[0], streams[1], mask)
+        return torch.cat(streams, dim=2)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        special_tokens_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CrfTaggerOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Label ids; values off the tag mask (special tokens, padding; conventionally -100) are ignored.
+        special_tokens_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+            1 for tokens the CRF must not see; defaults to the tokens in `config.special_token_ids`.
+        """
+        shape_source = input_ids if input_ids is not None else inputs_embeds
+        if shape_source is None:
+            raise ValueError("expected input_ids or inputs_embeds, got neither")
+        if shape_source.dim() < 2:
+            raise ValueError(f"expected inputs of shape (batch, seq), got {tuple(shape_source.shape)}")
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
+        )
+        batch_seq = shape_source.shape[:2]
+        attended = (
+            torch.ones(batch_seq, dtype=torch.bool, device=shape_source.device)
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        sequence = self.dropout(outputs.last_hidden_state)
+        emissions = self.classifier(self.features(sequence, attended))
+        tag_mask = self.tag_mask(input_ids, attended, special_tokens_mask, batch_seq, shape_source.device)
+        loss = self.crf_loss(emissions, labels, tag_mask) if labels is not None else None
+        return CrfTaggerOutput(
+            loss=loss,
+            logits=emissions,
+            tag_mask=tag_mask,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+ChCancerBertForCrfTagging.register_for_auto_class("AutoModelForTokenClassification")
+
+__all__ = ["ChCancerBertForCrfTagging", "ChCancerBertPreTrainedModel"]

@@ -1,0 +1,262 @@
+"""Label sets, span <-> tag conversion, token alignment and windows: the project's only implementation.
+
+Spans are ``(start, end, label)`` with ``end`` exclusive, in whatever unit the caller works in (characters for
+records, tokens for tag sequences). Tags are strings such as ``"B-Drug"``; ``"O"`` is outside every entity.
+
+Two schemes are supported:
+
+* ``BIO`` (IOB2): ``B-X`` begins an entity of type X, ``I-X`` continues it.
+* ``BIOES``: ``S-X`` is a single-token entity, ``B-X`` / ``I-X`` / ``E-X`` begin, continue and end a longer one.
+
+This module is pure Python: it runs inside a model repository as remote code (the pipeline imports it), so it
+may import nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+SCHEMES = ("BIO", "BIOES")
+OUTSIDE = "O"
+_PREFIXES = {"BIO": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
+
+Span = tuple[int, int, str]
+
+
+def check_scheme(scheme: str) -> str:
+    """Return ``scheme`` if it is supported, else raise ``ValueError``."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown label scheme {scheme!r}: expected one of {', '.join(SCHEMES)}")
+    return scheme
+
+
+def build_label_list(entity_types: Iterable[str], scheme: str = "BIO") -> list[str]:
+    """``["O", "B-X", "I-X", ...]`` for the entity types in the order given (duplicates removed)."""
+    prefixes = _PREFIXES[check_scheme(scheme)]
+    labels = [OUTSIDE]
+    for entity_type in dict.fromkeys(entity_types):
+        if not entity_type or "-" in entity_type[:2] or entity_type == OUTSIDE:
+            raise ValueError(f"invalid entity type {entity_type!r}: expected a non-empty name that is not 'O'")
+        labels.extend(f"{prefix}-{entity_type}" for prefix in prefixes)
+    return labels
+
+
+def parse_label(label: str, scheme: str) -> tuple[str, str | None]:
+    """Split ``"B-Drug"`` into ``("B", "Drug")``; ``"O"`` gives ``("O", None)``."""
+    if label == OUTSIDE:
+        return OUTSIDE, None
+    prefix, sep, entity_type = label.partition("-")
+    if not sep or not entity_type or prefix not in _PREFIXES[check_scheme(scheme)]:
+        raise ValueError(
+            f"label {label!r} is not valid in the {scheme} scheme: expected 'O' or one of "
+            f"{'/'.join(_PREFIXES[scheme])} followed by '-TYPE'"
+        )
+    return prefix, entity_type
+
+
+def entity_types_of(labels: Sequence[str], scheme: str) -> list[str]:
+    """The entity types named by a label list, in first-seen order."""
+    types = (parse_label(label, scheme)[1] for label in labels)
+    return list(dict.fromkeys(t for t in types if t is not None))
+
+
+def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "BIO") -> list[str]:
+    """Tag sequence of ``length`` positions for non-overlapping spans.
+
+    Raises ``ValueError`` for an empty, reversed, out-of-range or overlapping span: resolve overlaps first with
+    :func:`resolve_overlaps`.
+    """
+    check_scheme(scheme)
+    tags = [OUTSIDE] * length
+    for start, end, label in sorted(spans):
+        if not 0 <= start < end <= length:
+            raise ValueError(f"span ({start}, {end}, {label!r}) is empty or outside a sequence of length {length}")
+        if any(tag != OUTSIDE for tag in tags[start:end]):
+            raise ValueError(f"span ({start}, {end}, {label!r}) overlaps another span")
+        if scheme == "BIOES" and end - start == 1:
+            tags[start] = f"S-{label}"
+            continue
+        tags[start] = f"B-{label}"
+        for position in range(start + 1, end):
+            tags[position] = f"I-{label}"
+        if scheme == "BIOES":
+            tags[end - 1] = f"E-{label}"
+    return tags
+
+
+def tags_to_spans(tags: Sequence[str], scheme: str = "BIO") -> list[Span]:
+    """Spans encoded by a tag sequence.
+
+    Well-formed sequences (those :func:`allowed_transitions` permits) decode exactly. Ill-formed ones are read
+    leniently, as conlleval does: an ``I-X`` or ``E-X`` that does not continue an open ``X`` entity starts a new one.
+    """
+    spans: list[Span] = []
+    start, open_type = None, None
+
+    def close(end: int) -> None:
+        nonlocal start, open_type
+        if open_type is not None:
+            spans.append((start, end, open_type))
+        start, open_type = None, None
+
+    for position, tag in enumerate(tags):
+        prefix, entity_type = parse_label(tag, scheme)
+        continues = prefix in ("I", "E") and entity_type == open_type
+        if not continues:
+            close(position)
+            if prefix != OUTSIDE:
+                start, open_type = position, entity_type
+        if prefix in ("E", "S"):
+            close(position + 1)
+    close(len(tags))
+    return spans
+
+
+def allowed_transitions(labels: Sequence[str], scheme: str) -> tuple[list[bool], list[bool], list[list[bool]]]:
+    """Which tags may start or end a sequence, and which may follow which.
+
+    Returns ``(start, end, pairs)`` where ``pairs[i][j]`` says whether ``labels[j]`` may follow ``labels[i]``.
+    BIO: ``I-X`` only after ``B-X`` or ``I-X``, so never first. BIOES additionally: ``B-X``/``I-X`` must be followed
+    by ``I-X`` or ``E-X``, so they never end a sequence, and ``E-X``/``S-X``/``O`` are followed by ``B``, ``S`` or ``O``.
+    """
+    parsed = [parse_label(label, scheme) for label in labels]
+    inside = ("I", "E")  # prefixes that continue an open entity
+
+    def may_follow(previous: tuple[str, str | None], current: tuple[str, str | None]) -> bool:
+        prev_prefix, prev_type = previous
+        prefix, entity_type = current
+        entity_open = prev_prefix in ("B", "I") and (scheme == "BIO" or prev_prefix in ("B", "I"))
+        if prefix in inside:
+            return entity_open and prev_type == entity_type
+        # O, B or S: allowed unless BIOES requires the open entity to continue
+        return not (scheme == "BIOES" and prev_prefix in ("B", "I"))
+
+    start = [prefix not in inside for prefix, _ in parsed]
+    end = [not (scheme == "BIOES" and prefix in ("B", "I")) for prefix, _ in parsed]
+    pairs = [[may_follow(previous, current) for current in parsed] for previous in parsed]
+    return start, end, pairs
+
+
+def _is_placeholder(labels: Sequence[str]) -> bool:
+    """transformers names labels ``LABEL_0``, ``LABEL_1``, ... when a config is built without any."""
+    return all(label == f"LABEL_{index}" for index, label in enumerate(labels))
+
+
+def check_label_map(id2label: dict[int, str], scheme: str) -> list[str]:
+    """The label list of a config's ``id2label``, checked against ``scheme`` (``ValueError`` on a bad label).
+
+    transformers' ``LABEL_i`` placeholders are accepted so that a bare config still builds a model.
+    """
+    check_scheme(scheme)
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ValueError(f"id2label must map 0..{len(id2label) - 1} to labels, got ids {sorted(id2label)}")
+    labels = [id2label[index] for index in range(len(id2label))]
+    if not _is_placeholder(labels):
+        allowed_transitions(labels, scheme)
+    return labels
+
+
+def transition_constraints(id2label: dict[int, str], scheme: str) -> dict[str, list]:
+    """Keyword arguments ``allowed_start``, ``allowed_end``, ``allowed_transitions`` for the CRF (empty for
+    placeholder labels, which leaves the CRF unconstrained)."""
+    labels = check_label_map(id2label, scheme)
+    if _is_placeholder(labels):
+        return {}
+    start, end, pairs = allowed_transitions(labels, scheme)
+    return {"allowed_start": start, "allowed_end": end, "allowed_transitions": pairs}
+
+
+def resolve_overlaps(spans: Iterable[Span]) -> tuple[list[Span], list[Span]]:
+    """Choose a non-overlapping subset of spans, deterministically.
+
+    Policy: the longest span wins; among equally long ones the earlier start, then the label that sorts first.
+    Spans are taken greedily in that order and kept when they overlap nothing kept so far, so of two nested
+    entities the outer one is kept, and a span carrying two labels keeps one. Returns ``(kept, dropped)``, each
+    sorted by position; callers count the dropped ones, they are never discarded silently.
+    """
+    kept: list[Span] = []
+    dropped: list[Span] = []
+    for span in sorted(set(spans), key=lambda s: (s[0] - s[1], s[0], s[2])):
+        if any(span[0] < other[1] and other[0] < span[1] for other in kept):
+            dropped.append(span)
+        else:
+            kept.append(span)
+    return sorted(kept), sorted(dropped)
+
+
+def char_to_token_spans(spans: Iterable[Span], offsets: Sequence[tuple[int, int]]) -> tuple[list[Span], list[Span]]:
+    """Map character spans onto token spans through a tokenizer's ``offset_mapping``.
+
+    ``offsets[i]`` is the character range of token ``i``; empty ranges (special tokens, ``(0, 0)``) are ignored. A
+    span is representable when one token starts exactly at its start and one ends exactly at its end; otherwise
+    (a boundary inside a word piece, or on whitespace that produced no token) it is returned in the second list.
+    """
+    starts, ends = {}, {}
+    for index, (char_start, char_end) in enumerate(offsets):
+        if char_end > char_start:
+            starts.setdefault(char_start, index)
+            ends[char_end] = index + 1
+    mapped, unrepresentable = [], []
+    for span in spans:
+        start, end, label = span
+        if start in starts and end in ends and starts[start] < ends[end]:
+            mapped.append((starts[start], ends[end], label))
+        else:
+            unrepresentable.append(span)
+    return mapped, unrepresentable
+
+
+def token_to_char_spans(spans: Iterable[Span], offsets: Sequence[tuple[int, int]]) -> list[Span]:
+    """Inverse of :func:`char_to_token_spans`: token spans to character spans via ``offset_mapping``."""
+    return [(offsets[start][0], offsets[end - 1][1], label) for start, end, label in spans]
+
+
+def plan_windows(num_tokens: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """Cover ``num_tokens`` tokens with windows of ``window`` tokens, consecutive windows sharing ``stride`` or more.
+
+    ``stride`` is the overlap, as in transformers' tokenizers. The last window is moved back to end at
+    ``num_tokens`` with a full width, so it overlaps its neighbour by more and has more context. Returns
+    ``[(start, end), ...]``; a sequence that fits gives one window.
+    """
+    if window <= 0 or not 0 <= stride < window:
+        raise ValueError(f"expected window > 0 and 0 <= stride < window, got window={window}, stride={stride}")
+    windows = [(0, min(window, num_tokens))]
+    while windows[-1][1] < num_tokens:
+        start = min(windows[-1][1] - stride, num_tokens - window)
+        windows.append((start, start + window))
+    return windows
+
+
+def window_owners(windows: Sequence[tuple[int, int]], num_tokens: int) -> list[int]:
+    """For each token, the index of the window where it has the most context on both sides.
+
+    Context is ``min(tokens before it, tokens after it)`` inside the window; ties go to the earlier window. Tokens
+    owned by one window form a contiguous run, so merged tag sequences stay well formed.
+    """
+    owners = []
+    for token in range(num_tokens):
+        best, best_context = -1, -1
+        for index, (start, end) in enumerate(windows):
+            if start <= token < end:
+                context = min(token - start, end - 1 - token)
+                if context > best_context:
+                    best, best_context = index, context
+        owners.append(best)
+    return owners
+
+
+def merge_window_tags(
+    windows: Sequence[tuple[int, int]], window_tags: Sequence[Sequence[str]], num_tokens: int
+) -> list[str]:
+    """One tag sequence for the whole text, each token's tag taken from the window that owns it."""
+    owners = window_owners(windows, num_tokens)
+    return [window_tags[owner][token - windows[owner][0]] for token, owner in enumerate(owners)]
+
+
+def window_spans(spans: Iterable[Span], start: int, end: int) -> list[Span]:
+    """Token spans clipped to the window ``[start, end)``, in window coordinates.
+
+    An entity crossing the window's edge is kept as its clipped part, so that after :func:`merge_window_tags` the
+    owning windows together spell it out whole.
+    """
+    return [(max(s, start) - start, min(e, end) - start, label) for s, e, label in spans if s < end and start < e]
