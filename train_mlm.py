@@ -1,4 +1,263 @@
-"""Placeholder until the training issue lands."""
+"""Continued pretraining of a BERT (or pretraining from a config) on plain medical text: masked LM with Chinese
+whole-word masking plus next-sentence prediction (``BertForPreTraining``), as ChCancerBERT was made; ``--mlm_only``
+trains ``BertForMaskedLM``. The output folder is a checkpoint that ``train_ner.py`` takes as its encoder.
+
+    python train_mlm.py --train_files corpus.txt --model_name_or_path bert-base-chinese --output_dir out/mlm
+    accelerate launch train_mlm.py --config configs/mlm.yaml
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining, get_scheduler
+
+from datasets_scripts.char_tokenizer import build_char_tokenizer
+from training.common import (
+    ConfigurationError,
+    load_checkpoint,
+    make_accelerator,
+    parse_arguments,
+    resolve_checkpoint,
+    save_checkpoint,
+    write_arguments,
+)
+from training.pretraining_data import WholeWordMaskCollator, WordSegmenter, pretraining_examples
+
+logger = logging.getLogger("train_mlm")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "BERT checkpoint (folder or Hub id) to continue; omit to train from a config"}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "tokenizer folder or Hub id; default: the model's, or a character tokenizer built from "
+            "the training texts when training from scratch"
+        },
+    )
+    hidden_size: int = field(default=256, metadata={"help": "from scratch: hidden size"})
+    num_hidden_layers: int = field(default=4, metadata={"help": "from scratch: encoder layers"})
+    num_attention_heads: int = field(default=4, metadata={"help": "from scratch: attention heads"})
+    intermediate_size: int = field(default=1024, metadata={"help": "from scratch: feed-forward size"})
+    max_position_embeddings: int = field(default=512, metadata={"help": "from scratch: longest input"})
+    min_char_frequency: int = field(default=1, metadata={"help": "from scratch: rarer characters become [UNK]"})
+
+
+@dataclass
+class DataArguments:
+    train_files: list[str] = field(default_factory=list, metadata={"help": "plain-text files of the corpus"})
+    sample_by: str = field(
+        default="line",
+        metadata={"help": "'line': one document per line; 'paragraph': documents separated by blank lines"},
+    )
+    streaming: bool = field(default=False, metadata={"help": "stream the corpus (larger than memory); set max_steps"})
+    max_seq_length: int = field(default=128, metadata={"help": "tokens per example, special tokens included"})
+    mlm_probability: float = field(default=0.15, metadata={"help": "share of tokens to predict"})
+    mlm_only: bool = field(default=False, metadata={"help": "masked LM without next-sentence prediction"})
+    lexicon_file: str | None = field(
+        default=None, metadata={"help": "domain terms (one per line) that whole-word masking keeps whole"}
+    )
+
+
+@dataclass
+class TrainArguments:
+    output_dir: str = field(default="outputs/mlm", metadata={"help": "where the checkpoint is written"})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "examples per device and step"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)"})
+    num_train_epochs: int = field(default=1, metadata={"help": "passes over the corpus (ignored with max_steps)"})
+    max_steps: int = field(default=0, metadata={"help": "optimiser steps; required when streaming"})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps with linear warm-up"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
+    mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
+    seed: int = field(default=42, metadata={"help": "seed of model init, data order and masking"})
+    logging_steps: int = field(default=50, metadata={"help": "log the loss every N optimiser steps"})
+    checkpointing_steps: int = field(default=500, metadata={"help": "save a resumable checkpoint every N steps"})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "upload the final folder to the Hub"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
+
+
+def load_documents(data: DataArguments):
+    if not data.train_files:
+        raise ConfigurationError("no --train_files given")
+    missing = [path for path in data.train_files if not Path(path).is_file()]
+    if missing:
+        raise ConfigurationError(f"training file(s) not found: {', '.join(missing)}")
+    if data.sample_by not in ("line", "paragraph"):
+        raise ConfigurationError(f"sample_by must be 'line' or 'paragraph', got {data.sample_by!r}")
+    return datasets.load_dataset(
+        "text", data_files=data.train_files, sample_by=data.sample_by, split="train", streaming=data.streaming
+    )
+
+
+def build_model_and_tokenizer(model_args: ModelArguments, documents, mlm_only: bool):
+    model_class = BertForMaskedLM if mlm_only else BertForPreTraining
+    if model_args.model_name_or_path:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
+        model = model_class.from_pretrained(model_args.model_name_or_path)
+        if len(tokenizer) > model.config.vocab_size:
+            raise ConfigurationError(
+                f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary only {model.config.vocab_size}"
+            )
+        return model, tokenizer
+    if model_args.tokenizer_name_or_path:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
+    else:
+        tokenizer = build_char_tokenizer(
+            (row["text"] for row in documents),
+            min_frequency=model_args.min_char_frequency,
+            model_max_length=model_args.max_position_embeddings,
+        )
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=model_args.hidden_size,
+        num_hidden_layers=model_args.num_hidden_layers,
+        num_attention_heads=model_args.num_attention_heads,
+        intermediate_size=model_args.intermediate_size,
+        max_position_embeddings=model_args.max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return model_class(config), tokenizer
+
+
+class PretrainingExamples(torch.utils.data.IterableDataset):
+    """Examples made on the fly from a (possibly streamed) ``datasets`` corpus with a ``text`` column."""
+
+    def __init__(self, documents, tokenizer, segmenter, max_length, next_sentence_prediction, seed):
+        super().__init__()
+        self.documents = documents
+        self.options = dict(
+            tokenizer=tokenizer,
+            segmenter=segmenter,
+            max_length=max_length,
+            next_sentence_prediction=next_sentence_prediction,
+            seed=seed,
+        )
+
+    def __iter__(self):
+        yield from pretraining_examples((row["text"] for row in self.documents), **self.options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    model_args, data_args, train_args = parse_arguments(
+        (ModelArguments, DataArguments, TrainArguments), argv, description=__doc__
+    )
+    if data_args.streaming and train_args.max_steps <= 0:
+        raise ConfigurationError("a streamed corpus has no known length: set --max_steps")
+    output_dir = Path(train_args.output_dir)
+    accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    torch.manual_seed(train_args.seed)
+
+    with accelerator.main_process_first():
+        documents = load_documents(data_args)
+        model, tokenizer = build_model_and_tokenizer(model_args, documents, data_args.mlm_only)
+    segmenter = WordSegmenter(data_args.lexicon_file)
+    examples = PretrainingExamples(
+        documents, tokenizer, segmenter, data_args.max_seq_length, not data_args.mlm_only, train_args.seed
+    )
+    if not data_args.streaming:
+        examples = list(examples)
+        logger.info("%d pretraining examples", len(examples))
+    collator = WholeWordMaskCollator(tokenizer, data_args.mlm_probability)
+    dataloader = DataLoader(
+        examples,
+        batch_size=train_args.per_device_train_batch_size,
+        shuffle=not data_args.streaming,
+        collate_fn=collator,
+    )
+
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+            "weight_decay": train_args.weight_decay,
+        },
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=train_args.learning_rate)
+    if train_args.max_steps > 0:
+        total_steps = train_args.max_steps
+    else:
+        batches = math.ceil(len(examples) / train_args.per_device_train_batch_size / accelerator.num_processes)
+        total_steps = train_args.num_train_epochs * math.ceil(batches / train_args.gradient_accumulation_steps)
+    scheduler = get_scheduler(
+        "linear", optimizer, num_warmup_steps=int(train_args.warmup_ratio * total_steps), num_training_steps=total_steps
+    )
+    model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+    accelerator.init_trackers("train_mlm", {k: str(v) for k, v in vars(train_args).items()})
+
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0}
+    checkpoint = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint)
+        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+
+    progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
+    model.train()
+    running_loss, running_batches = 0.0, 0
+    while state["step"] < total_steps:
+        if hasattr(dataloader, "set_epoch"):
+            dataloader.set_epoch(state["epoch"])
+        batches = dataloader
+        if state["batches_in_epoch"]:
+            batches = accelerator.skip_first_batches(dataloader, state["batches_in_epoch"])
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            running_loss += loss.detach().float().item()
+            running_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            progress.update(1)
+            if state["step"] % train_args.logging_steps == 0 or state["step"] == total_steps:
+                mean_loss = running_loss / max(running_batches, 1)
+                accelerator.log({"train_loss": mean_loss, "lr": scheduler.get_last_lr()[0]}, step=state["step"])
+                progress.set_postfix(loss=f"{mean_loss:.4f}")
+                running_loss, running_batches = 0.0, 0
+            if state["step"] % train_args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, output_dir, state)
+            if state["step"] >= total_steps:
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(output_dir, save_function=accelerator.save)
+        tokenizer.save_pretrained(output_dir)
+        write_arguments(output_dir, model_args, data_args, train_args)
+        if train_args.push_to_hub:
+            from huggingface_hub import upload_folder
+
+            if not train_args.hub_model_id:
+                raise ConfigurationError("--push_to_hub needs --hub_model_id")
+            upload_folder(repo_id=train_args.hub_model_id, folder_path=output_dir, ignore_patterns=["checkpoints/*"])
+        logger.info("saved the pretrained encoder to %s", output_dir)
+    accelerator.end_training()
+
 
 if __name__ == "__main__":
-    raise SystemExit("train_mlm.py: not yet implemented")
+    main()

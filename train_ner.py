@@ -1,4 +1,469 @@
-"""Placeholder until the training issue lands."""
+"""Fine-tune a CRF tagger (family A: ChCancerBERT-DGCNN-BiLSTM-MHA-CRF) on a clinical NER corpus.
+
+Runs unchanged on one CPU or under ``accelerate launch`` on many GPUs. Evaluation scores strict entity-level
+P/R/F1 on character spans of whole records (windows merged), the best model by dev F1 is saved as a complete
+model repository (weights, config with ``auto_map``, the ``.py`` files, tokenizer, model card, arguments).
+
+    python train_ner.py --config configs/demo.yaml
+    python train_ner.py --corpus ccks2019 --train_file train.jsonl --dev_fraction 0.1 --encoder bert-base-chinese
+    accelerate launch train_ner.py --config my.yaml --resume_from_checkpoint latest
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoTokenizer, get_scheduler
+
+from datasets_scripts import (
+    BREAST_CANCER_TYPES,
+    CCKS_TYPES,
+    FEATURES,
+    WindowEncoder,
+    build_char_tokenizer,
+    class_of,
+    decode_dataset,
+    encode_dataset,
+    load_breast_cancer,
+    load_ccks2019,
+    load_ccks2020,
+)
+from metrics import format_report, score_entities
+from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from modeling.tagging import SCHEMES, build_label_list
+from training.common import (
+    ConfigurationError,
+    load_checkpoint,
+    make_accelerator,
+    parse_arguments,
+    resolve_checkpoint,
+    save_checkpoint,
+    write_arguments,
+)
+from training.model_card import write_model_card
+
+logger = logging.getLogger("train_ner")
+
+FAMILIES = ("chcancerbert",)
+# Chen et al.'s ablations, by name (any BERT-family encoder below them).
+VARIANTS = {
+    "dgcnn-bilstm-mha-crf": dict(use_bilstm=True, use_dgcnn=True, fusion="attention"),
+    "dgcnn-bilstm-crf": dict(use_bilstm=True, use_dgcnn=True, fusion="concat"),
+    "bilstm-crf": dict(use_bilstm=True, use_dgcnn=False),
+    "dgcnn-crf": dict(use_bilstm=False, use_dgcnn=True),
+    "crf": dict(use_bilstm=False, use_dgcnn=False),
+}
+CORPORA = ("ccks2019", "ccks2020", "breast_cancer", "spans")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "labels")
+
+
+@dataclass
+class ModelArguments:
+    family: str = field(default="chcancerbert", metadata={"help": f"model family: {', '.join(FAMILIES)}"})
+    variant: str = field(default="dgcnn-bilstm-mha-crf", metadata={"help": f"ablation: {', '.join(VARIANTS)}"})
+    encoder: str | None = field(
+        default=None,
+        metadata={
+            "help": "BERT checkpoint (folder or Hub id, e.g. the output of train_mlm.py); omit to train a "
+            "small encoder from scratch with a character tokenizer built from the training texts"
+        },
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder"})
+    label_scheme: str = field(default="BIO", metadata={"help": "BIO or BIOES"})
+    lstm_hidden_size: int = field(default=256, metadata={"help": "hidden size of each LSTM direction"})
+    dgcnn_dilations: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "DGCNN dilations"})
+    fusion_num_heads: int = field(default=8, metadata={"help": "attention heads of the fusion"})
+    head_dropout: float = field(default=0.5, metadata={"help": "dropout of the heads (paper: 0.5)"})
+    hidden_size: int = field(default=256, metadata={"help": "from scratch: encoder hidden size"})
+    num_hidden_layers: int = field(default=4, metadata={"help": "from scratch: encoder layers"})
+    num_attention_heads: int = field(default=4, metadata={"help": "from scratch: attention heads"})
+    intermediate_size: int = field(default=1024, metadata={"help": "from scratch: feed-forward size"})
+
+
+@dataclass
+class DataArguments:
+    corpus: str = field(default="breast_cancer", metadata={"help": f"corpus format: {', '.join(CORPORA)}"})
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "training file (CCKS JSON lines, Label Studio "
+            "export, or span-schema JSON lines/Parquet for corpus=spans)"
+        },
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "dev file (same format)"})
+    test_file: str | None = field(default=None, metadata={"help": "test file, scored once with the best model"})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "corpus=spans: a Hub dataset or a folder of Parquet splits in the span schema"}
+    )
+    dev_fraction: float = field(default=0.1, metadata={"help": "CCKS without a validation file: seeded dev share"})
+    max_length: int = field(default=128, metadata={"help": "tokens per window, [CLS] and [SEP] included"})
+    stride: int = field(default=32, metadata={"help": "tokens shared by consecutive windows of a long record"})
+
+
+@dataclass
+class TrainArguments:
+    output_dir: str = field(default="outputs/ner", metadata={"help": "where the best model is saved"})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "windows per device and step"})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "windows per device at evaluation"})
+    encoder_learning_rate: float = field(default=3e-5, metadata={"help": "learning rate of the encoder"})
+    head_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of the heads and the CRF"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up, then decay"})
+    num_train_epochs: int = field(default=10, metadata={"help": "passes over the training windows"})
+    max_steps: int = field(default=0, metadata={"help": "stop after N optimiser steps (overrides epochs)"})
+    max_train_minutes: float = field(default=0.0, metadata={"help": "stop training after this wall time"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "gradient clipping"})
+    mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
+    seed: int = field(default=42, metadata={"help": "seed of init, data order and dropout"})
+    eval_steps: int = field(default=0, metadata={"help": "evaluate every N steps; 0 = every epoch"})
+    early_stopping_patience: int = field(
+        default=5, metadata={"help": "evaluations without dev F1 gain before stopping; 0 = never"}
+    )
+    logging_steps: int = field(default=20, metadata={"help": "log the loss every N steps"})
+    checkpointing_steps: int = field(default=0, metadata={"help": "resumable checkpoint every N steps; 0 = per eval"})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
+    )
+    sample_text: str | None = field(default=None, metadata={"help": "after training, tag this text and print it"})
+    push_to_hub: bool = field(default=False, metadata={"help": "upload the saved model folder to the Hub"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
+
+
+def validate_arguments(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> None:
+    """Everything that can be checked before loading anything."""
+    if model_args.family not in FAMILIES:
+        raise ConfigurationError(f"unknown model family {model_args.family!r}: expected one of {', '.join(FAMILIES)}")
+    if model_args.variant not in VARIANTS:
+        raise ConfigurationError(f"unknown variant {model_args.variant!r}: expected one of {', '.join(VARIANTS)}")
+    if model_args.label_scheme not in SCHEMES:
+        raise ConfigurationError(f"unknown label scheme {model_args.label_scheme!r}: expected one of {SCHEMES}")
+    if data_args.corpus not in CORPORA:
+        raise ConfigurationError(f"unknown corpus {data_args.corpus!r}: expected one of {', '.join(CORPORA)}")
+    if data_args.corpus == "spans" and data_args.dataset_name:
+        return
+    if not data_args.train_file:
+        raise ConfigurationError(f"corpus {data_args.corpus} needs --train_file")
+    for name in ("train_file", "validation_file", "test_file"):
+        path = getattr(data_args, name)
+        if path and not Path(path).is_file():
+            raise ConfigurationError(f"{name} {path} does not exist")
+
+
+def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDict, list[str], dict[str, str]]:
+    """The corpus as train/validation(/test) in the span schema, its entity types and their classes."""
+    if data_args.corpus == "breast_cancer":
+        corpus = load_breast_cancer(data_args.train_file)
+        types = [t.code for t in BREAST_CANCER_TYPES]
+        return corpus, types, {code: class_of(code) for code in types}
+    if data_args.corpus in ("ccks2019", "ccks2020"):
+        load = load_ccks2019 if data_args.corpus == "ccks2019" else load_ccks2020
+        corpus = load(
+            data_args.train_file,
+            data_args.test_file,
+            dev_fraction=0.0 if data_args.validation_file else data_args.dev_fraction,
+            seed=seed,
+        )
+        if data_args.validation_file:
+            corpus["validation"] = load(data_args.validation_file)["train"]
+        return corpus, [t.code for t in CCKS_TYPES], {}
+    if data_args.dataset_name:
+        corpus = datasets.load_dataset(data_args.dataset_name)
+    else:
+        files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+        files = {split: path for split, path in files.items() if path}
+        kind = "parquet" if data_args.train_file.endswith(".parquet") else "json"
+        corpus = datasets.load_dataset(kind, data_files=files, features=FEATURES)
+    types = sorted({e["label"] for e in corpus["train"]["entities"] for e in e})
+    return corpus, types, {}
+
+
+def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
+    if model_args.encoder:
+        return AutoTokenizer.from_pretrained(model_args.encoder, revision=model_args.revision)
+    return build_char_tokenizer(train_texts)
+
+
+def build_model(model_args: ModelArguments, labels: list[str], tokenizer) -> ChCancerBertForCrfTagging:
+    head = dict(
+        **VARIANTS[model_args.variant],
+        label_scheme=model_args.label_scheme,
+        lstm_hidden_size=model_args.lstm_hidden_size,
+        dgcnn_dilations=list(model_args.dgcnn_dilations),
+        fusion_num_heads=model_args.fusion_num_heads,
+        head_dropout=model_args.head_dropout,
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+        special_token_ids=sorted({tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id}),
+    )
+    if not model_args.encoder:
+        config = ChCancerBertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=model_args.hidden_size,
+            num_hidden_layers=model_args.num_hidden_layers,
+            num_attention_heads=model_args.num_attention_heads,
+            intermediate_size=model_args.intermediate_size,
+            max_position_embeddings=max(512, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0),
+            pad_token_id=tokenizer.pad_token_id,
+            **head,
+        )
+        return ChCancerBertForCrfTagging(config)
+    saved = AutoConfig.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)
+    saved_labels = [saved.id2label[i] for i in sorted(saved.id2label)]
+    placeholder = all(label == f"LABEL_{i}" for i, label in enumerate(saved_labels))
+    if not placeholder and saved_labels != labels:
+        raise ConfigurationError(
+            f"the encoder {model_args.encoder} was saved with {len(saved_labels)} labels {saved_labels[:6]}... that "
+            f"disagree with the corpus's {len(labels)} labels {labels[:6]}...: use a plain encoder checkpoint, or "
+            f"the same corpus and label scheme"
+        )
+    if len(tokenizer) > saved.vocab_size:
+        raise ConfigurationError(f"the tokenizer has {len(tokenizer)} tokens, the encoder only {saved.vocab_size}")
+    return ChCancerBertForCrfTagging.from_pretrained(model_args.encoder, revision=model_args.revision, **head)
+
+
+def collate(windows: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad windows; padding is a special token for the CRF (label -100)."""
+    length = max(len(window["input_ids"]) for window in windows)
+    padding = {
+        "input_ids": pad_token_id,
+        "attention_mask": 0,
+        "token_type_ids": 0,
+        "special_tokens_mask": 1,
+        "labels": -100,
+    }
+    return {
+        name: torch.tensor([list(w[name]) + [value] * (length - len(w[name])) for w in windows])
+        for name, value in padding.items()
+    }
+
+
+def evaluate(model, accelerator, dataloader, windows, encoder: WindowEncoder, corpus_split, types, classes):
+    """Decode every window, merge windows per record, and score character spans against gold."""
+    model.eval()
+    paths = []
+    for batch in dataloader:
+        with torch.no_grad():
+            output = model(**{k: v for k, v in batch.items() if k != "labels"})
+            decoded = accelerator.unwrap_model(model).crf.decode(output.logits, output.tag_mask)
+        padded = torch.full((len(decoded), batch["input_ids"].size(1)), -1, device=batch["input_ids"].device)
+        for row, path in enumerate(decoded):
+            padded[row, : len(path)] = torch.tensor(path, device=padded.device)
+        padded = accelerator.pad_across_processes(padded, dim=1, pad_index=-1)
+        paths.extend(accelerator.gather_for_metrics(padded).tolist())
+    model.train()
+    paths = [[label for label in path if label >= 0] for path in paths]
+    predicted = decode_dataset(windows, paths, encoder)
+    gold = [[(e["start"], e["end"], e["label"]) for e in entities] for entities in corpus_split["entities"]]
+    predictions = [predicted.get(index, []) for index in range(len(gold))]
+    return score_entities(gold, predictions, entity_types=types, classes=classes or None, record_ids=corpus_split["id"])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, train_args = parse_arguments(
+        (ModelArguments, DataArguments, TrainArguments), argv, description=__doc__
+    )
+    validate_arguments(model_args, data_args, train_args)
+    output_dir = Path(train_args.output_dir)
+    accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
+    logging.basicConfig(
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("datasets_scripts.encoding", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    torch.manual_seed(train_args.seed)
+
+    # ---- data
+    with accelerator.main_process_first():
+        corpus, types, classes = load_corpus(data_args, train_args.seed)
+    if "validation" not in corpus:
+        raise ConfigurationError("the corpus has no validation split: give --validation_file or --dev_fraction > 0")
+    labels = build_label_list(types, model_args.label_scheme)
+    tokenizer = build_tokenizer(model_args, corpus["train"]["text"])
+    encoder = WindowEncoder(
+        tokenizer, types, scheme=model_args.label_scheme, max_length=data_args.max_length, stride=data_args.stride
+    )
+    encoded = {}
+    for split in corpus:
+        encoded[split] = encode_dataset(corpus[split], encoder)
+        logger.info("%s: %s", split, encoder.stats.summary())
+        encoder.stats = type(encoder.stats)()
+
+    # ---- model, optimiser
+    model = build_model(model_args, labels, tokenizer)
+    encoder_params = [p for n, p in model.named_parameters() if n.startswith("bert.")]
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": train_args.encoder_learning_rate},
+            {"params": head_params, "lr": train_args.head_learning_rate},
+        ],
+        weight_decay=train_args.weight_decay,
+    )
+    columns = [c for c in MODEL_INPUTS if c in encoded["train"].column_names]
+    pad_id = tokenizer.pad_token_id
+
+    def loader(split, batch_size, shuffle):
+        rows = encoded[split].select_columns(columns).with_format(None)
+        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=lambda b: collate(b, pad_id))
+
+    train_loader = loader("train", train_args.per_device_train_batch_size, shuffle=True)
+    eval_loader = loader("validation", train_args.per_device_eval_batch_size, shuffle=False)
+    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / train_args.gradient_accumulation_steps)
+    total_steps = train_args.max_steps or train_args.num_train_epochs * steps_per_epoch
+    scheduler = get_scheduler(
+        "linear", optimizer, num_warmup_steps=int(train_args.warmup_ratio * total_steps), num_training_steps=total_steps
+    )
+    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader, scheduler
+    )
+    accelerator.init_trackers("train_ner", {k: str(v) for k, v in vars(train_args).items()})
+
+    # ---- loop
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_f1": -1.0, "evals_without_gain": 0}
+    checkpoint = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint)
+        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+    eval_every = train_args.eval_steps or steps_per_epoch
+    checkpoint_every = train_args.checkpointing_steps or eval_every
+    started = time.monotonic()
+    progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
+    running_loss, running_batches, stop = 0.0, 0, False
+    history = []
+    model.train()
+    while not stop and state["step"] < total_steps:
+        train_loader.set_epoch(state["epoch"])
+        batches = train_loader
+        if state["batches_in_epoch"]:
+            batches = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            running_loss += loss.detach().float().item()
+            running_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            progress.update(1)
+            if state["step"] % train_args.logging_steps == 0:
+                accelerator.log({"train_loss": running_loss / running_batches}, step=state["step"])
+                progress.set_postfix(loss=f"{running_loss / running_batches:.4f}")
+                running_loss, running_batches = 0.0, 0
+            out_of_time = (
+                train_args.max_train_minutes and time.monotonic() - started > 60 * train_args.max_train_minutes
+            )
+            last = state["step"] >= total_steps or out_of_time
+            if state["step"] % eval_every == 0 or last:
+                report = evaluate(
+                    model,
+                    accelerator,
+                    eval_loader,
+                    encoded["validation"],
+                    encoder,
+                    corpus["validation"],
+                    types,
+                    classes,
+                )
+                f1 = report.micro.f1
+                history.append(
+                    {
+                        "step": state["step"],
+                        "precision": report.micro.precision,
+                        "recall": report.micro.recall,
+                        "f1": f1,
+                    }
+                )
+                accelerator.log(
+                    {"eval_precision": report.micro.precision, "eval_recall": report.micro.recall, "eval_f1": f1},
+                    step=state["step"],
+                )
+                logger.info(
+                    "step %d: dev strict P %.4f R %.4f F1 %.4f",
+                    state["step"],
+                    report.micro.precision,
+                    report.micro.recall,
+                    f1,
+                )
+                if f1 > state["best_f1"]:
+                    state["best_f1"], state["evals_without_gain"] = f1, 0
+                    save_model(
+                        accelerator,
+                        model,
+                        tokenizer,
+                        output_dir,
+                        report,
+                        (model_args, data_args, train_args),
+                        len(corpus["train"]),
+                    )
+                else:
+                    state["evals_without_gain"] += 1
+                patience = train_args.early_stopping_patience
+                if patience and state["evals_without_gain"] >= patience:
+                    logger.info("early stopping: no dev F1 gain in %d evaluations", patience)
+                    stop = True
+            if state["step"] % checkpoint_every == 0 and not last:
+                save_checkpoint(accelerator, output_dir, state)
+            if stop or last:
+                stop = stop or bool(out_of_time)
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+    accelerator.wait_for_everyone()
+
+    results = {
+        "best_dev_f1": state["best_f1"],
+        "steps": state["step"],
+        "history": history,
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    if accelerator.is_main_process:
+        (output_dir / "all_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        logger.info("best dev strict F1 %.4f; model saved to %s", state["best_f1"], output_dir)
+        if train_args.push_to_hub:
+            from huggingface_hub import upload_folder
+
+            if not train_args.hub_model_id:
+                raise ConfigurationError("--push_to_hub needs --hub_model_id")
+            upload_folder(
+                repo_id=train_args.hub_model_id, folder_path=output_dir, ignore_patterns=["checkpoints/*", "logs/*"]
+            )
+    accelerator.end_training()
+    return results
+
+
+def save_model(accelerator, model, tokenizer, output_dir: Path, report, arguments: tuple, train_records: int) -> None:
+    """The complete model repository: weights, config, code, tokenizer, card, arguments and dev scores."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.save_pretrained(output_dir, save_function=accelerator.save)
+    tokenizer.save_pretrained(output_dir)
+    write_arguments(output_dir, *arguments)
+    (output_dir / "eval_results.json").write_text(report.to_json(), encoding="utf-8")
+    (output_dir / "eval_report.txt").write_text(format_report(report) + "\n", encoding="utf-8")
+    write_model_card(output_dir, unwrapped.config, report, *arguments, train_records)
+
 
 if __name__ == "__main__":
-    raise SystemExit("train_ner.py: not yet implemented")
+    main()

@@ -67,15 +67,19 @@ def main() -> None:
             1.0,
         ),
     ]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch} x length {args.length}, "
-          f"{args.tags} tags, best of {args.repeats}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch} x length {args.length}, "
+        f"{args.tags} tags, best of {args.repeats}"
+    )
     print(f"{'operation':<22}{'ours (s)':>10}{'pytorch-crf (s)':>17}{'speed-up':>10}{'target':>9}")
     speedups = []
     for name, run_ours, run_reference, target in rows:
         t_ours, t_reference = best_time(run_ours, args.repeats), best_time(run_reference, args.repeats)
         speedups.append(t_reference / t_ours)
         verdict = "ok" if t_reference / t_ours >= target else "MISSED"
-        print(f"{name:<22}{t_ours:>10.3f}{t_reference:>17.3f}{t_reference / t_ours:>9.2f}x{f'>={target}x':>9} {verdict}")
+        print(
+            f"{name:<22}{t_ours:>10.3f}{t_reference:>17.3f}{t_reference / t_ours:>9.2f}x{f'>={target}x':>9} {verdict}"
+        )
     print(f"geometric mean speed-up {statistics.geometric_mean(speedups):.2f}x")
 
 

@@ -59,8 +59,10 @@ def main() -> None:
         return ours.decode(input_ids=input_ids, attention_mask=attention_mask)
 
     t_baseline, t_ours = best_time(run_baseline, args.repeats), best_time(run_ours, args.repeats)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch} x {args.length} tokens, "
-          f"{args.layers}-layer 768-hidden encoder, {len(labels)} labels, best of {args.repeats}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch} x {args.length} tokens, "
+        f"{args.layers}-layer 768-hidden encoder, {len(labels)} labels, best of {args.repeats}"
+    )
     print(f"{'model':<42}{'time (s)':>10}{'ratio':>8}")
     print(f"{'BertForTokenClassification (argmax)':<42}{t_baseline:>10.3f}{1:>8.2f}")
     print(f"{'ChCancerBert DGCNN-BiLSTM-MHA-CRF (Viterbi)':<42}{t_ours:>10.3f}{t_ours / t_baseline:>8.2f}")

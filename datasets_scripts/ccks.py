@@ -1,0 +1,146 @@
+"""Reader for the CCKS 2019 (Yidu-S4K) and CCKS 2020 JSON-lines files.
+
+Each line is ``{"originalText": str, "entities": [{"label_type", "start_pos", "end_pos", "overlap"?}]}`` with
+0-based, end-exclusive character offsets. The official files start with a UTF-8 BOM, may use CRLF line ends and
+end with an empty line; the 2019 test file and the 2020 files have no ``overlap`` key, and 2020 has overlapping
+spans (kept here: the encoder resolves them and counts what it drops). Record ids are ``<file stem>:<line>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from .labels import CCKS_TYPES, alias_table
+from .schema import ProblemSink, ReadReport, Record, check_entity, make_record, to_dataset
+
+logger = logging.getLogger(__name__)
+
+_LABELS = alias_table(CCKS_TYPES)
+_ENTITY_FIELDS = ("label_type", "start_pos", "end_pos")
+
+
+@dataclass
+class ReadResult:
+    """Records in the span schema and the report of what was read and skipped."""
+
+    records: list[Record]
+    report: ReadReport
+
+
+def read_ccks(path: str | Path, *, strict: bool = False) -> ReadResult:
+    """Read one CCKS JSON-lines file.
+
+    With ``strict=True`` the first problem raises :class:`~datasets_scripts.schema.CorpusError`; otherwise a bad
+    line is skipped, a bad entity is dropped from its record, and each problem is logged and kept in the report.
+    """
+    path = Path(path)
+    sink = ProblemSink(path, strict)
+    records: list[Record] = []
+    raw_lines = path.read_bytes().split(b"\n")
+    for number, raw in enumerate(raw_lines, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue  # blank lines, such as the empty last line most files end with
+        record = _parse_line(raw, number, path.stem, sink)
+        if record is None:
+            sink.report.records_skipped += 1
+        else:
+            records.append(record)
+    sink.report.records = len(records)
+    sink.report.entities = sum(len(record["entities"]) for record in records)
+    logger.info("%s: %s", path, sink.report.summary())
+    return ReadResult(records, sink.report)
+
+
+def _parse_line(raw: bytes, line: int, stem: str, sink: ProblemSink) -> Record | None:
+    record_id = f"{stem}:{line}"
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        sink("bad_encoding", f"not UTF-8 text (byte {error.start})", line=line, record_id=record_id)
+        return None
+    except json.JSONDecodeError as error:
+        # error.msg and the column name the place, not the content, so no patient text leaks
+        sink("bad_json", f"invalid JSON: {error.msg} at column {error.colno}", line=line, record_id=record_id)
+        return None
+    if not isinstance(obj, dict):
+        sink("wrong_type", f"expected a JSON object, got {type(obj).__name__}", line=line, record_id=record_id)
+        return None
+    for key, kind in (("originalText", str), ("entities", list)):
+        if key not in obj:
+            sink("missing_field", f"missing field {key!r}", line=line, record_id=record_id)
+            return None
+        if not isinstance(obj[key], kind):
+            sink("wrong_type", f"field {key!r} must be {kind.__name__}", line=line, record_id=record_id)
+            return None
+    text: str = obj["originalText"]
+    spans: list[tuple[int, int, str]] = []
+    for index, entity in enumerate(obj["entities"]):
+        missing = [key for key in _ENTITY_FIELDS if key not in entity] if isinstance(entity, dict) else ["all"]
+        if missing:
+            reason = f"missing field {missing[0]!r}" if isinstance(entity, dict) else "entity is not a JSON object"
+            kind = "missing_field" if isinstance(entity, dict) else "wrong_type"
+        else:
+            kind, reason = check_entity(
+                len(text), entity["start_pos"], entity["end_pos"], entity["label_type"], _LABELS
+            )
+            span = (entity["start_pos"], entity["end_pos"], reason)  # reason is the label code when kind is None
+            if kind is None and span in spans:
+                kind, reason = "duplicate_entity", f"duplicate entity (start={span[0]}, end={span[1]}, {span[2]})"
+            elif kind is None:
+                spans.append(span)
+                continue
+        sink(kind, reason, line=line, record_id=record_id, entity=index)
+        sink.report.entities_skipped += 1
+    return make_record(record_id, text, spans)
+
+
+def carve_dev(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Split ``records`` into (train, dev) with a seeded shuffle; both keep the file order."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"dev fraction must be in [0, 1), got {fraction}")
+    indices = list(range(len(records)))
+    random.Random(seed).shuffle(indices)
+    dev = set(indices[: round(fraction * len(records))])
+    return [r for i, r in enumerate(records) if i not in dev], [r for i, r in enumerate(records) if i in dev]
+
+
+def load_ccks(
+    train_file: str | Path | None = None,
+    test_file: str | Path | None = None,
+    *,
+    dev_fraction: float = 0.0,
+    seed: int = 42,
+    strict: bool = False,
+) -> datasets.DatasetDict:
+    """Read the official train and/or test file into a ``DatasetDict`` (splits ``train``, ``validation``, ``test``).
+
+    ``validation`` is carved from train when ``dev_fraction > 0`` (seeded). The combined
+    :class:`~datasets_scripts.schema.ReadReport` is attached as the ``read_report`` attribute.
+    """
+    if train_file is None and test_file is None:
+        raise ValueError("expected a train file, a test file or both, got neither")
+    report = ReadReport()
+    splits: dict[str, datasets.Dataset] = {}
+    if train_file is not None:
+        result = read_ccks(train_file, strict=strict)
+        report.merge(result.report)
+        train, dev = carve_dev(result.records, dev_fraction, seed)
+        splits["train"] = to_dataset(train)
+        if dev_fraction > 0:
+            splits["validation"] = to_dataset(dev)
+    if test_file is not None:
+        result = read_ccks(test_file, strict=strict)
+        report.merge(result.report)
+        splits["test"] = to_dataset(result.records)
+    dataset_dict = datasets.DatasetDict(splits)
+    dataset_dict.read_report = report
+    return dataset_dict

@@ -1,0 +1,163 @@
+"""The span schema every reader returns, and the problem reporting shared by the readers.
+
+A record is ``{"id": str, "text": str, "entities": [{"start", "end", "label", "text"}]}`` with ``end`` exclusive
+and ``label`` an entity-type code from :mod:`datasets_scripts.labels`. Messages about bad input name the file,
+the line or record id, the entity's offsets and the reason, never the patient text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+logger = logging.getLogger(__name__)
+
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        "entities": datasets.List(
+            {
+                "start": datasets.Value("int32"),
+                "end": datasets.Value("int32"),
+                "label": datasets.Value("string"),
+                "text": datasets.Value("string"),
+            }
+        ),
+    }
+)
+
+Record = dict[str, Any]
+
+
+class CorpusError(ValueError):
+    """A problem in a corpus file, raised in strict mode; ``problem`` holds where and why."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in an input file. ``entity`` is the entity's index in its record, if it is about one."""
+
+    kind: str
+    reason: str
+    path: str
+    line: int | None = None
+    record_id: str | None = None
+    entity: int | None = None
+
+    @property
+    def message(self) -> str:
+        """``file:line: record ID: entity N: reason``, with only the parts that are known."""
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        parts = [where]
+        if self.record_id is not None:
+            parts.append(f"record {self.record_id}")
+        if self.entity is not None:
+            parts.append(f"entity {self.entity}")
+        return ": ".join([*parts, self.reason])
+
+
+@dataclass
+class ReadReport:
+    """What a reader did: counts, and each problem it skipped (in strict mode it raises at the first one)."""
+
+    records: int = 0
+    entities: int = 0
+    records_skipped: int = 0
+    entities_skipped: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem_counts(self) -> Counter[str]:
+        """Number of problems per kind."""
+        return Counter(problem.kind for problem in self.problems)
+
+    def merge(self, other: ReadReport) -> None:
+        """Add another report's counts and problems to this one."""
+        self.records += other.records
+        self.entities += other.entities
+        self.records_skipped += other.records_skipped
+        self.entities_skipped += other.entities_skipped
+        self.problems.extend(other.problems)
+
+    def summary(self) -> str:
+        """One line: records and entities read and skipped, problems per kind."""
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.problem_counts().items())) or "none"
+        return (
+            f"{self.records} records and {self.entities} entities read; skipped {self.records_skipped} records and "
+            f"{self.entities_skipped} entities; problems: {kinds}"
+        )
+
+
+@dataclass
+class ProblemSink:
+    """Where a reader sends problems: raise in strict mode, else log and record them in ``report``."""
+
+    path: Path | str
+    strict: bool = False
+    report: ReadReport = field(default_factory=ReadReport)
+
+    def __call__(
+        self,
+        kind: str,
+        reason: str,
+        *,
+        line: int | None = None,
+        record_id: str | None = None,
+        entity: int | None = None,
+    ) -> None:
+        problem = Problem(kind, reason, str(self.path), line, record_id, entity)
+        if self.strict:
+            raise CorpusError(problem)
+        logger.warning("%s", problem.message)
+        self.report.problems.append(problem)
+
+
+def check_entity(
+    text_length: int, start: Any, end: Any, label: Any, labels: dict[str, str]
+) -> tuple[str, str] | tuple[None, str]:
+    """Validate one entity's offsets and label.
+
+    Returns ``(None, code)`` when it is good, else ``(kind, reason)``. ``labels`` maps accepted spellings to codes
+    (see :func:`datasets_scripts.labels.alias_table`).
+    """
+    from .labels import to_code
+
+    if not isinstance(start, int) or isinstance(start, bool) or not isinstance(end, int) or isinstance(end, bool):
+        return "wrong_type", f"offsets must be integers, got start={type(start).__name__}, end={type(end).__name__}"
+    if not isinstance(label, str):
+        return "wrong_type", f"label must be a string, got {type(label).__name__}"
+    if start == end:
+        return "empty_span", f"empty span (start={start}, end={end})"
+    if start > end:
+        return "reversed_span", f"reversed span (start={start}, end={end})"
+    if start < 0 or end > text_length:
+        return "out_of_range", f"offsets out of range (start={start}, end={end}, text length {text_length})"
+    code = to_code(label, labels)
+    if code is None:
+        known = ", ".join(sorted(set(labels.values())))
+        return "unknown_label", f"unknown label {label!r} (start={start}, end={end}): expected one of {known}"
+    return None, code
+
+
+def make_record(record_id: str, text: str, spans: list[tuple[int, int, str]]) -> Record:
+    """A record in the span schema, entities sorted by position and exact duplicates removed."""
+    entities = [
+        {"start": start, "end": end, "label": label, "text": text[start:end]}
+        for start, end, label in sorted(set(spans))
+    ]
+    return {"id": record_id, "text": text, "entities": entities}
+
+
+def to_dataset(records: list[Record]) -> datasets.Dataset:
+    """A ``datasets.Dataset`` with the schema's explicit features."""
+    columns = {name: [record[name] for record in records] for name in FEATURES}
+    return datasets.Dataset.from_dict(columns, features=FEATURES)

@@ -1,0 +1,187 @@
+"""Window encoding: spans -> windows -> tags -> merged tags -> spans is the identity where it can be."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from datasets_scripts.char_tokenizer import build_char_tokenizer, build_wordpiece_tokenizer
+from datasets_scripts.encoding import IGNORE_INDEX, WindowEncoder, decode_dataset, encode_dataset
+from datasets_scripts.fixtures import ccks2020_records, simulated_breast_cancer_records
+from datasets_scripts.labels import BREAST_CANCER_CODES, CCKS_CODES
+from datasets_scripts.schema import to_dataset
+from modeling.tagging import plan_windows
+
+TYPES = ("Drug", "Time", "TNM")
+# Pieces of random texts: CJK, ASCII words and digits, spaces and other whitespace, full-width forms, "㎎", emoji.
+PIECES = [
+    *"患者乳腺结节化疗阴性阳",
+    "HER2",
+    "Ki",
+    "67",
+    "2019",
+    "pT2N1M0",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\u3000",
+    "ＣＴ",
+    "％",
+    "㎎",
+    "😀",
+    "(",
+    "+",
+    ")",
+    "，",
+]
+ALPHABET = "".join(PIECES)
+
+
+@pytest.fixture(scope="module")
+def char_tokenizer():
+    return build_char_tokenizer([ALPHABET])
+
+
+@pytest.fixture(scope="module")
+def wordpiece_tokenizer():
+    return build_wordpiece_tokenizer([ALPHABET, "HER2 2019 Ki67 pT2N1M0"])
+
+
+@st.composite
+def records(draw):
+    """A text made of random pieces and random non-overlapping character spans in it."""
+    text = "".join(draw(st.lists(st.sampled_from(PIECES), min_size=0, max_size=40)))
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=16))))
+    spans = []
+    for start, end in zip(cuts[::2], cuts[1::2]):
+        if start < end:
+            spans.append((start, end, draw(st.sampled_from(TYPES))))
+    return text, spans
+
+
+def _round_trip(encoder, text, spans):
+    batch = {"id": ["r"], "text": [text], "entities": [[{"start": s, "end": e, "label": t} for s, e, t in spans]]}
+    windows = encoder.encode_batch(batch)
+    rows = [{name: windows[name][i] for name in windows} for i in range(len(windows["labels"]))]
+    for row in rows:
+        assert len(row["input_ids"]) <= encoder.max_length
+        assert row["labels"][0] == row["labels"][-1] == IGNORE_INDEX
+    paths = [[label for label in row["labels"] if label != IGNORE_INDEX] for row in rows]
+    return encoder.decode_record(rows, paths), rows
+
+
+def _token_boundaries(tokenizer, text):
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return {a for a, b in offsets if b > a}, {b for a, b in offsets if b > a}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record=records(), scheme=st.sampled_from(["BIO", "BIOES"]), window=st.integers(3, 12), data=st.data())
+def test_char_tokenizer_round_trip_is_identity(char_tokenizer, record, scheme, window, data):
+    text, spans = record
+    stride = data.draw(st.integers(2 if scheme == "BIOES" else 1, window - 1))
+    encoder = WindowEncoder(char_tokenizer, TYPES, scheme=scheme, max_length=window + 2, stride=stride)
+    decoded, _ = _round_trip(encoder, text, spans)
+    assert decoded == sorted(spans)
+    assert encoder.stats.not_representable == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record=records(), scheme=st.sampled_from(["BIO", "BIOES"]), window=st.integers(3, 12), data=st.data())
+def test_wordpiece_round_trip_loses_exactly_the_unrepresentable(wordpiece_tokenizer, record, scheme, window, data):
+    text, spans = record
+    stride = data.draw(st.integers(2 if scheme == "BIOES" else 1, window - 1))
+    encoder = WindowEncoder(wordpiece_tokenizer, TYPES, scheme=scheme, max_length=window + 2, stride=stride)
+    decoded, _ = _round_trip(encoder, text, spans)
+    starts, ends = _token_boundaries(wordpiece_tokenizer, text)
+    representable = [(s, e, t) for s, e, t in spans if s in starts and e in ends]
+    assert decoded == sorted(representable)
+    reported = sorted((x.start, x.end, x.label) for x in encoder.stats.skipped)
+    assert reported == sorted(set(spans) - set(representable))
+    assert sum(encoder.stats.unrepresentable.values()) == len(reported)
+
+
+def test_window_layout(char_tokenizer):
+    encoder = WindowEncoder(char_tokenizer, TYPES, scheme="BIOES", max_length=6, stride=2)
+    text = "2019年HER2阳性"
+    decoded, rows = _round_trip(encoder, text, [(0, 5, "Time"), (5, 9, "Drug")])
+    assert [row["window_start"] for row in rows] == [start for start, _ in plan_windows(len(text), 4, 2)]
+    first = rows[0]
+    assert (
+        first["input_ids"][0] == char_tokenizer.cls_token_id and first["input_ids"][-1] == char_tokenizer.sep_token_id
+    )
+    assert first["special_tokens_mask"] == [1, 0, 0, 0, 0, 1]
+    assert first["offset_mapping"] == [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (0, 0)]
+    assert [encoder.labels[i] for i in first["labels"][1:-1]] == ["B-Time", "I-Time", "I-Time", "E-Time"]
+    assert first["token_type_ids"] == [0] * 6 and first["attention_mask"] == [1] * 6
+    assert decoded == [(0, 5, "Time"), (5, 9, "Drug")]
+
+
+@pytest.mark.parametrize(("scheme", "stride"), [("BIOES", 1), ("BIO", 0), ("BIO", 8)])
+def test_stride_is_validated(char_tokenizer, scheme, stride):
+    with pytest.raises(ValueError, match=rf"<= stride < 8 \(max_length - 2\) for {scheme}, got {stride}"):
+        WindowEncoder(char_tokenizer, TYPES, scheme=scheme, max_length=10, stride=stride)
+
+
+def test_slow_tokenizer_is_refused():
+    with pytest.raises(ValueError, match="expected a fast tokenizer"):
+        WindowEncoder(object(), TYPES)
+
+
+def test_overlaps_resolved_longest_wins_and_counted(char_tokenizer, caplog):
+    records = ccks2020_records()[:1]  # a nested span and a span with two labels
+    tokenizer = build_char_tokenizer([records[0]["text"]])
+    encoder = WindowEncoder(tokenizer, CCKS_CODES, scheme="BIO", max_length=16, stride=4)
+    spans = [(e["start"], e["end"], e["label"]) for e in records[0]["entities"]]
+    with caplog.at_level("INFO", logger="datasets_scripts.encoding"):
+        decoded, _ = _round_trip(encoder, records[0]["text"], spans)
+    assert decoded == [(3, 8, "Operation"), (11, 16, "Disease")]
+    assert encoder.stats.overlap_dropped == {"Anatomy": 1, "Operation": 1}
+    assert "record r [3, 5) Anatomy: overlaps a longer entity" in caplog.text
+    assert records[0]["text"][3:5] not in caplog.text  # offsets only, never the text
+
+
+def test_unrepresentable_reasons(wordpiece_tokenizer):
+    encoder = WindowEncoder(wordpiece_tokenizer, TYPES, max_length=16, stride=4)
+    text = "HER2 阳性"
+    decoded, _ = _round_trip(encoder, text, [(0, 3, "TNM"), (4, 7, "Drug")])
+    assert decoded == []
+    reasons = [x.reason for x in encoder.stats.skipped]
+    assert reasons == ["end inside a token", "start on whitespace without a token"]
+    assert encoder.stats.unrepresentable == {"TNM": 1, "Drug": 1}
+
+
+def test_decode_accepts_full_length_and_padded_paths(char_tokenizer):
+    encoder = WindowEncoder(char_tokenizer, TYPES, max_length=8, stride=2, pad_to_max_length=True)
+    batch = {"id": ["a"], "text": ["患者HER2"], "entities": [[{"start": 2, "end": 6, "label": "Drug"}]]}
+    windows = encoder.encode_batch(batch)
+    rows = [{name: windows[name][i] for name in windows} for i in range(len(windows["labels"]))]
+    assert all(len(row["input_ids"]) == 8 for row in rows)
+    paths = [[0 if label == IGNORE_INDEX else label for label in row["labels"]] for row in rows]
+    assert encoder.decode_record(rows, paths) == [(2, 6, "Drug")]
+    with pytest.raises(ValueError, match="expected a path of"):
+        encoder.decode_record(rows, [[0] * 20 for _ in rows])
+
+
+def test_dataset_map_and_long_record_round_trip():
+    records = simulated_breast_cancer_records(count=6, seed=3)
+    assert len(records[-1]["text"]) > 5000
+    tokenizer = build_char_tokenizer(r["text"] for r in records)
+    encoder = WindowEncoder(tokenizer, BREAST_CANCER_CODES, scheme="BIOES", max_length=128, stride=16)
+    windows = encode_dataset(to_dataset(records), encoder)
+    assert len(windows) == encoder.stats.windows > len(records)
+    assert set(windows["record_index"]) == set(range(len(records)))
+    paths = [[label for label in labels if label != IGNORE_INDEX] for labels in windows["labels"]]
+    decoded = decode_dataset(windows, paths, encoder)
+    skipped = {(x.record_id, x.start, x.end, x.label) for x in encoder.stats.skipped}
+    for index, record in enumerate(records):
+        gold = {(e["start"], e["end"], e["label"]) for e in record["entities"]}
+        kept = {span for span in gold if (record["id"], *span) not in skipped}
+        assert set(decoded[index]) == kept
+    assert encoder.stats.unrepresentable == {}

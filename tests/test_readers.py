@@ -1,0 +1,253 @@
+"""Corpus readers on the simulated fixture files, the split rules, and one test per error kind."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from datasets_scripts import (
+    FEATURES,
+    CorpusError,
+    breast_cancer,
+    ccks2019,
+    class_of,
+    load_breast_cancer,
+    load_ccks2019,
+    load_ccks2020,
+    read_ccks,
+    read_label_studio,
+    split_of,
+)
+from datasets_scripts.fixtures import (
+    ccks2020_records,
+    simulated_breast_cancer_records,
+    simulated_ccks_records,
+    write_fixtures,
+)
+from datasets_scripts.labels import BREAST_CANCER_CLASSES, BREAST_CANCER_CODES
+
+SECRET = "王秘密患者"  # stands for patient text: it must never appear in a message
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return write_fixtures(tmp_path_factory.mktemp("fixtures"))
+
+
+def _spans(records):
+    return [[(e["start"], e["end"], e["label"], e["text"]) for e in r["entities"]] for r in records]
+
+
+def test_ccks2019_with_bom_crlf_and_trailing_line(files):
+    raw = files["ccks2019_train.jsonl"].read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw and raw.endswith(b"\r\n")
+    result = read_ccks(files["ccks2019_train.jsonl"], strict=True)
+    expected = simulated_ccks_records(12, seed=1, prefix="ccks2019_train")
+    assert [r["id"] for r in result.records] == [f"ccks2019_train:{n}" for n in range(1, 13)]
+    assert [r["text"] for r in result.records] == [r["text"] for r in expected]
+    assert _spans(result.records) == _spans(expected)
+    assert result.report.problems == [] and result.report.entities == sum(len(r["entities"]) for r in expected)
+
+
+def test_load_ccks2019_splits_and_features(files):
+    dataset = load_ccks2019(files["ccks2019_train.jsonl"], files["ccks2019_test.jsonl"], dev_fraction=0.25, seed=3)
+    assert {name: len(split) for name, split in dataset.items()} == {"train": 9, "validation": 3, "test": 4}
+    assert dataset["train"].features == FEATURES
+    again = load_ccks2019(files["ccks2019_train.jsonl"], dev_fraction=0.25, seed=3)
+    assert again["validation"]["id"] == dataset["validation"]["id"]
+    assert {*dataset["train"]["id"], *dataset["validation"]["id"]} == {f"ccks2019_train:{n}" for n in range(1, 13)}
+    assert dataset.read_report.records == 16
+    assert {e["label"] for r in dataset["test"] for e in r["entities"]} <= {
+        "Disease",
+        "Operation",
+        "Drug",
+        "ImagingExam",
+        "Anatomy",
+        "LabTest",
+    }
+
+
+def test_ccks2020_keeps_nested_and_double_labelled_spans(files):
+    dataset = load_ccks2020(files["ccks2020_train.jsonl"], strict=True)
+    first = dataset["train"][0]
+    spans = {(e["start"], e["end"], e["label"]) for e in first["entities"]}
+    assert spans == {(e["start"], e["end"], e["label"]) for e in ccks2020_records()[0]["entities"]}
+    assert (3, 5, "Anatomy") in spans and (3, 8, "Operation") in spans
+    assert (11, 16, "Disease") in spans and (11, 16, "Operation") in spans
+
+
+@pytest.mark.parametrize("name", ["breast_cancer.json", "breast_cancer_min.json"])
+def test_label_studio_exports_take_newest_uncancelled_annotation(files, name):
+    result = read_label_studio(files[name], strict=True)
+    expected = simulated_breast_cancer_records()
+    assert [r["id"] for r in result.records] == [r["id"] for r in expected]
+    assert _spans(result.records) == _spans(expected)
+    assert max(len(r["text"]) for r in result.records) > 5000
+    # regions with two labels give one entity per label
+    double = [r for r in result.records if len({(e["start"], e["end"]) for e in r["entities"]}) < len(r["entities"])]
+    assert double
+
+
+def test_label_studio_fixture_has_cancelled_and_several_annotations(files):
+    tasks = json.loads(files["breast_cancer.json"].read_text(encoding="utf-8"))
+    assert any(a["was_cancelled"] for t in tasks for a in t["annotations"])
+    assert any(len(t["annotations"]) > 2 for t in tasks)
+    assert any(len(r["value"]["labels"]) > 1 for t in tasks for a in t["annotations"] for r in a["result"])
+
+
+def test_breast_cancer_split_is_deterministic_and_stable():
+    ids = [str(n) for n in range(2000)]
+    splits = [split_of(i) for i in ids]
+    assert splits == [split_of(i) for i in ids]
+    shares = {name: splits.count(name) / len(ids) for name in ("train", "validation", "test")}
+    assert shares["train"] == pytest.approx(0.6, abs=0.04) and shares["test"] == pytest.approx(0.2, abs=0.04)
+    assert split_of("17", salt="x") in ("train", "validation", "test")
+
+
+def test_load_breast_cancer(files):
+    dataset = load_breast_cancer(files["breast_cancer.json"])
+    assert list(dataset) == ["train", "validation", "test"]
+    assert sum(len(split) for split in dataset.values()) == 100
+    for name, split in dataset.items():
+        assert all(split_of(record_id) == name for record_id in split["id"])
+
+
+def test_entity_classes():
+    assert {class_of(code) for code in BREAST_CANCER_CODES} == set(BREAST_CANCER_CLASSES)
+    assert class_of("Nodule") == "Symptoms" and class_of("Ki67") == "Tests" and class_of("Time") == "Time"
+    assert class_of("Chemotherapy") == "Treatments"
+    with pytest.raises(ValueError, match="entity type 'Drug' has no class"):
+        class_of("Drug")
+
+
+def test_corpus_commands_write_parquet_and_card(files, tmp_path, capsys):
+    ccks2019.main([str(files["ccks2019_train.jsonl"]), "--output-dir", str(tmp_path / "c"), "--dev-fraction", "0.25"])
+    card = (tmp_path / "c" / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n") and "path: data/validation.parquet" in card
+    assert "| Drug | Drug | 药物 |" in card
+    assert (tmp_path / "c" / "data" / "train.parquet").stat().st_size > 0
+    breast_cancer.main([str(files["breast_cancer_min.json"]), "--output-dir", str(tmp_path / "b")])
+    card = (tmp_path / "b" / "README.md").read_text(encoding="utf-8")
+    assert "| Chemotherapy | Chemotherapy | 化疗 |" in card
+    assert {p.name for p in (tmp_path / "b" / "data").iterdir()} == {
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
+    }
+    assert "100 records" in capsys.readouterr().out
+
+
+# ----- one test per error kind ----------------------------------------------------------------------------------------
+
+
+def _ccks_line(text=SECRET + "右乳结节", entities=None, **extra):
+    if entities is None:
+        entities = [{"label_type": "疾病和诊断", "start_pos": 5, "end_pos": 9}]
+    return json.dumps({"originalText": text, "entities": entities, **extra}, ensure_ascii=False)
+
+
+CCKS_CASES = {
+    "bad_json": ('{"originalText": "' + SECRET + '", ', "bad.jsonl:2: record bad:2: invalid JSON"),
+    "missing_text": (json.dumps({"entities": []}), "bad.jsonl:2: record bad:2: missing field 'originalText'"),
+    "missing_entity_field": (
+        _ccks_line(entities=[{"label_type": "药物", "end_pos": 3}]),
+        "record bad:2: entity 0: missing field 'start_pos'",
+    ),
+    "out_of_range": (
+        _ccks_line(entities=[{"label_type": "药物", "start_pos": 5, "end_pos": 99}]),
+        "entity 0: offsets out of range (start=5, end=99, text length 9)",
+    ),
+    "empty_span": (
+        _ccks_line(entities=[{"label_type": "药物", "start_pos": 4, "end_pos": 4}]),
+        "empty span (start=4, end=4)",
+    ),
+    "reversed_span": (
+        _ccks_line(entities=[{"label_type": "药物", "start_pos": 6, "end_pos": 2}]),
+        "reversed span (start=6, end=2)",
+    ),
+    "unknown_label": (
+        _ccks_line(entities=[{"label_type": "症状", "start_pos": 0, "end_pos": 2}]),
+        "unknown label '症状' (start=0, end=2): expected one of Anatomy, Disease",
+    ),
+    "wrong_type": (
+        _ccks_line(entities=[{"label_type": "药物", "start_pos": "0", "end_pos": 2}]),
+        "offsets must be integers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CCKS_CASES))
+def test_ccks_errors(case, tmp_path, caplog):
+    bad_line, message = CCKS_CASES[case]
+    path = tmp_path / "bad.jsonl"
+    path.write_text(_ccks_line() + "\n" + bad_line + "\n" + _ccks_line() + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError) as error:
+        read_ccks(path, strict=True)
+    assert message in str(error.value) and str(path) in str(error.value)
+    assert SECRET not in str(error.value)
+    assert isinstance(error.value, ValueError)
+    with caplog.at_level(logging.WARNING):
+        result = read_ccks(path)
+    assert len(result.report.problems) == 1 and message in result.report.problems[0].message
+    assert message in caplog.text and SECRET not in caplog.text
+    if result.report.problems[0].entity is None:  # a bad record is skipped whole
+        assert (result.report.records, result.report.records_skipped, result.report.entities) == (2, 1, 2)
+    else:  # a bad entity is dropped from its record
+        assert (result.report.records, result.report.entities, result.report.entities_skipped) == (3, 2, 1)
+
+
+def _task(value, text=SECRET + "右乳外上象限结节", **extra):
+    annotation = {"id": 1, "was_cancelled": False, "result": [{"type": "labels", "value": value}]}
+    return {"id": 7, "data": {"text": text}, "annotations": [annotation], **extra}
+
+
+LS_CASES = {
+    "missing_field": ({"start": 5, "labels": ["Nodule"]}, "record 7: entity 0: missing field 'value.end'"),
+    "text_mismatch": (
+        {"start": 5, "end": 13, "text": "别的字", "labels": ["Nodule"]},
+        "record 7: entity 0: value.text disagrees with text[5:13]",
+    ),
+    "unknown_label": ({"start": 5, "end": 13, "labels": ["Tumour"]}, "unknown label 'Tumour' (start=5, end=13)"),
+    "out_of_range": ({"start": 5, "end": 50, "labels": ["Nodule"]}, "offsets out of range (start=5, end=50"),
+    "reversed_span": ({"start": 9, "end": 5, "labels": ["Nodule"]}, "reversed span (start=9, end=5)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LS_CASES))
+def test_label_studio_errors(case, tmp_path, caplog):
+    value, message = LS_CASES[case]
+    good = {"start": 5, "end": 13, "text": (SECRET + "右乳外上象限结节")[5:13], "labels": ["结节"]}
+    task = _task(value)
+    task["annotations"][0]["result"].insert(0, {"type": "labels", "value": good})
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([task], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"export\.json") as error:
+        read_label_studio(path, strict=True)
+    assert message.replace("entity 0", "entity 1") in str(error.value) and SECRET not in str(error.value)
+    with caplog.at_level(logging.WARNING):
+        result = read_label_studio(path)
+    assert [(e["start"], e["end"], e["label"]) for e in result.records[0]["entities"]] == [(5, 13, "Nodule")]
+    assert result.report.entities_skipped == 1 and SECRET not in caplog.text
+
+
+def test_label_studio_bad_json_names_file_and_line(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text('[\n  {"id": 1, "data": {"text": "' + SECRET + '"}\n  oops\n]', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"export\.json:3: invalid JSON") as error:
+        read_label_studio(path)  # raises even when not strict: nothing in the file can be read
+    assert SECRET not in str(error.value)
+
+
+def test_label_studio_all_annotations_cancelled(tmp_path):
+    task = _task({"start": 5, "end": 13, "labels": ["Nodule"]})
+    task["annotations"][0]["was_cancelled"] = True
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([task], ensure_ascii=False), encoding="utf-8")
+    result = read_label_studio(path)
+    assert result.records == [] and result.report.records_skipped == 1
+    assert "record 7: no annotation that is not cancelled" in result.report.problems[0].message

@@ -1,0 +1,151 @@
+"""What both training scripts share: arguments from flags and a YAML/JSON file, the Accelerator with its trackers,
+learning-rate schedules, and checkpoints that ``--resume_from_checkpoint`` can pick up."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.tracking import GeneralTracker
+from accelerate.utils import ProjectConfiguration
+from transformers import HfArgumentParser
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "training_state.json"
+
+
+class ConfigurationError(ValueError):
+    """A training configuration that cannot work; raised before any training starts."""
+
+
+def parse_arguments(dataclass_types, argv: list[str] | None = None, description: str | None = None) -> tuple:
+    """Fill ``dataclass_types`` from ``--config FILE`` (YAML or JSON) and then from flags, which win.
+
+    Unknown keys in the file are an error naming the key and the file, as unknown flags are.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, remaining = pre.parse_known_args(argv)
+    parser = HfArgumentParser(dataclass_types, description=description)
+    parser.add_argument("--config", type=Path, help="YAML or JSON file with any of the arguments below")
+    if known.config is not None:
+        if not known.config.is_file():
+            raise ConfigurationError(f"configuration file {known.config} does not exist")
+        text = known.config.read_text(encoding="utf-8")
+        try:
+            values = yaml.safe_load(text) if known.config.suffix in (".yaml", ".yml") else json.loads(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as error:
+            raise ConfigurationError(f"{known.config}: not valid YAML/JSON: {error}") from error
+        if not isinstance(values, dict):
+            raise ConfigurationError(f"{known.config}: expected a mapping of argument names to values")
+        fields = {field.name for cls in dataclass_types for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ConfigurationError(f"{known.config}: unknown argument(s) {', '.join(unknown)}")
+        # Relative paths in the file are relative to the directory the command runs in, as flags are.
+        parser.set_defaults(**values)
+        for action in parser._actions:
+            # a value from the file satisfies a required flag
+            if action.dest in values:
+                action.required = False
+    namespace = parser.parse_args(remaining)
+    outputs = []
+    for cls in dataclass_types:
+        names = {field.name for field in dataclasses.fields(cls) if field.init}
+        outputs.append(cls(**{k: v for k, v in vars(namespace).items() if k in names}))
+    return tuple(outputs)
+
+
+class JsonLinesTracker(GeneralTracker):
+    """A tracker that needs nothing installed: one JSON object per ``log`` call in ``<logging_dir>/metrics.jsonl``."""
+
+    name = "jsonl"
+    requires_logging_directory = True
+    main_process_only = True
+
+    def __init__(self, run_name: str, logging_dir: str | Path):
+        super().__init__()
+        self.path = Path(logging_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def tracker(self):
+        return self.path
+
+    def store_init_configuration(self, values: dict):
+        (self.path.parent / "config.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
+
+    def log(self, values: dict, step: int | None = None, **kwargs):
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, **values}, default=float) + "\n")
+
+
+def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mixed_precision: str = "no"):
+    """An Accelerator logging to a JSON-lines file, and to TensorBoard when it is installed."""
+    trackers: list = [JsonLinesTracker("train", output_dir / "logs")]
+    try:
+        import tensorboard  # noqa: F401
+
+        trackers.append("tensorboard")
+    except ImportError:
+        pass
+    return Accelerator(
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        log_with=trackers,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # Shuffling from a seeded sampler makes an interrupted and resumed run see the same batches.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> Path | None:
+    """``None``, a checkpoint folder, or ``"latest"`` (the newest under ``<output_dir>/checkpoints``)."""
+    if not resume_from_checkpoint:
+        return None
+    if resume_from_checkpoint == "latest":
+        candidates = sorted((output_dir / CHECKPOINTS_DIR).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+        if not candidates:
+            logger.warning("no checkpoint under %s: starting from scratch", output_dir / CHECKPOINTS_DIR)
+            return None
+        return candidates[-1]
+    path = Path(resume_from_checkpoint)
+    if not (path / STATE_FILE).is_file():
+        raise ConfigurationError(f"{path} is not a checkpoint folder written by this script (no {STATE_FILE})")
+    return path
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, keep: int = 2) -> Path:
+    """``save_state`` plus our own counters, keeping the ``keep`` newest checkpoints."""
+    folder = output_dir / CHECKPOINTS_DIR / f"step_{state['step']}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        old = sorted((output_dir / CHECKPOINTS_DIR).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+        for stale in old[:-keep] if keep > 0 else []:
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def load_checkpoint(accelerator: Accelerator, folder: Path) -> dict:
+    accelerator.load_state(str(folder))
+    return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def write_arguments(output_dir: Path, *argument_objects) -> None:
+    """The arguments of a run as JSON, beside the model it produced."""
+    values = {}
+    for arguments in argument_objects:
+        values.update(dataclasses.asdict(arguments))
+    (output_dir / "training_args.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")

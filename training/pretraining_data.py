@@ -1,0 +1,207 @@
+"""Continued-pretraining data: documents -> sentence-pair examples (next-sentence prediction) or single segments,
+with Chinese whole-word masking from jieba segmentation.
+
+transformers 5 has no Chinese whole-word masking (``DataCollatorForWholeWordMask`` is gone and its
+``whole_word_mask=True`` treats an unspaced Chinese sentence as one word), so words come from jieba, optionally
+with a domain lexicon whose terms are kept as single words and therefore masked as whole units. Each example
+carries ``word_ids``: for every token the index of the word it belongs to (-1 for special tokens), found through
+the tokenizer's ``offset_mapping``, so it works for the character tokenizer and for WordPiece vocabularies alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+# A sentence ends after Chinese or Western terminal punctuation, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|\n+")
+# High enough that jieba prefers a lexicon term over any split of it.
+_LEXICON_WORD_FREQUENCY = 10**6
+
+
+def split_sentences(text: str) -> list[str]:
+    return [sentence for sentence in (s.strip() for s in _SENTENCE_END.split(text)) if sentence]
+
+
+class WordSegmenter:
+    """jieba segmentation with an optional domain lexicon (one term per line; further columns ignored)."""
+
+    def __init__(self, lexicon_file: str | Path | None = None):
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self._jieba = jieba.Tokenizer()
+        self.lexicon_size = 0
+        if lexicon_file:
+            path = Path(lexicon_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"lexicon file {path} does not exist")
+            for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+                term = line.split("\t")[0].strip()
+                if not term:
+                    continue
+                if any(ch.isspace() for ch in term):
+                    logger.warning("%s:%d: lexicon term contains whitespace, skipped", path, line_number)
+                    continue
+                self._jieba.add_word(term, freq=_LEXICON_WORD_FREQUENCY)
+                self.lexicon_size += 1
+
+    def word_index_per_char(self, text: str) -> list[int]:
+        """For each character of ``text`` the index of its word."""
+        indices: list[int] = []
+        for index, word in enumerate(self._jieba.cut(text, HMM=False)):
+            indices.extend([index] * len(word))
+        return indices
+
+
+def pretraining_examples(
+    documents: Iterable[str],
+    tokenizer,
+    segmenter: WordSegmenter,
+    max_length: int,
+    next_sentence_prediction: bool = True,
+    seed: int = 0,
+    buffer_size: int = 1000,
+) -> Iterator[dict]:
+    """Examples for ``BertForPreTraining`` (pairs, ``next_sentence_label`` 0 = B follows A) or ``BertForMaskedLM``.
+
+    Sentences of a document are packed greedily into chunks that fill ``max_length``. For next-sentence
+    prediction a chunk is cut at a random sentence boundary into A and B; half of the time B is replaced by
+    sentences from another document, drawn from a buffer of recent documents so that streaming works.
+    """
+    rng = random.Random(seed)
+    recent: list[list[str]] = []
+    budget = max_length - (3 if next_sentence_prediction else 2)
+    for document in documents:
+        sentences = split_sentences(document)
+        if not sentences:
+            continue
+        for chunk in _chunks(sentences, budget):
+            if not next_sentence_prediction:
+                yield _encode(tokenizer, segmenter, "".join(chunk), None, max_length, None)
+                continue
+            if len(chunk) < 2 and not recent:
+                continue
+            cut = rng.randint(1, len(chunk) - 1) if len(chunk) > 1 else 1
+            first, second, label = "".join(chunk[:cut]), "".join(chunk[cut:]), 0
+            if not second or (recent and rng.random() < 0.5):
+                other = rng.choice(recent)
+                start = rng.randrange(len(other))
+                second, label = "".join(other[start : start + max(1, len(chunk) - cut)]), 1
+            yield _encode(tokenizer, segmenter, first, second, max_length, label)
+        if len(recent) < buffer_size:
+            recent.append(sentences)
+        else:
+            recent[rng.randrange(buffer_size)] = sentences
+
+
+def _chunks(sentences: list[str], budget: int) -> Iterator[list[str]]:
+    """Greedy packing of consecutive sentences into chunks of about ``budget`` characters."""
+    chunk, size = [], 0
+    for sentence in sentences:
+        if chunk and size + len(sentence) > budget:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(sentence)
+        size += len(sentence)
+    if chunk:
+        yield chunk
+
+
+def _encode(tokenizer, segmenter: WordSegmenter, first: str, second: str | None, max_length: int, label) -> dict:
+    encoding = tokenizer(
+        first,
+        second,
+        truncation="longest_first" if second is not None else True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
+    sequence_ids = encoding.sequence_ids()
+    words_first = segmenter.word_index_per_char(first)
+    word_ids = []
+    offset = {0: 0, 1: (words_first[-1] + 1) if words_first else 0}
+    words = {0: words_first, 1: segmenter.word_index_per_char(second) if second is not None else []}
+    for (start, end), sequence_id in zip(encoding["offset_mapping"], sequence_ids):
+        if sequence_id is None or end <= start:
+            word_ids.append(-1)
+        else:
+            word_ids.append(words[sequence_id][start] + offset[sequence_id])
+    example = {
+        "input_ids": encoding["input_ids"],
+        "token_type_ids": encoding.get("token_type_ids", [0] * len(encoding["input_ids"])),
+        "word_ids": word_ids,
+    }
+    if label is not None:
+        example["next_sentence_label"] = label
+    return example
+
+
+class WholeWordMaskCollator:
+    """Pads a batch and masks whole words: about ``mlm_probability`` of the tokens, chosen word by word, are
+    predicted; of those 80% become [MASK], 10% a random token and 10% stay (Devlin et al. 2019)."""
+
+    def __init__(self, tokenizer, mlm_probability: float = 0.15):
+        if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer needs a [MASK] and a [PAD] token for masked-LM training")
+        if not 0 < mlm_probability < 1:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+        self.tokenizer = tokenizer
+        self.mlm_probability = mlm_probability
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(example["input_ids"]) for example in examples)
+        batch_size = len(examples)
+        input_ids = torch.full((batch_size, length), self.tokenizer.pad_token_id)
+        token_type_ids = torch.zeros((batch_size, length), dtype=torch.long)
+        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
+        labels = torch.full((batch_size, length), -100)
+        for row, example in enumerate(examples):
+            ids = torch.tensor(example["input_ids"])
+            size = len(ids)
+            input_ids[row, :size] = ids
+            token_type_ids[row, :size] = torch.tensor(example["token_type_ids"])
+            attention_mask[row, :size] = 1
+            chosen = self._choose_tokens(torch.tensor(example["word_ids"]))
+            labels[row, :size][chosen] = ids[chosen]
+        predicted = labels != -100
+        decision = torch.rand(labels.shape)
+        masked = predicted & (decision < 0.8)
+        randomised = predicted & (decision >= 0.8) & (decision < 0.9)
+        input_ids[masked] = self.tokenizer.mask_token_id
+        input_ids[randomised] = torch.randint(len(self.tokenizer), (int(randomised.sum()),))
+        batch = {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+        }
+        if "next_sentence_label" in examples[0]:
+            batch["next_sentence_label"] = torch.tensor([example["next_sentence_label"] for example in examples])
+        return batch
+
+    def _choose_tokens(self, word_ids: torch.Tensor) -> torch.Tensor:
+        """Boolean mask over one example's tokens: whole words in random order until the budget is reached."""
+        words = word_ids[word_ids >= 0].unique()
+        chosen = torch.zeros_like(word_ids, dtype=torch.bool)
+        if len(words) == 0:
+            return chosen
+        budget = max(1, round(int((word_ids >= 0).sum()) * self.mlm_probability))
+        covered = 0
+        for word in words[torch.randperm(len(words))]:
+            tokens = word_ids == word
+            size = int(tokens.sum())
+            if covered and covered + size > budget:
+                continue
+            chosen |= tokens
+            covered += size
+            if covered >= budget:
+                break
+        return chosen
