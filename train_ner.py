@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("datasets_scripts.encoding", "httpx"):
+    for noisy in ("datasets_scripts.encoding", "accelerate", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.manual_seed(train_args.seed)
 
@@ -315,7 +315,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     def loader(split, batch_size, shuffle):
         rows = encoded[split].select_columns(columns).with_format(None)
-        return DataLoader(rows, batch_size=batch_size, shuffle=shuffle, collate_fn=lambda b: collate(b, pad_id))
+        # A generator of its own: otherwise every new iterator draws from the global RNG, and a resumed run, which
+        # creates one more iterator than an uninterrupted one, would get different dropout masks.
+        generator = torch.Generator().manual_seed(train_args.seed)
+        return DataLoader(
+            rows, batch_size=batch_size, shuffle=shuffle, collate_fn=lambda b: collate(b, pad_id), generator=generator
+        )
 
     train_loader = loader("train", train_args.per_device_train_batch_size, shuffle=True)
     eval_loader = loader("validation", train_args.per_device_eval_batch_size, shuffle=False)
@@ -419,7 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if patience and state["evals_without_gain"] >= patience:
                     logger.info("early stopping: no dev F1 gain in %d evaluations", patience)
                     stop = True
-            if state["step"] % checkpoint_every == 0 and not last:
+            if state["step"] % checkpoint_every == 0 or last or stop:
                 save_checkpoint(accelerator, output_dir, state)
             if stop or last:
                 stop = stop or bool(out_of_time)
@@ -436,6 +441,15 @@ def main(argv: list[str] | None = None) -> dict:
         "history": history,
         "train_seconds": round(time.monotonic() - started, 1),
     }
+    if "test" in corpus:
+        # Scored once, with the best model as saved: the same files a user loads.
+        best = accelerator.prepare(ChCancerBertForCrfTagging.from_pretrained(output_dir))
+        test_loader = accelerator.prepare(loader("test", train_args.per_device_eval_batch_size, shuffle=False))
+        report = evaluate(best, accelerator, test_loader, encoded["test"], encoder, corpus["test"], types, classes)
+        results["test"] = report.to_dict()
+        if accelerator.is_main_process:
+            (output_dir / "test_results.json").write_text(report.to_json(), encoding="utf-8")
+            logger.info("test split, best model:\n%s", format_report(report))
     if accelerator.is_main_process:
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         logger.info("best dev strict F1 %.4f; model saved to %s", state["best_f1"], output_dir)

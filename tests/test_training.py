@@ -1,0 +1,171 @@
+"""train_ner.py and train_mlm.py: configuration errors stop before training, arguments come from files and flags,
+an interrupted run resumes to the same weights, and (slow) the scripts run end to end, also on two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train_mlm
+import train_ner
+from datasets_scripts.fixtures import (
+    simulated_breast_cancer_records,
+    simulated_ccks_records,
+    write_ccks,
+    write_label_studio_json,
+)
+from training.common import ConfigurationError, parse_arguments
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64",
+    "--lstm_hidden_size=16", "--fusion_num_heads=2", "--dgcnn_dilations", "1", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpora")
+    breast = write_label_studio_json(folder / "breast.json", simulated_breast_cancer_records(30, seed=1))
+    ccks = write_ccks(folder / "ccks.jsonl", simulated_ccks_records(30, seed=2))
+    return {"breast": breast, "ccks": ccks, "folder": folder}
+
+
+def ner_args(corpora, output_dir, *extra):
+    return [
+        "--corpus=breast_cancer", f"--train_file={corpora['breast']}", f"--output_dir={output_dir}",
+        "--max_length=64", "--stride=16", "--per_device_train_batch_size=8", "--logging_steps=2",
+        "--encoder_learning_rate=1e-3", "--head_learning_rate=1e-3", *TINY, *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--family=bert-softmax"], "unknown model family 'bert-softmax'"),
+        (["--variant=lstm"], "unknown variant 'lstm'"),
+        (["--label_scheme=IOB1"], "unknown label scheme 'IOB1'"),
+        (["--train_file=/nonexistent/corpus.json"], "train_file /nonexistent/corpus.json does not exist"),
+        (["--corpus=i2b2"], "unknown corpus 'i2b2'"),
+    ],
+)
+def test_bad_configuration_stops_before_training(corpora, tmp_path, extra, message):
+    with pytest.raises(ConfigurationError, match=message):
+        train_ner.main(ner_args(corpora, tmp_path / "out", *extra))
+    assert not (tmp_path / "out").exists()
+
+
+def test_encoder_with_other_labels_is_refused(corpora, tmp_path):
+    """An encoder saved with a label set that disagrees with the corpus's stops the run before training."""
+    trained = tmp_path / "ccks_model"
+    train_ner.main([
+        "--corpus=ccks2019", f"--train_file={corpora['ccks']}", "--dev_fraction=0.2", f"--output_dir={trained}",
+        "--max_length=64", "--stride=16", "--max_steps=1", "--early_stopping_patience=0", *TINY,
+    ])  # fmt: skip
+    with pytest.raises(ConfigurationError, match="disagree with the corpus's 33 labels"):
+        train_ner.main(ner_args(corpora, tmp_path / "out", f"--encoder={trained}", "--max_steps=1"))
+
+
+def test_arguments_from_a_yaml_file_with_flags_winning(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("variant: bilstm-crf\nmax_length: 64\ndgcnn_dilations: [1, 3]\n", encoding="utf-8")
+    model_args, data_args, _ = parse_arguments(
+        (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments),
+        ["--config", str(config), "--max_length", "96"],
+    )
+    assert model_args.variant == "bilstm-crf" and model_args.dgcnn_dilations == [1, 3]
+    assert data_args.max_length == 96
+    config.write_text("varaint: bilstm-crf\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"run.yaml: unknown argument\(s\) varaint"):
+        parse_arguments((train_ner.ModelArguments,), ["--config", str(config)])
+
+
+def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
+    """Stopped after 4 steps (only its checkpoint survives) and resumed, a run ends where an uninterrupted one does."""
+    common = ["--max_steps=8", "--eval_steps=4", "--checkpointing_steps=4", "--early_stopping_patience=0"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train_ner.main(ner_args(corpora, whole, *common))
+    # What a run killed after step 4 leaves: its folder without anything written later.
+    shutil.copytree(whole, resumed, ignore=shutil.ignore_patterns("step_8"))
+    results = train_ner.main(ner_args(corpora, resumed, *common, "--resume_from_checkpoint=latest"))
+    assert results["steps"] == 8
+    expected = load_file(whole / "checkpoints" / "step_8" / "model.safetensors")
+    got = load_file(resumed / "checkpoints" / "step_8" / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_saved_folder_is_a_complete_model_repository(corpora, tmp_path):
+    output = tmp_path / "model"
+    results = train_ner.main(ner_args(corpora, output, "--max_steps=4", "--early_stopping_patience=0"))
+    files = {p.name for p in output.iterdir()}
+    expected = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
+                "training_args.json", "eval_results.json", "modeling_chcancerbert.py", "crf.py", "tagging.py"}  # fmt: skip
+    assert expected <= files
+    card = (output / "README.md").read_text(encoding="utf-8")
+    assert "pipeline_tag: token-classification" in card and "custom_code" in card and "trust_remote_code=True" in card
+    assert f"value: {results['history'][-1]['f1']:.4f}" in card or "model-index" in card
+    assert "$" not in card.split("---")[1], "unfilled template field in the card metadata"
+    assert json.loads((output / "training_args.json").read_text())["variant"] == "dgcnn-bilstm-mha-crf"
+    lines = (output / "logs" / "metrics.jsonl").read_text().splitlines()
+    assert any("eval_f1" in json.loads(line) for line in lines)
+
+
+@pytest.mark.slow
+def test_pretraining_then_fine_tuning_end_to_end(corpora, tmp_path, run_isolated):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(r["text"] for r in simulated_breast_cancer_records(30, seed=3)), encoding="utf-8")
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("浸润性导管癌\n改良根治术\n", encoding="utf-8")
+    mlm = tmp_path / "mlm"
+    train_mlm.main([
+        f"--train_files={texts}", f"--output_dir={mlm}", f"--lexicon_file={lexicon}", "--max_steps=6",
+        "--per_device_train_batch_size=8", "--max_seq_length=64", "--hidden_size=32", "--num_hidden_layers=1",
+        "--num_attention_heads=2", "--intermediate_size=64",
+    ])  # fmt: skip
+    assert (mlm / "model.safetensors").is_file() and (mlm / "tokenizer.json").is_file()
+    ner = tmp_path / "ner"
+    train_ner.main(ner_args(corpora, ner, f"--encoder={mlm}", "--max_steps=6", "--early_stopping_patience=0"))
+    moved = tmp_path / "moved"
+    shutil.copytree(ner, moved, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    output = run_isolated(f"""
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+        model = AutoModelForTokenClassification.from_pretrained({str(moved)!r}, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained({str(moved)!r})
+        inputs = tokenizer(["右乳结节，ER(+)"], return_tensors="pt", return_special_tokens_mask=True)
+        paths = model.decode(**inputs)
+        assert len(paths[0]) == len("右乳结节，ER(+)"), paths
+        ner = pipeline("clinical-ner", model={str(moved)!r}, trust_remote_code=True)
+        text = "右乳结节，ER(+)，PR(-)。"
+        for entity in ner(text):
+            assert text[entity["start"]:entity["end"]] == entity["word"]
+        print("ok")
+    """)
+    assert output.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_two_processes_with_accelerate_launch(corpora, tmp_path):
+    output = tmp_path / "ddp"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(ROOT / "train_ner.py"), *ner_args(corpora, output, "--max_steps=4", "--early_stopping_patience=0"),
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dev strict P" in result.stderr + result.stdout
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["steps"] == 4 and 0.0 <= results["best_dev_f1"] <= 1.0
+    assert (output / "model.safetensors").is_file()
