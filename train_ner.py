@@ -1,4 +1,5 @@
-"""Fine-tune a CRF tagger (family A: ChCancerBERT-DGCNN-BiLSTM-MHA-CRF) on a clinical NER corpus.
+"""Fine-tune a CRF tagger on a clinical NER corpus: family A (``chcancerbert``, ChCancerBERT-DGCNN-BiLSTM-MHA-CRF)
+or family B (``clinicalbert-kg``, CBT-KG: knowledge-graph character features, 2-layer BiLSTM, CRF).
 
 Runs unchanged on one CPU or under ``accelerate launch`` on many GPUs. Evaluation scores strict entity-level
 P/R/F1 on character spans of whole records (windows merged), the best model by dev F1 is saved as a complete
@@ -6,6 +7,7 @@ model repository (weights, config with ``auto_map``, the ``.py`` files, tokenize
 
     python train_ner.py --config configs/demo.yaml
     python train_ner.py --corpus ccks2019 --train_file train.jsonl --dev_fraction 0.1 --encoder bert-base-chinese
+    python train_ner.py --family clinicalbert-kg --kg_embeddings out/kge --lexicon terms.tsv ...
     accelerate launch train_ner.py --config my.yaml --resume_from_checkpoint latest
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import datasets
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, get_scheduler
@@ -37,8 +40,16 @@ from datasets_scripts import (
     load_ccks2019,
     load_ccks2020,
 )
+from kg import read_entities
 from metrics import format_report, score_entities
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from modeling import (
+    ChCancerBertConfig,
+    ChCancerBertForCrfTagging,
+    ClinicalBertKgConfig,
+    ClinicalBertKgForCrfTagging,
+    TermLexicon,
+)
+from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
 from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
@@ -53,23 +64,47 @@ from training.model_card import write_model_card
 
 logger = logging.getLogger("train_ner")
 
-FAMILIES = ("chcancerbert",)
-# Chen et al.'s ablations, by name (any BERT-family encoder below them).
-VARIANTS = {
-    "dgcnn-bilstm-mha-crf": dict(use_bilstm=True, use_dgcnn=True, fusion="attention"),
-    "dgcnn-bilstm-crf": dict(use_bilstm=True, use_dgcnn=True, fusion="concat"),
-    "bilstm-crf": dict(use_bilstm=True, use_dgcnn=False),
-    "dgcnn-crf": dict(use_bilstm=False, use_dgcnn=True),
-    "crf": dict(use_bilstm=False, use_dgcnn=False),
+FAMILIES = {
+    "chcancerbert": (ChCancerBertConfig, ChCancerBertForCrfTagging),
+    "clinicalbert-kg": (ClinicalBertKgConfig, ClinicalBertKgForCrfTagging),
 }
+# The papers' ablations by name, each with any BERT-family encoder below it; the first is the family's default.
+VARIANTS = {
+    "chcancerbert": {
+        "dgcnn-bilstm-mha-crf": dict(use_bilstm=True, use_dgcnn=True, fusion="attention"),
+        "dgcnn-bilstm-crf": dict(use_bilstm=True, use_dgcnn=True, fusion="concat"),
+        "bilstm-crf": dict(use_bilstm=True, use_dgcnn=False),
+        "dgcnn-crf": dict(use_bilstm=False, use_dgcnn=True),
+        "crf": dict(use_bilstm=False, use_dgcnn=False),
+    },
+    "clinicalbert-kg": {
+        "kg": dict(use_kg_embedding=True, use_position_feature=True, use_category_feature=True),
+        "no-kg": dict(use_kg_embedding=False, use_position_feature=False, use_category_feature=False),
+        "no-kg-embedding": dict(use_kg_embedding=False, use_position_feature=True, use_category_feature=True),
+        "no-position": dict(use_kg_embedding=True, use_position_feature=False, use_category_feature=True),
+        "no-category": dict(use_kg_embedding=True, use_position_feature=True, use_category_feature=False),
+    },
+}
+DEFAULTS = {
+    "chcancerbert": dict(label_scheme="BIO", lstm_num_layers=1),
+    "clinicalbert-kg": dict(label_scheme="BIOES", lstm_num_layers=2),
+}
+KG_FEATURES = ("kg_position_ids", "kg_category_ids", "kg_entity_ids")
+EMBEDDINGS_FILE, ENTITIES_FILE = "entity_embeddings.safetensors", "entities.tsv"  # written by train_kge.py
 CORPORA = ("ccks2019", "ccks2020", "breast_cancer", "spans")
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "labels")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "labels", *KG_FEATURES)
 
 
 @dataclass
 class ModelArguments:
     family: str = field(default="chcancerbert", metadata={"help": f"model family: {', '.join(FAMILIES)}"})
-    variant: str = field(default="dgcnn-bilstm-mha-crf", metadata={"help": f"ablation: {', '.join(VARIANTS)}"})
+    variant: str | None = field(
+        default=None,
+        metadata={
+            "help": "ablation; "
+            + "; ".join(f"{f}: {', '.join(v)} (default {next(iter(v))})" for f, v in VARIANTS.items())
+        },
+    )
     encoder: str | None = field(
         default=None,
         metadata={
@@ -78,11 +113,24 @@ class ModelArguments:
         },
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder"})
-    label_scheme: str = field(default="BIO", metadata={"help": "BIO or BIOES"})
+    label_scheme: str | None = field(default=None, metadata={"help": "BIO or BIOES (default: A BIO, B BIOES)"})
     lstm_hidden_size: int = field(default=256, metadata={"help": "hidden size of each LSTM direction"})
+    lstm_num_layers: int | None = field(default=None, metadata={"help": "stacked BiLSTM layers (default: A 1, B 2)"})
     dgcnn_dilations: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "DGCNN dilations"})
     fusion_num_heads: int = field(default=8, metadata={"help": "attention heads of the fusion"})
     head_dropout: float = field(default=0.5, metadata={"help": "dropout of the heads (paper: 0.5)"})
+    kg_embeddings: str | None = field(
+        default=None,
+        metadata={"help": "family B: folder written by train_kge.py (entity_embeddings.safetensors, entities.tsv)"},
+    )
+    lexicon: str | None = field(
+        default=None,
+        metadata={
+            "help": "family B: term list, name<TAB>type per line (default: the KG's entity table); terms are "
+            "linked to KG entities by name"
+        },
+    )
+    freeze_kg_embeddings: bool = field(default=True, metadata={"help": "family B: keep the KG table fixed"})
     hidden_size: int = field(default=256, metadata={"help": "from scratch: encoder hidden size"})
     num_hidden_layers: int = field(default=4, metadata={"help": "from scratch: encoder layers"})
     num_attention_heads: int = field(default=4, metadata={"help": "from scratch: attention heads"})
@@ -140,13 +188,33 @@ class TrainArguments:
 
 
 def validate_arguments(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> None:
-    """Everything that can be checked before loading anything."""
+    """Everything that can be checked before loading anything; fills the family's defaults."""
     if model_args.family not in FAMILIES:
         raise ConfigurationError(f"unknown model family {model_args.family!r}: expected one of {', '.join(FAMILIES)}")
-    if model_args.variant not in VARIANTS:
-        raise ConfigurationError(f"unknown variant {model_args.variant!r}: expected one of {', '.join(VARIANTS)}")
+    variants = VARIANTS[model_args.family]
+    model_args.variant = model_args.variant or next(iter(variants))
+    if model_args.variant not in variants:
+        raise ConfigurationError(
+            f"unknown variant {model_args.variant!r} of {model_args.family}: expected one of {', '.join(variants)}"
+        )
+    for name, value in DEFAULTS[model_args.family].items():
+        if getattr(model_args, name) is None:
+            setattr(model_args, name, value)
     if model_args.label_scheme not in SCHEMES:
         raise ConfigurationError(f"unknown label scheme {model_args.label_scheme!r}: expected one of {SCHEMES}")
+    if model_args.family == "clinicalbert-kg":
+        features = VARIANTS[model_args.family][model_args.variant]
+        if any(features.values()) and not (model_args.lexicon or model_args.kg_embeddings):
+            raise ConfigurationError(
+                f"variant {model_args.variant} of clinicalbert-kg computes knowledge features: give --lexicon "
+                f"and/or --kg_embeddings (or use --variant no-kg)"
+            )
+        if features["use_kg_embedding"] and not model_args.kg_embeddings:
+            raise ConfigurationError(f"variant {model_args.variant} uses KG embeddings: give --kg_embeddings")
+        for name in ("lexicon", "kg_embeddings"):
+            path = getattr(model_args, name)
+            if path and not Path(path).exists():
+                raise ConfigurationError(f"{name} {path} does not exist")
     if data_args.corpus not in CORPORA:
         raise ConfigurationError(f"unknown corpus {data_args.corpus!r}: expected one of {', '.join(CORPORA)}")
     if data_args.corpus == "spans" and data_args.dataset_name:
@@ -193,20 +261,56 @@ def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
     return build_char_tokenizer(train_texts)
 
 
-def build_model(model_args: ModelArguments, labels: list[str], tokenizer) -> ChCancerBertForCrfTagging:
+def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torch.Tensor | None]:
+    """Family B: the term lexicon (terms linked to KG rows by name) and the KG entity embeddings."""
+    if model_args.family != "clinicalbert-kg" or not (model_args.lexicon or model_args.kg_embeddings):
+        return None, None
+    embeddings, entities = None, []
+    if model_args.kg_embeddings:
+        folder = Path(model_args.kg_embeddings)
+        for name in (EMBEDDINGS_FILE, ENTITIES_FILE):
+            if not (folder / name).is_file():
+                raise ConfigurationError(f"{folder} has no {name}: expected the output folder of train_kge.py")
+        embeddings = load_file(folder / EMBEDDINGS_FILE)["entity_embeddings"]
+        entities = read_entities(folder / ENTITIES_FILE)
+        if len(entities) != embeddings.size(0):
+            raise ConfigurationError(
+                f"{folder}: {len(entities)} entities in {ENTITIES_FILE} but {embeddings.size(0)} embedding rows"
+            )
+    row_of: dict[str, int] = {}
+    for row, entity in enumerate(entities):
+        row_of.setdefault(entity.name, row)
+    terms = read_entities(model_args.lexicon, allow_duplicates=True) if model_args.lexicon else entities
+    types = list(dict.fromkeys(term.type for term in terms))
+    categories = list(KG_CATEGORIES) if set(types) <= set(KG_CATEGORIES) else sorted(types)
+    lexicon = TermLexicon([(t.name, t.type, row_of.get(t.name)) for t in terms], categories)
+    linked = sum(t.name in row_of for t in terms)
+    logger.info("lexicon: %d terms in %d categories, %d linked to KG entities", len(lexicon), len(categories), linked)
+    return lexicon, embeddings
+
+
+def build_model(model_args: ModelArguments, labels: list[str], tokenizer, lexicon=None, embeddings=None):
+    config_class, model_class = FAMILIES[model_args.family]
     head = dict(
-        **VARIANTS[model_args.variant],
+        **VARIANTS[model_args.family][model_args.variant],
         label_scheme=model_args.label_scheme,
         lstm_hidden_size=model_args.lstm_hidden_size,
-        dgcnn_dilations=list(model_args.dgcnn_dilations),
-        fusion_num_heads=model_args.fusion_num_heads,
+        lstm_num_layers=model_args.lstm_num_layers,
         head_dropout=model_args.head_dropout,
         id2label=dict(enumerate(labels)),
         label2id={label: index for index, label in enumerate(labels)},
         special_token_ids=sorted({tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id}),
     )
+    if model_args.family == "chcancerbert":
+        head.update(dgcnn_dilations=list(model_args.dgcnn_dilations), fusion_num_heads=model_args.fusion_num_heads)
+    else:
+        head.update(freeze_kg_embeddings=model_args.freeze_kg_embeddings)
+        if lexicon is not None:
+            head.update(kg_categories=list(lexicon.categories))
+        if embeddings is not None:
+            head.update(num_kg_entities=embeddings.size(0), kg_embedding_dim=embeddings.size(1))
     if not model_args.encoder:
-        config = ChCancerBertConfig(
+        config = config_class(
             vocab_size=len(tokenizer),
             hidden_size=model_args.hidden_size,
             num_hidden_layers=model_args.num_hidden_layers,
@@ -216,19 +320,25 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer) -> ChC
             pad_token_id=tokenizer.pad_token_id,
             **head,
         )
-        return ChCancerBertForCrfTagging(config)
-    saved = AutoConfig.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)
-    saved_labels = [saved.id2label[i] for i in sorted(saved.id2label)]
-    placeholder = all(label == f"LABEL_{i}" for i, label in enumerate(saved_labels))
-    if not placeholder and saved_labels != labels:
-        raise ConfigurationError(
-            f"the encoder {model_args.encoder} was saved with {len(saved_labels)} labels {saved_labels[:6]}... that "
-            f"disagree with the corpus's {len(labels)} labels {labels[:6]}...: use a plain encoder checkpoint, or "
-            f"the same corpus and label scheme"
-        )
-    if len(tokenizer) > saved.vocab_size:
-        raise ConfigurationError(f"the tokenizer has {len(tokenizer)} tokens, the encoder only {saved.vocab_size}")
-    return ChCancerBertForCrfTagging.from_pretrained(model_args.encoder, revision=model_args.revision, **head)
+        model = model_class(config)
+    else:
+        saved = AutoConfig.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)
+        saved_labels = [saved.id2label[i] for i in sorted(saved.id2label)]
+        placeholder = all(label == f"LABEL_{i}" for i, label in enumerate(saved_labels))
+        if not placeholder and saved_labels != labels:
+            raise ConfigurationError(
+                f"the encoder {model_args.encoder} was saved with {len(saved_labels)} labels {saved_labels[:6]}... "
+                f"that disagree with the corpus's {len(labels)} labels {labels[:6]}...: use a plain encoder "
+                f"checkpoint, or the same corpus and label scheme"
+            )
+        if len(tokenizer) > saved.vocab_size:
+            raise ConfigurationError(f"the tokenizer has {len(tokenizer)} tokens, the encoder only {saved.vocab_size}")
+        model = model_class.from_pretrained(model_args.encoder, revision=model_args.revision, **head)
+    if model_args.family == "clinicalbert-kg":
+        if embeddings is not None:
+            model.load_kg_embeddings(embeddings)
+        model.set_lexicon(lexicon)
+    return model
 
 
 def collate(windows: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -240,10 +350,12 @@ def collate(windows: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
         "token_type_ids": 0,
         "special_tokens_mask": 1,
         "labels": -100,
+        **dict.fromkeys(KG_FEATURES, 0),
     }
     return {
         name: torch.tensor([list(w[name]) + [value] * (length - len(w[name])) for w in windows])
         for name, value in padding.items()
+        if name in windows[0]
     }
 
 
@@ -293,14 +405,22 @@ def main(argv: list[str] | None = None) -> dict:
     encoder = WindowEncoder(
         tokenizer, types, scheme=model_args.label_scheme, max_length=data_args.max_length, stride=data_args.stride
     )
+    lexicon, embeddings = load_knowledge(model_args)
+    model = build_model(model_args, labels, tokenizer, lexicon, embeddings)
     encoded = {}
     for split in corpus:
         encoded[split] = encode_dataset(corpus[split], encoder)
         logger.info("%s: %s", split, encoder.stats.summary())
         encoder.stats = type(encoder.stats)()
+        if lexicon is not None:
+            # Family B: the knowledge features of each window, by the model's own code (as at inference).
+            texts = corpus[split]["text"]
+            encoded[split] = encoded[split].map(
+                lambda w, texts=texts: model.text_features(texts[w["record_index"]], w["offset_mapping"]),
+                desc="knowledge features",
+            )
 
     # ---- model, optimiser
-    model = build_model(model_args, labels, tokenizer)
     encoder_params = [p for n, p in model.named_parameters() if n.startswith("bert.")]
     head_params = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
     optimizer = torch.optim.AdamW(
@@ -443,7 +563,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if "test" in corpus:
         # Scored once, with the best model as saved: the same files a user loads.
-        best = accelerator.prepare(ChCancerBertForCrfTagging.from_pretrained(output_dir))
+        best = accelerator.prepare(FAMILIES[model_args.family][1].from_pretrained(output_dir))
         test_loader = accelerator.prepare(loader("test", train_args.per_device_eval_batch_size, shuffle=False))
         report = evaluate(best, accelerator, test_loader, encoded["test"], encoder, corpus["test"], types, classes)
         results["test"] = report.to_dict()

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import initialization as init
 from transformers.utils import ModelOutput
+
+from .crf import ConditionalRandomField
 
 
 @dataclass
@@ -30,6 +33,15 @@ class CrfTaggerOutput(ModelOutput):
     tag_mask: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def init_crf_weights(crf: ConditionalRandomField) -> None:
+    """For a tagger's ``_init_weights``: transitions uniform in [-0.1, 0.1] and the constraint buffers refilled
+    (transformers creates non-persistent buffers empty when it builds a model for loading)."""
+    for parameter in (crf.start_transitions, crf.end_transitions, crf.transitions):
+        init.uniform_(parameter, -0.1, 0.1)
+    for name, value in crf.constraint_values().items():
+        init.copy_(getattr(crf, name), value)
 
 
 class CrfTaggerMixin:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import BertModel
-from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertPreTrainedModel
 
 from .configuration_chcancerbert import ChCancerBertConfig
 from .crf import ConditionalRandomField
-from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput
+from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput, init_crf_weights
 from .layers import AttentionFusion, BiLSTM, DilatedGatedConv
 from .tagging import transition_constraints
 
@@ -33,10 +32,7 @@ class ChCancerBertPreTrainedModel(BertPreTrainedModel):
         # here; the base class covers Linear, Conv1d, LSTM, Embedding, LayerNorm and BERT's own modules.
         super()._init_weights(module)
         if isinstance(module, ConditionalRandomField):
-            for parameter in (module.start_transitions, module.end_transitions, module.transitions):
-                init.uniform_(parameter, -0.1, 0.1)
-            for name, value in module.constraint_values().items():
-                init.copy_(getattr(module, name), value)
+            init_crf_weights(module)
 
 
 class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):

@@ -169,3 +169,32 @@ def test_two_processes_with_accelerate_launch(corpora, tmp_path):
     results = json.loads((output / "all_results.json").read_text())
     assert results["steps"] == 4 and 0.0 <= results["best_dev_f1"] <= 1.0
     assert (output / "model.safetensors").is_file()
+
+
+def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path):
+    from safetensors.torch import save_file
+
+    kge = tmp_path / "kge"
+    kge.mkdir()
+    names = [("结节", "Symptom"), ("改良根治术", "Disease"), ("来曲唑", "Drug"), ("曲妥珠单抗", "Drug")]
+    (kge / "entities.tsv").write_text("".join(f"{n}\t{t}\n" for n, t in names), encoding="utf-8")
+    save_file({"entity_embeddings": torch.randn(len(names), 12)}, str(kge / "entity_embeddings.safetensors"))
+    output = tmp_path / "family_b"
+    train_ner.main([
+        "--family=clinicalbert-kg", f"--kg_embeddings={kge}", "--corpus=breast_cancer",
+        f"--train_file={corpora['breast']}", f"--output_dir={output}", "--max_length=64", "--stride=16",
+        "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64",
+        "--lstm_hidden_size=16", "--max_steps=2", "--early_stopping_patience=0",
+    ])  # fmt: skip
+    config = json.loads((output / "config.json").read_text())
+    assert config["model_type"] == "clinicalbert-kg-crf" and config["label_scheme"] == "BIOES"
+    assert config["num_kg_entities"] == 4 and config["kg_embedding_dim"] == 12
+    assert (output / "lexicon.tsv").is_file()
+    weights = load_file(output / "model.safetensors")
+    table = next(v for k, v in weights.items() if k.endswith("weight") and v.shape == (5, 12))
+    assert table[0].abs().sum() == 0  # row 0 is "no entity"
+
+
+def test_family_b_without_knowledge_inputs_is_refused(corpora, tmp_path):
+    with pytest.raises(ConfigurationError, match="give --lexicon and/or --kg_embeddings"):
+        train_ner.main(ner_args(corpora, tmp_path / "out", "--family=clinicalbert-kg"))

@@ -26,6 +26,12 @@ def _head_summary(config) -> str:
         parts.append(f"DGCNN dilations {config.dgcnn_dilations}")
     if getattr(config, "use_bilstm", False) and getattr(config, "use_dgcnn", False):
         parts.append(f"fusion {config.fusion}")
+    if hasattr(config, "use_kg_embedding"):
+        features = [
+            name for name in ("kg_embedding", "position_feature", "category_feature") if getattr(config, f"use_{name}")
+        ]
+        parts.append(f"knowledge features: {', '.join(features) or 'none'}")
+        parts.append(f"BiLSTM {config.lstm_num_layers}x{config.lstm_hidden_size}")
     return ", ".join([*parts, "CRF"])
 
 

@@ -1,0 +1,305 @@
+"""Knowledge-graph package: TSV I/O, the CMeKG import (safe unpickling, filtering, typing) and TransE/H/R."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from kg.cmekg import (
+    OTHER_TYPE,
+    CMeKGFormatError,
+    import_cmekg,
+    infer_entity_types,
+    load_cmekg,
+    load_restricted_pickle,
+    validate_cmekg,
+)
+from kg.embedding import KgeConfig, evaluate_link_prediction, index_triples, load_kge, save_kge, split_triples, train
+from kg.io import Entity, KgFormatError, Triple, read_entities, read_triples, write_entities, write_triples
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These graphs are tiny: a second OpenMP thread only adds synchronisation (10x slower on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------------- TSV I/O
+
+
+def test_triples_round_trip(tmp_path):
+    triples = [Triple("阿司匹林", "不良反应", "恶心"), Triple("高血压", "常见症状", "头晕 目眩")]
+    path = tmp_path / "triples.tsv"
+    assert write_triples(path, triples) == 2
+    assert read_triples(path) == triples
+
+
+def test_entities_round_trip_keeps_order(tmp_path):
+    entities = [Entity("血常规", "Check"), Entity("眼科", "Department"), Entity("高血压", "Disease")]
+    path = tmp_path / "entities.tsv"
+    write_entities(path, entities)
+    assert read_entities(path) == entities
+
+
+def test_reader_accepts_bom_and_blank_lines(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("\ufeffa\tr\tb\n\nb\tr\tc\n", encoding="utf-8")
+    assert read_triples(path) == [Triple("a", "r", "b"), Triple("b", "r", "c")]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a\tr\tb\na\tr\n", r"t\.tsv:2: expected 3 tab-separated fields \(head, relation, tail\), got 2"),
+        ("a\tr\tb\tc\n", r"t\.tsv:1: expected 3 .* got 4"),
+        ("a\tr\tb\n\n a \t\tb\n", r"t\.tsv:3: empty relation field"),
+    ],
+)
+def test_bad_triple_rows_name_file_and_line(tmp_path, content, message):
+    path = tmp_path / "t.tsv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(KgFormatError, match=message):
+        read_triples(path)
+
+
+def test_bad_entity_rows(tmp_path):
+    path = tmp_path / "e.tsv"
+    path.write_text("高血压\tDisease\n乏力\n", encoding="utf-8")
+    with pytest.raises(KgFormatError, match=r"e\.tsv:2: expected 2 tab-separated fields \(name, type\), got 1"):
+        read_entities(path)
+    path.write_text("高血压\tDisease\n高血压\tSymptom\n", encoding="utf-8")
+    with pytest.raises(KgFormatError, match=r"e\.tsv:2: entity '高血压' already listed on line 1"):
+        read_entities(path)
+    assert len(read_entities(path, allow_duplicates=True)) == 2
+
+
+def test_writer_refuses_unreadable_fields(tmp_path):
+    with pytest.raises(ValueError, match="no tab or line break"):
+        write_triples(tmp_path / "t.tsv", [("a\tb", "r", "c")])
+    with pytest.raises(ValueError, match="non-empty"):
+        write_entities(tmp_path / "e.tsv", [("", "Drug")])
+
+
+# ------------------------------------------------------------------------------------------- restricted unpickler
+
+
+class _Exploit:
+    """Unpickling this would call os.system if the loader resolved globals."""
+
+    def __reduce__(self):
+        return (os.system, ("touch should-not-exist",))
+
+
+class _Plain:
+    pass
+
+
+@pytest.mark.parametrize("payload", [os.system, _Exploit(), _Plain(), {"subject": {"predicate": [_Plain()]}}])
+def test_restricted_unpickler_refuses_any_global(tmp_path, monkeypatch, payload):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(payload))
+    # Had anything been resolved and called, it would show here (and in the working directory).
+    monkeypatch.chdir(tmp_path)
+    called = []
+    monkeypatch.setattr(os, "system", lambda *args: called.append(args))
+    with pytest.raises(pickle.UnpicklingError, match=r"evil\.pkl: refusing to load global"):
+        load_restricted_pickle(path)
+    assert not called
+    assert not (tmp_path / "should-not-exist").exists()
+
+
+def test_restricted_unpickler_reads_plain_graph(tmp_path):
+    graph = {"阿司匹林": {"不良反应": ["恶心", "出血"]}, "高血压": {"常见症状": ["头晕"]}}
+    path = tmp_path / "cmekg.pkl"
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        path.write_bytes(pickle.dumps(graph, protocol=protocol))
+        assert load_cmekg(path) == graph
+
+
+def test_truncated_pickle_is_a_clear_error(tmp_path):
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(pickle.dumps({"a": {"b": ["c"]}})[:-3])
+    with pytest.raises(pickle.UnpicklingError, match=r"cut\.pkl: (pickle data was truncated|not a valid pickle)"):
+        load_restricted_pickle(path)
+
+
+@pytest.mark.parametrize(
+    ("graph", "message"),
+    [
+        (["a"], "expected a dict subject -> dict, got list"),
+        ({"a": ["b"]}, "subject 'a' maps to a list"),
+        ({"a": {"r": "b"}}, r"'a' -> 'r' is a str, expected list\[str\]"),
+        ({"a": {"r": ["b", 3]}}, r"'a' -> 'r'\[1\] is a int, expected str"),
+        ({1: {"r": ["b"]}}, "subject 1 is a int"),
+    ],
+)
+def test_structure_errors(graph, message):
+    with pytest.raises(CMeKGFormatError, match=message):
+        validate_cmekg(graph, source="fixture")
+
+
+# -------------------------------------------------------------------------------------------------- CMeKG import
+
+SYNTHETIC_CMEKG = {
+    "阿司匹林肠溶片": {
+        "不良反应": ["恶心", "胃出血", "恶心"],
+        "成份": ["阿司匹林"],
+        "适应症": ["头痛", "发热"],
+        "英文名": ["Aspirin Enteric-coated Tablets"],
+        "用法用量": ["口服，一次1片"],
+        "规格": ["0.6%", "100"],
+    },
+    "偏头痛": {
+        "常见症状": ["头痛", "恶心", "畏光"],
+        "就诊科室": ["神经内科"],
+        "检查": ["脑电图"],
+        "相关药物": ["阿司匹林肠溶片"],
+        "常见病因": ["遗传因素" * 10],
+        "ICD10": ["G43.9"],
+        "奇怪的新键": ["x"],
+    },
+    "脑电图": {"相关疾病": ["偏头痛", "癫痫"], "相关症状": ["头痛"]},
+    "感冒": {"常见症状": ["发热", "12"]},
+}
+
+
+def test_import_filters_and_counts():
+    result = import_cmekg(SYNTHETIC_CMEKG, max_name_length=30)
+    counts = result.counts
+    assert counts["triples_total"] == 24
+    assert counts["dropped"] == {
+        "literal_predicate": 5,  # 英文名, 用法用量, 规格 x2, ICD10
+        "duplicate": 1,
+        "noise_too_long": 1,
+        "unlisted_predicate": 1,
+        "noise_number": 1,
+    }
+    assert counts["triples_kept"] == 15 == len(result.triples)
+    assert counts["dropped_predicates"]["unlisted_predicate"] == {"奇怪的新键": 1}
+    assert Triple("阿司匹林肠溶片", "不良反应", "恶心") in result.triples
+    assert not any(t.relation in ("英文名", "规格", "ICD10") for t in result.triples)
+
+
+def test_type_inference_majority_and_priority():
+    result = import_cmekg(SYNTHETIC_CMEKG)
+    types = dict(result.entities)
+    assert types["阿司匹林肠溶片"] == "Drug"  # subject of 不良反应/成份/适应症, object of 相关药物
+    assert types["偏头痛"] == "Disease"  # subject of 常见症状 (1.0 x3) beats object of 相关疾病 (1.0)
+    assert types["恶心"] == "Symptom"  # object of 不良反应 and 常见症状
+    assert types["头痛"] == "Symptom"  # Symptom 3.0 beats the weak Disease vote of 适应症 (0.5)
+    assert types["神经内科"] == "Department"
+    assert types["癫痫"] == "Disease"
+    # 脑电图: object of 检查 (Check 1.0), subject of 相关疾病 and 相关症状 (Check 0.5 + 0.5).
+    assert types["脑电图"] == "Check"
+    assert types["阿司匹林"] == "Drug"  # the weak vote of 成份 is its only evidence
+    assert result.counts["entities_per_type"]["Producer"] == 0
+    # A tie is broken by TYPE_PRIORITY (Check before Disease).
+    tie, _ = infer_entity_types([Triple("A", "检查", "X"), Triple("X", "并发症", "B")])
+    assert tie["X"] == "Check"
+    untyped, _ = infer_entity_types([Triple("A", "上位关系", "B")])
+    assert untyped == {"A": OTHER_TYPE, "B": OTHER_TYPE}
+
+
+# ----------------------------------------------------------------------------------------------------- embeddings
+
+
+def dictionary_graph(languages: int = 4, concepts: int = 30) -> list[Triple]:
+    """Concepts named in several languages; relation ``gA->gB`` translates a name from language A to B.
+
+    TransE represents it exactly on the unit sphere (entity = concept vector + language vector, orthogonal; the
+    relation is the difference of the language vectors), and a held-out translation is implied by the others.
+    """
+    return [
+        Triple(f"g{a}_c{i}", f"g{a}->g{b}", f"g{b}_c{i}")
+        for a in range(languages)
+        for b in range(languages)
+        if a != b
+        for i in range(concepts)
+    ]
+
+
+SMALL = dict(dim=16, epochs=100, batch_size=64, margin=1.0, learning_rate=0.02, valid_fraction=0.0, test_fraction=0.1)
+SMALL.update(eval_triples=None, eval_every=0, progress=False)
+RANDOM_MRR = 0.05  # 120 entities: a random ranking has filtered MRR of about 0.04
+
+
+def test_split_keeps_held_out_entities_in_train():
+    graph = index_triples(dictionary_graph())
+    split = split_triples(graph.triples, 0.1, 0.1, seed=3)
+    assert sum(part.shape[0] for part in split.values()) == graph.triples.shape[0]
+    assert split["valid"].shape[0] == split["test"].shape[0] == 36
+    train_entities = set(split["train"][:, [0, 2]].reshape(-1).tolist())
+    train_relations = set(split["train"][:, 1].tolist())
+    for name in ("valid", "test"):
+        assert set(split[name][:, [0, 2]].reshape(-1).tolist()) <= train_entities
+        assert set(split[name][:, 1].tolist()) <= train_relations
+    again = split_triples(graph.triples, 0.1, 0.1, seed=3)
+    assert torch.equal(again["test"], split["test"])
+
+
+def test_transe_learns_known_structure():
+    result = train(dictionary_graph(), model="transe", **SMALL)
+    assert result.metrics["mrr"] > 0.8, result.metrics
+    assert result.metrics["hits@10"] > 0.9
+    # Bordes et al.: entities stay on the unit sphere.
+    norms = result.model.entity.weight.norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["transh", "transr"])
+def test_transh_and_transr_beat_random(model):
+    result = train(dictionary_graph(), model=model, negative_sampling="uniform", **SMALL)
+    assert result.metrics["mrr"] > 3 * RANDOM_MRR, result.metrics
+    assert result.model.entity.weight.norm(dim=-1).max() <= 1 + 1e-5
+
+
+def test_untrained_model_scores_like_random():
+    """Guards the metric: ties count half, so a collapsed model cannot look perfect."""
+    graph = index_triples(dictionary_graph())
+    result = train(dictionary_graph(), model="transe", **{**SMALL, "epochs": 0})
+    assert result.metrics["mrr"] < RANDOM_MRR * 2
+    result.model.entity.weight.data.zero_()
+    result.model.relation.weight.data.zero_()
+    collapsed = evaluate_link_prediction(result.model, graph.triples[:20], graph.triples)
+    assert collapsed["mrr"] < RANDOM_MRR
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    settings = dict(SMALL, epochs=6, valid_fraction=0.05, eval_every=2)
+    straight = train(dictionary_graph(), model="transh", **settings)
+    train(dictionary_graph(), model="transh", checkpoint_dir=tmp_path, **{**settings, "epochs": 3})
+    resumed = train(dictionary_graph(), model="transh", checkpoint_dir=tmp_path, resume=True, **settings)
+    assert resumed.epochs_completed == 6
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert resumed.metrics == straight.metrics
+    assert [e["loss"] for e in resumed.history] == [e["loss"] for e in straight.history]
+    with pytest.raises(ValueError, match="dim=16 in checkpoint, 8 now"):
+        train(dictionary_graph(), model="transh", checkpoint_dir=tmp_path, resume=True, **{**settings, "dim": 8})
+
+
+def test_save_and_load_embeddings(tmp_path):
+    triples = dictionary_graph(languages=2, concepts=10)
+    result = train(triples, model="transr", **{**SMALL, "epochs": 2, "relation_dim": 8})
+    types = {"g0_c0": "Drug"}
+    save_kge(result, tmp_path, types)
+    loaded = load_kge(tmp_path)
+    assert [e.name for e in loaded.entities] == result.entity_names
+    assert loaded.entities[0] == Entity("g0_c0", "Drug") and loaded.entities[1].type == "Other"
+    assert loaded.entity_embeddings.shape == (20, 16)
+    assert loaded.tensors["relation_embeddings"].shape == (2, 8)
+    assert loaded.tensors["relation_matrices"].shape == (2, 8, 16)
+    assert loaded.config["model"] == "transr" and "mrr" in loaded.config["metrics"]
+
+
+def test_config_errors_name_the_value():
+    with pytest.raises(ValueError, match=r"model must be one of .* got 'distmult'"):
+        KgeConfig(model="distmult")
+    with pytest.raises(ValueError, match="p_norm must be 1 or 2, got 3"):
+        KgeConfig(p_norm=3)

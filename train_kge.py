@@ -1,0 +1,110 @@
+"""Train TransE, TransH or TransR knowledge-graph embeddings and export them for the CBT-KG model.
+
+Reads a triples file (``head<TAB>relation<TAB>tail``, e.g. from ``python -m kg.cmekg``), trains with the margin
+ranking loss on a seeded train/valid/test split, reports filtered MRR and Hits@1/3/10 on the held-out test sample
+and writes to ``--output-dir``:
+
+* ``entity_embeddings.safetensors``: ``entity_embeddings`` (num_entities x dim) and the relation parameters;
+* ``entities.tsv``: row ``i`` = ``name<TAB>type`` of embedding row ``i`` (types from ``--entities``, else Other);
+* ``relations.tsv``, ``kge_config.json`` (model, dim, hyper-parameters, metrics, timing);
+* ``checkpoint.pt`` after every epoch (``--resume`` continues from it; ``--epochs`` may be raised).
+
+Examples::
+
+    python -m kg.cmekg --output-dir outputs/cmekg
+    python train_kge.py --triples outputs/cmekg/triples.tsv --entities outputs/cmekg/entities.tsv \\
+        --model transe --dim 100 --epochs 50 --max-minutes 5 --output-dir outputs/kge_transe
+    python train_kge.py ... --output-dir outputs/kge_transe --epochs 80 --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from kg.embedding import MODELS, KgeConfig, save_kge, train
+from kg.io import read_entities, read_triples
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = KgeConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--triples", required=True, type=Path, help="head<TAB>relation<TAB>tail file")
+    parser.add_argument("--entities", type=Path, default=None, help="name<TAB>type file giving entity types")
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--model", choices=MODELS, default=defaults.model)
+    parser.add_argument("--dim", type=int, default=defaults.dim)
+    parser.add_argument("--relation-dim", type=int, default=None, help="TransR relation space (default: --dim)")
+    parser.add_argument("--margin", type=float, default=defaults.margin)
+    parser.add_argument("--p-norm", type=int, choices=(1, 2), default=defaults.p_norm, help="L1 or L2 distance")
+    parser.add_argument("--negative-sampling", choices=("uniform", "bernoulli"), default=defaults.negative_sampling)
+    parser.add_argument("--num-negatives", type=int, default=defaults.num_negatives)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--optimizer", choices=("adam", "adagrad"), default=defaults.optimizer)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget (checked per epoch)")
+    parser.add_argument("--constraint-weight", type=float, default=defaults.constraint_weight)
+    parser.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction)
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    parser.add_argument("--eval-triples", type=int, default=defaults.eval_triples, help="0: all held-out triples")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="epochs; 0: only at the end")
+    parser.add_argument("--target-mrr", type=float, default=None, help="stop once validation MRR reaches this")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads; 1 is much faster on a machine shared with other jobs"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = KgeConfig(
+        model=args.model,
+        dim=args.dim,
+        relation_dim=args.relation_dim,
+        margin=args.margin,
+        p_norm=args.p_norm,
+        negative_sampling=args.negative_sampling,
+        num_negatives=args.num_negatives,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
+        epochs=args.epochs,
+        max_minutes=args.max_minutes,
+        constraint_weight=args.constraint_weight,
+        valid_fraction=args.valid_fraction,
+        test_fraction=args.test_fraction,
+        eval_triples=args.eval_triples or None,
+        eval_every=args.eval_every,
+        target_mrr=args.target_mrr,
+        seed=args.seed,
+    )
+
+    triples = read_triples(args.triples)
+    entity_types = None
+    if args.entities is not None:
+        entity_types = {entity.name: entity.type for entity in read_entities(args.entities)}
+    print(f"{len(triples)} triples from {args.triples}")
+
+    result = train(triples, config, checkpoint_dir=args.output_dir, resume=args.resume, progress=not args.no_progress)
+    paths = save_kge(result, args.output_dir, entity_types)
+
+    print(json.dumps({"model": config.model, "dim": config.dim, **result.metrics}, indent=2))
+    print(
+        f"{result.epochs_completed} epochs, {result.train_seconds:.1f} s training, "
+        f"{result.triples_per_second:,.0f} triples/s; wrote {', '.join(str(p) for p in paths.values())}"
+    )
+
+
+if __name__ == "__main__":
+    main()
