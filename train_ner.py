@@ -289,7 +289,7 @@ def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torc
     return lexicon, embeddings
 
 
-def build_model(model_args: ModelArguments, labels: list[str], tokenizer, lexicon=None, embeddings=None):
+def build_model(model_args: ModelArguments, labels: list[str], tokenizer, classes, lexicon=None, embeddings=None):
     config_class, model_class = FAMILIES[model_args.family]
     head = dict(
         **VARIANTS[model_args.family][model_args.variant],
@@ -300,6 +300,7 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, lexico
         id2label=dict(enumerate(labels)),
         label2id={label: index for index, label in enumerate(labels)},
         special_token_ids=sorted({tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id}),
+        label_classes=classes or None,
     )
     if model_args.family == "chcancerbert":
         head.update(dgcnn_dilations=list(model_args.dgcnn_dilations), fusion_num_heads=model_args.fusion_num_heads)
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer, types, scheme=model_args.label_scheme, max_length=data_args.max_length, stride=data_args.stride
     )
     lexicon, embeddings = load_knowledge(model_args)
-    model = build_model(model_args, labels, tokenizer, lexicon, embeddings)
+    model = build_model(model_args, labels, tokenizer, classes, lexicon, embeddings)
     encoded = {}
     for split in corpus:
         encoded[split] = encode_dataset(corpus[split], encoder)
@@ -581,8 +582,23 @@ def main(argv: list[str] | None = None) -> dict:
             upload_folder(
                 repo_id=train_args.hub_model_id, folder_path=output_dir, ignore_patterns=["checkpoints/*", "logs/*"]
             )
+    if train_args.sample_text and accelerator.is_main_process:
+        print_sample_entities(output_dir, train_args.sample_text)
     accelerator.end_training()
     return results
+
+
+def print_sample_entities(model_dir: Path, text: str) -> None:
+    """Tag ``text`` with the saved model through the clinical-ner pipeline, as a user would, and print the result."""
+    from transformers import pipeline
+
+    ner = pipeline("clinical-ner", model=str(model_dir), trust_remote_code=True)
+    entities = ner(text)
+    print(f"\nEntities found by the saved model ({model_dir}) in the sample record:")
+    for entity in entities:
+        group = entity["entity_group"] + (f" ({entity['class']})" if "class" in entity else "")
+        print(f"  {entity['start']:>4}-{entity['end']:<4} {group:<34} {entity['score']:.2f}  {entity['word']}")
+    print(f"{len(entities)} entities in {len(text)} characters.")
 
 
 def save_model(accelerator, model, tokenizer, output_dir: Path, report, arguments: tuple, train_records: int) -> None:

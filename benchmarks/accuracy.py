@@ -4,6 +4,11 @@ papers' numbers for the same corpus. The last line is ``strict F1 = 0.xxxx``.
 
     python benchmarks/accuracy.py --family chcancerbert --format ccks2019 \\
         --train ../shared/data/ccks2019/train.jsonl --eval-fraction 0.2 --minutes 60 [--pretrain-mlm]
+    python benchmarks/accuracy.py --family clinicalbert-kg --kg-embeddings out/kge --lexicon terms.tsv \\
+        --train ../shared/data/ccks2019/train.jsonl --minutes 30 --ablation
+
+``--ablation`` (family B) trains the same configuration with and without the knowledge features (``--variant
+kg`` and ``no-kg``), each with the whole budget, and prints both.
 
 With ``--eval-fraction`` (instead of ``--eval FILE``) a seeded share of the training file's records is held out as
 the eval file. Model selection uses a dev split carved from the remaining training records, never the eval file.
@@ -35,23 +40,24 @@ PAPERS = {
     "ccks2020": [("Xu et al. 2025, CBT-KG (TransE)", None, None, 89.29)],
 }
 
-# A from-scratch configuration sized for 2 CPU cores.
+# A from-scratch configuration sized for CPU: a small encoder (in effect contextual character embeddings), the
+# heads at the encoder's width, long windows so that most records fit in one or two.
 SCRATCH = {
-    "hidden_size": 256,
+    "hidden_size": 128,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
-    "intermediate_size": 1024,
+    "intermediate_size": 512,
 }
 NER = {
-    "lstm_hidden_size": 256,
+    "lstm_hidden_size": 128,
     "head_dropout": 0.3,
     "max_length": 256,
     "stride": 64,
     "per_device_train_batch_size": 16,
-    "encoder_learning_rate": 5e-4,
+    "encoder_learning_rate": 1e-3,
     "head_learning_rate": 2e-3,
-    "warmup_ratio": 0.05,
-    "num_train_epochs": 60,
+    "warmup_ratio": 0.03,
+    "num_train_epochs": 40,
     "early_stopping_patience": 0,
     "dev_fraction": 0.1,
     "logging_steps": 50,
@@ -88,12 +94,15 @@ def corpus_texts(path: Path, folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", default="chcancerbert", choices=["chcancerbert"])
+    parser.add_argument("--family", default="chcancerbert", choices=["chcancerbert", "clinicalbert-kg"])
     parser.add_argument("--format", default="ccks2019", choices=["ccks2019", "ccks2020"])
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--eval", type=Path, help="eval file in the same format")
     parser.add_argument("--eval-fraction", type=float, default=0.2, help="without --eval: held-out share")
-    parser.add_argument("--variant", default="dgcnn-bilstm-mha-crf")
+    parser.add_argument("--variant", help="default: the family's full model")
+    parser.add_argument("--kg-embeddings", type=Path, help="family B: train_kge.py output folder")
+    parser.add_argument("--lexicon", type=Path, help="family B: term list, name<TAB>type")
+    parser.add_argument("--ablation", action="store_true", help="family B: also train without knowledge features")
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-time budget for all training")
     parser.add_argument("--pretrain-mlm", action="store_true", help="continued pretraining on the training texts")
     parser.add_argument("--mlm-share", type=float, default=0.3, help="share of the budget for pretraining")
@@ -101,52 +110,65 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, help="keep the models here (default: a temporary folder)")
     args = parser.parse_args()
 
-    started = time.monotonic()
+    default_variant = {"chcancerbert": "dgcnn-bilstm-mha-crf", "clinicalbert-kg": "kg"}[args.family]
+    variants = [args.variant or default_variant]
+    if args.ablation:
+        if args.family != "clinicalbert-kg":
+            parser.error("--ablation compares with and without knowledge features: it needs --family clinicalbert-kg")
+        variants.append("no-kg")
+    knowledge = [f"--{name}={value}" for name, value in
+                 (("kg_embeddings", args.kg_embeddings), ("lexicon", args.lexicon)) if value]  # fmt: skip
+
+    results = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.output_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         train, evaluation = (
             (args.train, args.eval) if args.eval else hold_out(args.train, args.eval_fraction, args.seed, folder)
         )
-        ner_minutes = args.minutes
-        encoder: list[str] = []
-        if args.pretrain_mlm:
-            mlm_minutes = args.minutes * args.mlm_share
-            mlm_dir = folder / "mlm"
-            # Steps sized to the budget: measured throughput of this configuration on 2 cores is about
-            # 3 steps/s at batch 32 x 256 tokens for the small encoder; the run stops at max_steps.
-            steps = max(100, int(mlm_minutes * 60 * 1.5))
-            run([sys.executable, "train_mlm.py", "--train_files", str(corpus_texts(train, folder)),
-                 "--output_dir", str(mlm_dir), "--max_seq_length", "256", "--per_device_train_batch_size", "32",
-                 "--learning_rate", "5e-4", "--max_steps", str(steps), "--warmup_ratio", "0.05",
-                 "--logging_steps", "100", "--checkpointing_steps", str(10**9), "--seed", str(args.seed),
-                 *[f"--{k}={v}" for k, v in SCRATCH.items()]])  # fmt: skip
-            ner_minutes = args.minutes - (time.monotonic() - started) / 60
-            encoder = ["--encoder", str(mlm_dir)]
-        ner_dir = folder / "ner"
-        run([sys.executable, "train_ner.py", "--family", args.family, "--variant", args.variant,
-             "--corpus", args.format, "--train_file", str(train), "--test_file", str(evaluation),
-             "--output_dir", str(ner_dir), "--max_train_minutes", f"{max(ner_minutes, 1):.1f}",
-             "--seed", str(args.seed), *encoder, *[f"--{k}={v}" for k, v in NER.items()],
-             *([] if encoder else [f"--{k}={v}" for k, v in SCRATCH.items()])])  # fmt: skip
-        report = json.loads((ner_dir / "test_results.json").read_text(encoding="utf-8"))
-        eval_report = (ner_dir / "eval_report.txt").read_text(encoding="utf-8")
+        for variant in variants:
+            started = time.monotonic()
+            ner_minutes = args.minutes
+            encoder: list[str] = []
+            if args.pretrain_mlm:
+                mlm_dir = folder / f"mlm-{variant}"
+                # Steps sized to the budget share: about 1.5 steps/s at batch 32 x 256 tokens for the small
+                # encoder on 2 cores; the run stops at max_steps.
+                steps = max(100, int(args.minutes * args.mlm_share * 60 * 1.5))
+                run([sys.executable, "train_mlm.py", "--train_files", str(corpus_texts(train, folder)),
+                     "--output_dir", str(mlm_dir), "--max_seq_length", "256", "--per_device_train_batch_size", "32",
+                     "--learning_rate", "5e-4", "--max_steps", str(steps), "--warmup_ratio", "0.05",
+                     "--logging_steps", "100", "--checkpointing_steps", str(10**9), "--seed", str(args.seed),
+                     *[f"--{k}={v}" for k, v in SCRATCH.items()]])  # fmt: skip
+                ner_minutes = args.minutes - (time.monotonic() - started) / 60
+                encoder = ["--encoder", str(mlm_dir)]
+            ner_dir = folder / f"ner-{variant}"
+            run([sys.executable, "train_ner.py", "--family", args.family, "--variant", variant,
+                 "--corpus", args.format, "--train_file", str(train), "--test_file", str(evaluation),
+                 "--output_dir", str(ner_dir), "--max_train_minutes", f"{max(ner_minutes, 1):.1f}",
+                 "--seed", str(args.seed), *encoder, *knowledge, *[f"--{k}={v}" for k, v in NER.items()],
+                 *([] if encoder else [f"--{k}={v}" for k, v in SCRATCH.items()])])  # fmt: skip
+            report = json.loads((ner_dir / "test_results.json").read_text(encoding="utf-8"))
+            results.append((variant, report, (time.monotonic() - started) / 60))
 
-    wall = (time.monotonic() - started) / 60
-    micro = report["micro"]
-    print(f"\nEval file: {evaluation.name} ({report['num_records']} records); wall time {wall:.1f} min, "
-          f"{'with' if args.pretrain_mlm else 'without'} continued pretraining; dev report of the best model:")  # fmt: skip
-    print(eval_report)
-    print(f"{'type':<14}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
-    for name, score in report["per_type"].items():
-        print(f"{name:<14}{score['precision']:>8.4f}{score['recall']:>8.4f}{score['f1']:>8.4f}{score['support']:>9}")
-    print("\nPapers (official test set) vs ours (held-out share):")
+    for variant, report, minutes in results:
+        print(f"\n{args.family} {variant}{' + MLM' if args.pretrain_mlm else ''}: eval file {evaluation.name} "
+              f"({report['num_records']} records), wall time {minutes:.1f} min")  # fmt: skip
+        print(f"{'type':<14}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
+        for name, score in report["per_type"].items():
+            cells = "".join(f"{score[k]:>8.4f}" for k in ("precision", "recall", "f1"))
+            print(f"{name:<14}{cells}{score['support']:>9}")
+        micro = report["micro"]
+        cells = "".join(f"{micro[k]:>8.4f}" for k in ("precision", "recall", "f1"))
+        print(f"{'micro':<14}{cells}{micro['support']:>9}")
+    print("\nPapers (official test set) vs ours (held-out share), strict micro P / R / F1:")
     for name, p, r, f in PAPERS.get(args.format, []):
         cells = "".join(f"{v:>8.2f}" if v is not None else f"{'-':>8}" for v in (p, r, f))
         print(f"  {name:<56}{cells}")
-    ours = "".join(f"{100 * micro[k]:>8.2f}" for k in ("precision", "recall", "f1"))
-    print(f"  {'ours, ' + args.variant + (' + MLM' if args.pretrain_mlm else ''):<56}{ours}")
-    print(f"strict F1 = {micro['f1']:.4f}")
+    for variant, report, _ in results:
+        ours = "".join(f"{100 * report['micro'][k]:>8.2f}" for k in ("precision", "recall", "f1"))
+        print(f"  {'ours, ' + args.family + ' ' + variant + (' + MLM' if args.pretrain_mlm else ''):<56}{ours}")
+    print(f"strict F1 = {results[0][1]['micro']['f1']:.4f}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import BertConfig
 
+from .crf_tagger import fill_tagger_config_defaults
 from .tagging import SCHEMES, check_label_map
 
 FUSIONS = ("attention", "concat")
@@ -32,6 +33,8 @@ class ChCancerBertConfig(BertConfig):
             likelihood too, not only when decoding.
         special_token_ids (`list[int]`, *optional*): ids the CRF never sees ([CLS], [SEP], [PAD], ...), used when
             `special_tokens_mask` is not passed to `forward`.
+        label_classes (`dict[str, str]`, *optional*): entity type -> class (e.g. the breast-cancer set's
+            `{"Nodule": "Symptoms", ...}`); the `clinical-ner` pipeline adds each entity's `class`.
 
     The paper's ablations are configurations: BERT-BiLSTM-CRF (`use_dgcnn=False`), BERT-DGCNN-CRF
     (`use_bilstm=False`), BERT-DGCNN-BiLSTM-CRF (`fusion="concat"`) and BERT-DGCNN-BiLSTM-MHA-CRF (the default);
@@ -53,6 +56,7 @@ class ChCancerBertConfig(BertConfig):
     head_dropout: float | int = 0.5
     crf_constrain_training: bool = True
     special_token_ids: list[int] | None = None
+    label_classes: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs):
         if self.dgcnn_dilations is None:
@@ -62,16 +66,9 @@ class ChCancerBertConfig(BertConfig):
         if self.special_token_ids is None:
             self.special_token_ids = []
         super().__post_init__(**kwargs)
-        if getattr(self, "auto_map", None) is None:
-            # Both auto classes load the tagger; register_for_auto_class records only one of them.
-            model = "modeling_chcancerbert.ChCancerBertForCrfTagging"
-            self.auto_map = {
-                "AutoConfig": "configuration_chcancerbert.ChCancerBertConfig",
-                "AutoModel": model,
-                "AutoModelForTokenClassification": model,
-            }
-        if self.label2id is None:
-            self.label2id = {label: index for index, label in self.id2label.items()}
+        fill_tagger_config_defaults(
+            self, "configuration_chcancerbert.ChCancerBertConfig", "modeling_chcancerbert.ChCancerBertForCrfTagging"
+        )
         self.validate_head()
 
     def validate_head(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from transformers import BertConfig
 
+from .crf_tagger import fill_tagger_config_defaults
 from .lexicon import POSITION_TAGS
 from .tagging import SCHEMES, check_label_map
 
@@ -40,6 +41,8 @@ class ClinicalBertKgConfig(BertConfig):
             likelihood too, not only when decoding.
         special_token_ids (`list[int]`, *optional*): ids the CRF never sees ([CLS], [SEP], [PAD], ...), used when
             `special_tokens_mask` is not passed to `forward`.
+        label_classes (`dict[str, str]`, *optional*): entity type -> class (e.g. the breast-cancer set's
+            `{"Nodule": "Symptoms", ...}`); the `clinical-ner` pipeline adds each entity's `class`.
         lexicon_file (`str`, defaults to `"lexicon.tsv"`): name of the lexicon file in the model folder.
         lexicon_sha256 (`str`, *optional*): SHA-256 of the lexicon the model was saved with; set by the model when a
             lexicon is attached. A folder whose lexicon file does not match it is not trusted.
@@ -66,6 +69,7 @@ class ClinicalBertKgConfig(BertConfig):
     head_dropout: float | int = 0.5
     crf_constrain_training: bool = True
     special_token_ids: list[int] | None = None
+    label_classes: dict[str, str] | None = None
     lexicon_file: str = "lexicon.tsv"
     lexicon_sha256: str | None = None
 
@@ -75,16 +79,11 @@ class ClinicalBertKgConfig(BertConfig):
         if self.special_token_ids is None:
             self.special_token_ids = []
         super().__post_init__(**kwargs)
-        if getattr(self, "auto_map", None) is None:
-            # Both auto classes load the tagger; register_for_auto_class records only one of them.
-            model = "modeling_clinicalbert_kg.ClinicalBertKgForCrfTagging"
-            self.auto_map = {
-                "AutoConfig": "configuration_clinicalbert_kg.ClinicalBertKgConfig",
-                "AutoModel": model,
-                "AutoModelForTokenClassification": model,
-            }
-        if self.label2id is None:
-            self.label2id = {label: index for index, label in self.id2label.items()}
+        fill_tagger_config_defaults(
+            self,
+            "configuration_clinicalbert_kg.ClinicalBertKgConfig",
+            "modeling_clinicalbert_kg.ClinicalBertKgForCrfTagging",
+        )
         self.validate_head()
 
     @property

@@ -15,6 +15,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .crf import ConditionalRandomField
+from .pipeline_clinical_ner import clinical_ner_custom_pipelines
 
 
 @dataclass
@@ -33,6 +34,23 @@ class CrfTaggerOutput(ModelOutput):
     tag_mask: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def fill_tagger_config_defaults(config, config_class: str, model_class: str) -> None:
+    """What every tagger config sets in ``__post_init__`` when loading did not: ``auto_map`` for ``AutoConfig``,
+    ``AutoModel`` and ``AutoModelForTokenClassification`` (``register_for_auto_class`` records only one class),
+    ``custom_pipelines`` so that ``pipeline("clinical-ner", model=..., trust_remote_code=True)`` finds its class,
+    and ``label2id``. Class paths are ``"module.Class"`` as written in a model repository."""
+    if getattr(config, "auto_map", None) is None:
+        config.auto_map = {
+            "AutoConfig": config_class,
+            "AutoModel": model_class,
+            "AutoModelForTokenClassification": model_class,
+        }
+    if getattr(config, "custom_pipelines", None) is None:
+        config.custom_pipelines = clinical_ner_custom_pipelines()
+    if config.label2id is None:
+        config.label2id = {label: index for index, label in config.id2label.items()}
 
 
 def init_crf_weights(crf: ConditionalRandomField) -> None:

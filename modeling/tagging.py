@@ -230,19 +230,35 @@ def plan_windows(num_tokens: int, window: int, stride: int) -> list[tuple[int, i
 def window_owners(windows: Sequence[tuple[int, int]], num_tokens: int) -> list[int]:
     """For each token, the index of the window where it has the most context on both sides.
 
-    Context is ``min(tokens before it, tokens after it)`` inside the window; ties go to the earlier window. Tokens
-    owned by one window form a contiguous run, so merged tag sequences stay well formed.
+    Context is ``min(tokens before it, tokens after it)`` inside the window; ties go to the earlier window. Windows
+    are sorted by start with non-decreasing ends, as :func:`plan_windows` makes them; only the few windows holding
+    a token are looked at, so this is linear in the number of tokens. Tokens owned by one window form a contiguous
+    run, so merged tag sequences stay well formed.
     """
     owners = []
+    first = 0  # the first window that has not ended before the current token
     for token in range(num_tokens):
+        while first < len(windows) and windows[first][1] <= token:
+            first += 1
         best, best_context = -1, -1
-        for index, (start, end) in enumerate(windows):
-            if start <= token < end:
-                context = min(token - start, end - 1 - token)
-                if context > best_context:
-                    best, best_context = index, context
+        index = first
+        while index < len(windows) and windows[index][0] <= token:
+            start, end = windows[index]
+            context = min(token - start, end - 1 - token)
+            if context > best_context:
+                best, best_context = index, context
+            index += 1
         owners.append(best)
     return owners
+
+
+def owned_ranges(windows: Sequence[tuple[int, int]], num_tokens: int) -> list[tuple[int, int]]:
+    """For each window, the tokens ``[lo, hi)`` it owns under :func:`window_owners` (``lo == hi`` for none)."""
+    ranges = [(start, start) for start, _ in windows]
+    for token, owner in enumerate(window_owners(windows, num_tokens)):
+        lo, hi = ranges[owner]
+        ranges[owner] = (token, token + 1) if lo == hi else (lo, token + 1)
+    return ranges
 
 
 def merge_window_tags(

@@ -137,3 +137,14 @@ def test_window_owner_prefers_the_most_context():
 def test_plan_windows_validates_its_arguments():
     with pytest.raises(ValueError, match="0 <= stride < window"):
         plan_windows(10, 4, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(num_tokens=st.integers(0, 200), window=st.integers(1, 30), data=st.data())
+def test_window_owners_equal_a_search_over_every_window(num_tokens, window, data):
+    windows = plan_windows(num_tokens, window, data.draw(st.integers(0, window - 1)))
+    expected = []
+    for token in range(num_tokens):
+        holding = [(min(token - s, e - 1 - token), -i) for i, (s, e) in enumerate(windows) if s <= token < e]
+        expected.append(-max(holding)[1])
+    assert window_owners(windows, num_tokens) == expected

@@ -1,0 +1,168 @@
+"""Throughput of the clinical-ner pipeline against transformers' token-classification pipeline, and its peak memory
+on a long record.
+
+    python benchmarks/pipeline_speed.py [--records 16] [--chars 2000] [--rounds 3] [--threads N]
+
+Both pipelines run the same encoder size (a BERT of hidden 256, 4 layers, 4 heads by default: small, not tiny) over
+the same simulated records of about 2,000 characters, on the CPU, with windows of 512 tokens and 8 windows per
+batch. transformers' pipeline is given ``stride`` so that it also reads long texts in overlapping windows (with
+``aggregation_strategy="simple"``; it argmaxes the logits, which is wrong for a CRF but is the baseline). Ours is
+timed as BERT-CRF (the same encoder and a linear layer, plus the CRF's Viterbi and forward-backward) and with the
+full family-A head (BiLSTM + DGCNN + attention fusion). Rounds are interleaved and the best round of each counts,
+which makes the comparison robust to other load on the machine.
+
+Peak memory: a fresh process per measurement tags one record of 1,000 or 100,000 characters; the table shows the
+growth of the process's peak RSS over its peak after loading and a warm-up call, and tracemalloc's peak of Python
+allocations during the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENCODER = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
+MAX_LENGTH = 512
+
+
+def simulated_text(chars: int, seed: int) -> str:
+    from datasets_scripts.fixtures import simulated_breast_cancer_records
+
+    pieces, total, index = [], 0, 0
+    while total < chars:
+        record = simulated_breast_cancer_records(count=1, seed=seed * 1000 + index, long_records=0)[0]["text"]
+        pieces.append(record)
+        total += len(record)
+        index += 1
+    return "".join(pieces)[:chars]
+
+
+def build(folder: Path) -> None:
+    """Save a char tokenizer and three models of the same encoder size under ``folder``."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    from datasets_scripts import build_char_tokenizer
+    from datasets_scripts.labels import BREAST_CANCER_CODES, class_of
+    from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+    from modeling.pipeline_clinical_ner import save_for_hub
+    from modeling.tagging import build_label_list
+
+    tokenizer = build_char_tokenizer([simulated_text(50_000, seed=99)], model_max_length=MAX_LENGTH)
+    labels = build_label_list(BREAST_CANCER_CODES, "BIO")
+    common = dict(
+        vocab_size=len(tokenizer), max_position_embeddings=MAX_LENGTH, id2label=dict(enumerate(labels)), **ENCODER
+    )
+    torch.manual_seed(0)
+    special = [tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id]
+    classes = {code: class_of(code) for code in BREAST_CANCER_CODES}
+    for name, head in (("bert-crf", dict(use_bilstm=False, use_dgcnn=False)), ("full-head", {})):
+        config = ChCancerBertConfig(**common, **head, special_token_ids=special, label_classes=classes)
+        save_for_hub(ChCancerBertForCrfTagging(config).eval(), tokenizer, folder / name)
+    baseline = BertForTokenClassification(BertConfig(**common)).eval()
+    baseline.save_pretrained(folder / "token-classification")
+    tokenizer.save_pretrained(folder / "token-classification")
+
+
+def load(folder: Path, name: str):
+    from transformers import pipeline
+
+    if name == "token-classification":
+        return pipeline("token-classification", model=str(folder / name), device=-1, aggregation_strategy="simple",
+                        stride=128, batch_size=8)  # fmt: skip
+    return pipeline("clinical-ner", model=str(folder / name), trust_remote_code=True, device=-1, batch_size=8)
+
+
+def throughput(folder: Path, records: int, chars: int, rounds: int) -> dict[str, float]:
+    texts = [simulated_text(chars, seed=i) for i in range(records)]
+    total = sum(len(t) for t in texts)
+    pipes = {name: load(folder, name) for name in ("token-classification", "bert-crf", "full-head")}
+    for pipe in pipes.values():
+        pipe(texts[:1])  # warm-up
+    best = dict.fromkeys(pipes, float("inf"))
+    for _ in range(rounds):
+        for name, pipe in pipes.items():
+            start = time.perf_counter()
+            pipe(texts)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: total / seconds for name, seconds in best.items()}
+
+
+MEMORY_PROBE = """
+import json, resource, sys, time, tracemalloc
+import torch
+if {threads}:
+    torch.set_num_threads({threads})
+sys.path.insert(0, {root!r})
+from benchmarks.pipeline_speed import load, simulated_text
+pipe = load(__import__("pathlib").Path({folder!r}), {name!r})
+text = simulated_text({chars}, seed=7)
+pipe(simulated_text(1000, seed=8))  # warm-up: allocator pools, lazy imports
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+entities = pipe(text)
+seconds = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+del entities
+tracemalloc.start()  # a second call: tracemalloc slows allocation down, so it is not timed
+entities = pipe(text)
+python_peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+print(json.dumps({{"rss_growth_mib": (after - before) / 1024, "rss_peak_mib": after / 1024,
+                  "python_peak_mib": python_peak / 2**20, "seconds": seconds, "entities": len(entities)}}))
+"""
+
+
+def memory(folder: Path, name: str, chars: int, threads: int | None = None) -> dict[str, float]:
+    code = MEMORY_PROBE.format(root=str(ROOT), folder=str(folder), name=name, chars=chars, threads=threads or 0)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=16)
+    parser.add_argument("--chars", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--folder", type=Path, default=Path("/tmp/clinical-ner-benchmark"))
+    args = parser.parse_args()
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    build(args.folder)
+    print(f"encoder {ENCODER}, windows of {MAX_LENGTH} tokens, batch 8, torch threads {torch.get_num_threads()}")
+    print(f"{args.records} records of {args.chars} characters, best of {args.rounds} interleaved rounds\n")
+    speeds = throughput(args.folder, args.records, args.chars, args.rounds)
+    reference = speeds["token-classification"]
+    print(f"{'pipeline':<46}{'chars/s':>10}{'vs baseline':>13}")
+    labels = {
+        "token-classification": "token-classification, BertForTokenClassification",
+        "bert-crf": "clinical-ner, BERT-CRF",
+        "full-head": "clinical-ner, BERT-DGCNN-BiLSTM-MHA-CRF",
+    }
+    for name, speed in speeds.items():
+        print(f"{labels[name]:<46}{speed:>10.0f}{speed / reference:>12.2f}x")
+
+    print(f"\n{'one record (clinical-ner, BERT-CRF)':<36}{'RSS growth MiB':>16}{'Python peak MiB':>17}"
+          f"{'entities':>10}{'seconds':>9}")  # fmt: skip
+    for chars in (1_000, 10_000, 100_000):
+        numbers = memory(args.folder, "bert-crf", chars, args.threads)
+        print(f"{f'{chars:,} characters':<36}{numbers['rss_growth_mib']:>16.1f}{numbers['python_peak_mib']:>17.1f}"
+              f"{numbers['entities']:>10}{numbers['seconds']:>9.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+"""The ``clinical-ner`` pipeline: CRF decoding over overlapping windows, entities with character offsets.
+
+>>> from transformers import pipeline
+>>> ner = pipeline("clinical-ner", model="path/or/repo", trust_remote_code=True)
+>>> ner("患者2019年3月行左乳腺癌改良根治术。")
+[{'entity_group': 'Time', 'score': 0.98, 'word': '2019年3月', 'start': 2, 'end': 9}, ...]
+
+How a text is tagged:
+
+1. It is tokenized once without special tokens, with ``offset_mapping`` (any fast tokenizer: the project's character
+   tokenizer, or a WordPiece one whose ASCII runs are single tokens and whose whitespace gives no token).
+2. :func:`tagging.plan_windows` covers the tokens with windows of ``max_length - 2`` tokens that overlap by
+   ``stride`` tokens; each window gets ``[CLS]`` and ``[SEP]``. Windows of all the texts of a call are batched
+   together, ``batch_size`` windows at a time.
+3. Each window is Viterbi-decoded by the model's CRF (``model.crf.decode(logits, tag_mask)``, never argmax) and the
+   CRF marginals (``model.crf.marginals``) give each token the probability of its decoded label. Only the decoded
+   labels and those probabilities are kept, never the logits, so memory stays flat on long records.
+4. Each token takes its label from the window where it has the most context on both sides
+   (:func:`tagging.window_owners`); an entity crossing a window edge is therefore read from the windows that see
+   it with context and comes out whole. :func:`tagging.tags_to_spans` and :func:`tagging.token_to_char_spans` turn
+   the merged tags into character spans.
+
+Each entity is ``{"entity_group", "score", "word", "start", "end"}`` plus ``"class"`` when the config maps entity
+types to classes. ``start``/``end`` are character offsets into the input string (end exclusive) and
+``word == text[start:end]``. **Score**: the mean, over the entity's tokens, of the CRF marginal probability of the
+label the Viterbi path gave that token (each token's marginal from the window that owns it). It is in ``(0, 1]``;
+1 means the model puts all probability mass on those labels.
+
+Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
+(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``) and ``max_position_embeddings``.
+
+**Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
+``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it for
+every window with the whole input text and the character offsets of the window's tokens (special tokens excluded),
+and expects one integer per token under each key. The values are placed at the window's token positions, ``0`` at
+``[CLS]``, ``[SEP]`` and padding, and passed to the model as ``long`` tensors ``(batch, seq)`` under those keys.
+
+The model must be a CRF tagger: ``model.crf`` and a ``forward`` returning ``logits`` (CRF emissions) and
+``tag_mask``; ``special_tokens_mask`` is passed when ``forward`` takes it.
+
+This file ships inside every model repository (``config.json`` names it in ``custom_pipelines``): it imports the
+standard library, torch, transformers and sibling files only. :func:`save_for_hub` writes a complete repository.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import AutoModelForTokenClassification
+from transformers.dynamic_module_utils import get_relative_import_files
+from transformers.pipelines.base import ChunkPipeline
+from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
+
+from .display import EntityView, render_entities
+from .tagging import OUTSIDE, owned_ranges, plan_windows, tags_to_spans, token_to_char_spans
+
+logger = logging.getLogger(__name__)
+
+TASK = "clinical-ner"
+#: Fallback when neither the tokenizer nor the config gives a usable maximum length.
+DEFAULT_MAX_LENGTH = 512
+#: Tokenizers without a real limit report a huge ``model_max_length`` (``int(1e30)``): ignore such values.
+_NO_LIMIT = 1_000_000
+
+
+def clinical_ner_custom_pipelines() -> dict[str, dict[str, Any]]:
+    """The ``custom_pipelines`` entry of a model config, a fresh dict each call (transformers edits it in place)."""
+    return {
+        TASK: {
+            "impl": f"{Path(__file__).stem}.ClinicalNerPipeline",
+            "pt": ["AutoModelForTokenClassification"],
+            "type": "text",
+        }
+    }
+
+
+@dataclass
+class _Document:
+    """One input text, tokenized once and shared by all its windows (never copied into batches)."""
+
+    text: str
+    input_ids: torch.Tensor  # shape: (num_tokens,)
+    offsets: list[tuple[int, int]]
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.offsets)
+
+
+@dataclass
+class _Window:
+    """Tokens ``[start, end)`` of a document; not a list or dict, so the pipeline passes it through untouched."""
+
+    document: _Document
+    start: int
+    end: int
+
+
+class ClinicalNerPipeline(ChunkPipeline):
+    """Named-entity recognition with a CRF tagger over texts of any length (see the module docstring).
+
+    Call parameters (also accepted by ``pipeline(...)``):
+        max_length: tokens per window including ``[CLS]`` and ``[SEP]``; defaults to the smaller of the tokenizer's
+            ``model_max_length`` and the config's ``max_position_embeddings``.
+        stride: tokens shared by consecutive windows; defaults to a quarter of the window, at least 2.
+    ``batch_size`` counts windows (of one or several texts); ``device`` works as in every transformers pipeline.
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(getattr(self.model, "crf", None), torch.nn.Module):
+            raise ValueError(
+                f"the clinical-ner pipeline needs a CRF tagger (a model with a `crf` module), got "
+                f"{type(self.model).__name__}"
+            )
+        if self.tokenizer is None or not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("the clinical-ner pipeline needs a fast tokenizer (it aligns entities through offsets)")
+        parameters = inspect.signature(self.model.forward).parameters
+        self._pass_special_tokens_mask = "special_tokens_mask" in parameters
+        self._text_features = getattr(self.model, "text_features", None)
+        config = self.model.config
+        self.id2label = {int(index): label for index, label in config.id2label.items()}
+        self.label_scheme = getattr(config, "label_scheme", None) or "BIO"
+        self.label_classes = dict(getattr(config, "label_classes", None) or {})
+        self._specials = [t for t in (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id) if t is not None]
+
+    def __call__(self, inputs, **kwargs):
+        """Entities of one text (a list of entity dicts) or of each text of a list (a list of such lists)."""
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        if isinstance(inputs, list) and not inputs:
+            return []  # the base class looks at inputs[0] to detect chat messages
+        return super().__call__(inputs, **kwargs)
+
+    # ------------------------------------------------------------------ parameters
+
+    def _default_max_length(self) -> int:
+        limits = [
+            value
+            for value in (
+                getattr(self.tokenizer, "model_max_length", None),
+                getattr(self.model.config, "max_position_embeddings", None),
+            )
+            if isinstance(value, int) and 0 < value < _NO_LIMIT
+        ]
+        return min(limits) if limits else DEFAULT_MAX_LENGTH
+
+    def _sanitize_parameters(self, max_length: int | None = None, stride: int | None = None):
+        preprocess = {}
+        if max_length is not None:
+            preprocess["max_length"] = max_length
+        if stride is not None:
+            preprocess["stride"] = stride
+        return preprocess, {}, {}
+
+    def _window_plan(self, max_length: int | None, stride: int | None) -> tuple[int, int]:
+        max_length = self._default_max_length() if max_length is None else max_length
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if isinstance(limit, int) and max_length > limit:
+            raise ValueError(f"max_length ({max_length}) exceeds the model's max_position_embeddings ({limit})")
+        window = max_length - len(self._specials)
+        if window < 1:
+            raise ValueError(f"max_length must leave room for at least one token, got {max_length}")
+        if stride is None:
+            stride = min(window - 1, max(2, window // 4))
+        if not 0 <= stride < window:
+            raise ValueError(f"stride must be in [0, {window}) for windows of {window} tokens, got {stride}")
+        if stride < 2 and window > 2:
+            logger.warning("stride %d < 2: an entity crossing a window edge may be split", stride)
+        return window, stride
+
+    # ------------------------------------------------------------------ the three steps
+
+    def preprocess(self, text: str, max_length: int | None = None, stride: int | None = None):
+        if not isinstance(text, str):
+            raise TypeError(f"the clinical-ner pipeline takes a string or a list of strings, got {type(text).__name__}")
+        window, stride = self._window_plan(max_length, stride)
+        encoding = self.tokenizer(
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            truncation=False,
+            verbose=False,  # a long record exceeds model_max_length on purpose: it is cut into windows below
+        )
+        offsets = [tuple(pair) for pair in encoding["offset_mapping"]]
+        document = _Document(text, torch.tensor(encoding["input_ids"], dtype=torch.long), offsets)
+        del encoding
+        plan = plan_windows(document.num_tokens, window, stride)
+        for index, (start, end) in enumerate(plan):
+            yield {**self._window_inputs(document, start, end), "is_last": index == len(plan) - 1}
+
+    def _window_inputs(self, document: _Document, start: int, end: int) -> dict[str, Any]:
+        prefix = self._specials[:1] if self.tokenizer.cls_token_id is not None else []
+        suffix = self._specials[len(prefix) :]
+        ids = torch.cat(
+            [
+                torch.tensor(prefix, dtype=torch.long),
+                document.input_ids[start:end],
+                torch.tensor(suffix, dtype=torch.long),
+            ]
+        )
+        inputs: dict[str, Any] = {
+            "input_ids": ids.unsqueeze(0),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+        }
+        if self._pass_special_tokens_mask:
+            special = torch.zeros(1, len(ids), dtype=torch.long)
+            special[0, : len(prefix)] = 1
+            special[0, len(ids) - len(suffix) :] = 1
+            inputs["special_tokens_mask"] = special
+        if self._text_features is not None:
+            features = self._text_features(document.text, document.offsets[start:end])
+            for key, values in features.items():
+                if len(values) != end - start:
+                    raise ValueError(
+                        f"model.text_features returned {len(values)} values for {key!r}, expected one per token "
+                        f"({end - start})"
+                    )
+                row = [0] * len(prefix) + list(values) + [0] * len(suffix)
+                inputs[key] = torch.tensor([row], dtype=torch.long)
+        inputs["window"] = _Window(document, start, end)
+        return inputs
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        window, is_last = model_inputs.pop("window"), model_inputs.pop("is_last")
+        output = self.model(**model_inputs)
+        emissions = output.logits  # shape: (batch, seq, num_labels), CRF emissions
+        tag_mask = getattr(output, "tag_mask", None)
+        if tag_mask is None:
+            tag_mask = model_inputs["attention_mask"].bool()
+            if "special_tokens_mask" in model_inputs:
+                tag_mask = tag_mask & ~model_inputs["special_tokens_mask"].bool()
+        paths = self.model.crf.decode(emissions, tag_mask)
+        # shape: (batch, seq); the decoded label id of each tagged position, -1 elsewhere
+        labels = torch.full(tag_mask.shape, -1, dtype=torch.long, device=emissions.device)
+        flat = [label for path in paths for label in path]
+        labels[tag_mask] = torch.tensor(flat, dtype=torch.long, device=emissions.device)
+        marginals = self.model.crf.marginals(emissions, tag_mask)  # shape: (batch, seq, num_labels)
+        # shape: (batch, seq); marginal probability of the decoded label, 0 off the tag mask
+        probabilities = marginals.gather(2, labels.clamp(min=0).unsqueeze(2)).squeeze(2) * (labels >= 0)
+        return {"labels": labels, "probabilities": probabilities.float(), "window": window, "is_last": is_last}
+
+    def postprocess(self, window_outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        document = window_outputs[0]["window"].document
+        windows = [(item["window"].start, item["window"].end) for item in window_outputs]
+        prefix = 1 if self.tokenizer.cls_token_id is not None else 0
+        label_ids: list[int] = []
+        probabilities = []
+        for item, (lo, hi) in zip(window_outputs, owned_ranges(windows, document.num_tokens)):
+            # Window position of token t is prefix + t - window start.
+            first = prefix + lo - item["window"].start
+            label_ids.extend(item["labels"][0, first : first + hi - lo].tolist())
+            probabilities.append(item["probabilities"][0, first : first + hi - lo])
+        probability = torch.cat(probabilities) if probabilities else torch.zeros(0)
+        tags = [self.id2label[i] if i >= 0 else OUTSIDE for i in label_ids]
+        entities = []
+        token_spans = tags_to_spans(tags, self.label_scheme)
+        char_spans = token_to_char_spans(token_spans, document.offsets)
+        for (token_start, token_end, _), (start, end, label) in zip(token_spans, char_spans):
+            entity = {
+                "entity_group": label,
+                "score": float(probability[token_start:token_end].mean()),
+                "word": document.text[start:end],
+                "start": start,
+                "end": end,
+            }
+            if label in self.label_classes:
+                entity["class"] = self.label_classes[label]
+            entities.append(entity)
+        return entities
+
+    # ------------------------------------------------------------------ batching
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        """As ``ChunkPipeline``: windows of consecutive texts are batched together and regrouped per text.
+
+        Batches are always right-padded (the tokenizer's ``padding_side`` is ignored: BERT's absolute positions
+        must not move), so that a window gives the same result in any batch.
+        """
+        if "TOKENIZERS_PARALLELISM" not in os.environ:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        if num_workers > 1:
+            logger.warning(
+                "the clinical-ner pipeline reads its windows in one worker; num_workers=%d ignored", num_workers
+            )
+            num_workers = 1
+        dataset = PipelineChunkIterator(inputs, self.preprocess, preprocess_params)
+        collate = _single if batch_size == 1 else self._collate
+        dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate)
+        model_iterator = PipelinePackIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+    def _collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "special_tokens_mask": 1}
+        length = max(item["input_ids"].shape[1] for item in items)
+        batch: dict[str, Any] = {}
+        for key, value in items[0].items():
+            if isinstance(value, torch.Tensor):
+                padded = torch.full((len(items), length), pad_values.get(key, 0), dtype=value.dtype)
+                for row, item in enumerate(items):
+                    padded[row, : item[key].shape[1]] = item[key][0]
+                batch[key] = padded
+            else:
+                batch[key] = [item[key] for item in items]
+        return batch
+
+    # ------------------------------------------------------------------ conveniences
+
+    def render(self, text: str, **kwargs) -> EntityView:
+        """Tag ``text`` and return its notebook view (see :mod:`display`), colours in the config's label order."""
+        types = [label.partition("-")[2] for label in self.id2label.values() if label != OUTSIDE]
+        return render_entities(text, self(text, **kwargs), labels=list(dict.fromkeys(types)))
+
+
+def _single(items: list[dict[str, Any]]) -> dict[str, Any]:
+    (item,) = items
+    return item
+
+
+def register_pipeline() -> None:
+    """Register ``clinical-ner`` with transformers, so that ``pipeline("clinical-ner", model=model_object,
+    tokenizer=...)`` works in this process and the pipeline's ``save_pretrained`` writes ``custom_pipelines``.
+    Calling it again is harmless."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    registered = PIPELINE_REGISTRY.supported_tasks.get(TASK)
+    if registered is not None and registered.get("impl") is ClinicalNerPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=ClinicalNerPipeline, pt_model=AutoModelForTokenClassification, type="text"
+    )
+
+
+def pipeline_files() -> list[Path]:
+    """This file and the sibling files it imports: what a model repository needs to run the pipeline."""
+    return [Path(__file__), *(Path(name) for name in get_relative_import_files(__file__))]
+
+
+def save_for_hub(model, tokenizer, folder: str | os.PathLike, **save_kwargs) -> Path:
+    """Write a complete model repository to ``folder``: weights, config with ``auto_map`` and ``custom_pipelines``,
+    the model's ``.py`` files, the tokenizer, and the pipeline's files.
+
+    ``model.save_pretrained`` alone keeps ``custom_pipelines`` in the config but copies only the files the model
+    imports; this adds the pipeline's. ``save_kwargs`` go to ``model.save_pretrained`` (e.g.
+    ``save_function=accelerator.save``). Returns the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    custom = dict(getattr(model.config, "custom_pipelines", None) or {})
+    custom.update(clinical_ner_custom_pipelines())
+    model.config.custom_pipelines = custom
+    model.save_pretrained(folder, **save_kwargs)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    for path in pipeline_files():
+        target = folder / path.name
+        if not target.exists() or target.resolve() != path.resolve():
+            shutil.copyfile(path, target)
+    logger.info("saved a clinical-ner model repository to %s", folder)
+    return folder

@@ -1,0 +1,240 @@
+"""predict.py: every input format, JSON-lines and Label Studio output, the round trip through the breast-cancer reader,
+scores against gold, errors that name the place but never the text, and two processes under accelerate."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers.utils import logging as hf_logging
+
+import predict
+from datasets_scripts import load_breast_cancer
+from modeling.pipeline_clinical_ner import save_for_hub
+
+from .pipeline_helpers import char_tokenizer, hand_set_model
+
+hf_logging.set_verbosity_error()
+
+TYPES = ["Chemotherapy", "Time"]
+CLASSES = {"Chemotherapy": "Treatments", "Time": "Time"}
+TAGGED = {"药": "B-Chemotherapy", "物": "I-Chemotherapy", "时": "B-Time", "间": "I-Time"}
+TEXTS = [
+    "患者于时间行药物物化疗，\r\n结节😀 药物。",
+    "",
+    "ＡＢ１２３时间间 HER2（＋）",
+    "左乳腺癌改良根治术" * 40 + "药物物物物物物" + "结节" * 30,  # several windows
+]
+EXPECTED = [
+    [(3, 5, "Time"), (6, 9, "Chemotherapy"), (18, 20, "Chemotherapy")],
+    [],
+    [(5, 8, "Time")],
+    [(360, 367, "Chemotherapy")],
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tokenizer = char_tokenizer(model_max_length=64)
+    model = hand_set_model(tokenizer, TAGGED, types=TYPES, classes=CLASSES)
+    return save_for_hub(model, tokenizer, tmp_path_factory.mktemp("model") / "tiny-ner")
+
+
+def run(model_dir, *args) -> int:
+    return predict.main([str(model_dir), *map(str, args), "--no-progress"])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def spans_of(record) -> list[tuple[int, int, str]]:
+    return [(e["start"], e["end"], e["label"]) for e in record["entities"]]
+
+
+def write_jsonl(path: Path, rows, bom: bool = False, newline: str = "\n") -> Path:
+    text = newline.join(json.dumps(row, ensure_ascii=False) for row in rows) + newline
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def test_span_schema_and_ccks_json_lines(model_dir, tmp_path):
+    span_file = write_jsonl(
+        tmp_path / "records.jsonl", [{"id": f"r{i}", "text": t, "entities": []} for i, t in enumerate(TEXTS)]
+    )
+    assert run(model_dir, span_file, "-o", tmp_path / "out.jsonl", "--batch-size", 3) == 0
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["id"] for r in out] == ["r0", "r1", "r2", "r3"] and [r["text"] for r in out] == TEXTS
+    assert [spans_of(r) for r in out] == EXPECTED
+    for record in out:
+        for entity in record["entities"]:
+            assert record["text"][entity["start"] : entity["end"]] == entity["text"]
+            assert entity["class"] == CLASSES[entity["label"]] and 0 < entity["score"] <= 1
+
+    ccks = write_jsonl(
+        tmp_path / "ccks.txt", [{"originalText": t, "entities": []} for t in TEXTS], bom=True, newline="\r\n"
+    )
+    assert run(model_dir, ccks, "--format", "jsonl", "-o", tmp_path / "ccks_out.jsonl", "--chunk-size", 1) == 0
+    out = read_jsonl(tmp_path / "ccks_out.jsonl")
+    assert [r["id"] for r in out] == ["ccks:1", "ccks:2", "ccks:3", "ccks:4"]  # as the CCKS reader names them
+    assert [spans_of(r) for r in out] == EXPECTED
+
+
+def test_plain_text_per_line_and_per_file(model_dir, tmp_path):
+    lines = tmp_path / "notes.txt"
+    lines.write_bytes("时间药物\r\n\r\n结节药物物\r\n".encode())
+    assert run(model_dir, lines, "-o", tmp_path / "lines.jsonl") == 0
+    out = read_jsonl(tmp_path / "lines.jsonl")
+    assert [(r["id"], r["text"], spans_of(r)) for r in out] == [
+        ("notes:1", "时间药物", [(0, 2, "Time"), (2, 4, "Chemotherapy")]),
+        ("notes:3", "结节药物物", [(2, 5, "Chemotherapy")]),
+    ]
+
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_bytes("患者\r\n药物\r\n".encode())
+    (folder / "sub" / "b.txt").write_bytes(TEXTS[3].encode())
+    (folder / "ignored.md").write_text("时间")
+    assert run(model_dir, folder, "--per-file", "-o", tmp_path / "files.jsonl") == 0
+    out = read_jsonl(tmp_path / "files.jsonl")
+    assert [(r["id"], spans_of(r)) for r in out] == [("a.txt", [(4, 6, "Chemotherapy")]), ("sub/b.txt", EXPECTED[3])]
+    assert out[0]["text"] == "患者\r\n药物\r\n"  # CRLF kept: offsets point into the file's characters
+
+
+def simulate_label_studio(tasks: list[dict]) -> list[dict]:
+    """What Label Studio exports after importing the tasks and an annotator submitting each pre-annotation as is."""
+    exported = []
+    for number, task in enumerate(tasks, start=1):
+        prediction = task["predictions"][-1]
+        annotation = {"id": 1000 + number, "result": prediction["result"], "was_cancelled": False,
+                      "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z"}  # fmt: skip
+        exported.append({"id": task.get("id", number), "data": task["data"], "annotations": [annotation]})
+    return exported
+
+
+def test_label_studio_predictions_round_trip_through_the_breast_cancer_reader(model_dir, tmp_path):
+    tasks = [{"id": 10 + i, "data": {"text": t}, "annotations": []} for i, t in enumerate(TEXTS)]
+    source = tmp_path / "tasks.json"
+    source.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--label-studio", tmp_path / "ls.json",
+               "--model-version", "tiny-v1") == 0  # fmt: skip
+    written = json.loads((tmp_path / "ls.json").read_text(encoding="utf-8"))
+    assert [task["id"] for task in written] == [10, 11, 12, 13] and written[0]["annotations"] == []
+    prediction = written[0]["predictions"][0]
+    assert prediction["model_version"] == "tiny-v1" and 0 < prediction["score"] <= 1
+    region = prediction["result"][0]
+    assert {k: region[k] for k in ("from_name", "to_name", "type")} == {"from_name": "label", "to_name": "text",
+                                                                        "type": "labels"}  # fmt: skip
+    assert region["value"] == {"start": 3, "end": 5, "text": "时间", "labels": ["Time"]} and 0 < region["score"] <= 1
+    assert "score" not in written[1]["predictions"][0]  # no entity, no confidence to sort by
+
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(simulate_label_studio(written), ensure_ascii=False), encoding="utf-8")
+    splits = load_breast_cancer(export, strict=True)
+    read_back = {r["id"]: [(e["start"], e["end"], e["label"]) for e in r["entities"]]
+                 for split in splits.values() for r in split}  # fmt: skip
+    predicted = {r["id"]: spans_of(r) for r in read_jsonl(tmp_path / "out.jsonl")}
+    assert set(read_back) == set(predicted) == {"10", "11", "12", "13"}
+    assert read_back == {k: sorted(v) for k, v in predicted.items()}
+
+
+def test_label_studio_tasks_from_plain_records_import_with_their_text(model_dir, tmp_path):
+    source = write_jsonl(tmp_path / "records.jsonl", [{"id": "a", "text": TEXTS[0]}])
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--label-studio", tmp_path / "ls.json") == 0
+    (task,) = json.loads((tmp_path / "ls.json").read_text(encoding="utf-8"))
+    assert task["data"] == {"text": TEXTS[0], "record_id": "a"}
+    assert task["predictions"][0]["model_version"] == "tiny-ner"
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(simulate_label_studio([task]), ensure_ascii=False), encoding="utf-8")
+    (record,) = [r for split in load_breast_cancer(export, strict=True).values() for r in split]
+    assert [(e["start"], e["end"], e["label"]) for e in record["entities"]] == EXPECTED[0]
+
+
+def test_gold_prints_the_metrics_table_and_writes_json(model_dir, tmp_path, capsys):
+    source = write_jsonl(tmp_path / "records.jsonl", [{"id": f"r{i}", "text": t} for i, t in enumerate(TEXTS)])
+    gold_rows = [{"id": f"r{i}", "text": t, "entities": [{"start": s, "end": e, "label": label} for s, e, label in spans]}
+                 for i, (t, spans) in enumerate(zip(TEXTS, EXPECTED))]  # fmt: skip
+    gold_rows[0]["entities"] = gold_rows[0]["entities"][:2]  # one false positive
+    gold = write_jsonl(tmp_path / "gold.jsonl", gold_rows)
+    capsys.readouterr()
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", gold) == 0
+    table = capsys.readouterr().out
+    assert "micro avg" in table and "class Treatments" in table and "Chemotherapy" in table
+    report = json.loads((tmp_path / "out.metrics.json").read_text(encoding="utf-8"))
+    assert report["micro"]["true_positives"] == 4 and report["micro"]["predicted"] == 5
+    assert report["per_class"]["Time"]["f1"] == 1.0
+
+    gold_rows.append({"id": "unseen", "text": "x", "entities": []})
+    write_jsonl(gold, gold_rows)
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", gold) == 2
+    assert "1 ids in" in capsys.readouterr().err
+
+
+SECRET = "患者张三身份证"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "bad.jsonl",
+            '{"id": "1", "text": "药物"}\n\n{"id": "2", "text": "' + SECRET + '"\n',
+            r"bad.jsonl:3: invalid JSON",
+        ),
+        ("bad.jsonl", '{"id": "1", "body": "' + SECRET + '"}\n', r"bad.jsonl:1: expected a string field 'text'"),
+        (
+            "bad.jsonl",
+            '{"id": 1, "text": "a"}\n{"id": "1", "text": "' + SECRET + '"}\n',
+            r"bad.jsonl:2: id '1' appears twice",
+        ),
+        ("bad.jsonl", '["' + SECRET + '"]\n', r"bad.json"),  # a list: read as Label Studio tasks
+        ("bad.json", '[{"data": {"txt": "' + SECRET + '"}}]', r"bad.json: task 0: expected a string field 'data.text'"),
+        ("bad.json", '{"data": "' + SECRET + '"}', r"bad.json:1: expected a string field 'text'"),  # JSON lines
+        (
+            "bad.json",
+            '[{"data": {"text": "a"}}, 7, "' + SECRET + '"]',
+            r"bad.json: task 1: expected a JSON object, got int",
+        ),
+    ],
+)
+def test_bad_input_names_file_and_line_never_the_text(model_dir, tmp_path, capsys, name, content, message):
+    import re
+
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert run(model_dir, path, "-o", tmp_path / "out.jsonl") == 2
+    captured = capsys.readouterr()
+    assert re.search(message, captured.err), captured.err
+    assert SECRET not in captured.err + captured.out
+
+
+def test_not_utf8_text_names_the_file(model_dir, tmp_path, capsys):
+    path = tmp_path / "latin.txt"
+    path.write_bytes(b"ok\n" + "caf\u00e9".encode("latin-1") + b"\n")
+    assert run(model_dir, path, "-o", tmp_path / "out.jsonl") == 2
+    assert "latin.txt: not UTF-8 text near line" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_write_the_single_process_output(model_dir, tmp_path):
+    records = [{"id": f"r{i}", "text": TEXTS[i % len(TEXTS)] * (1 + i % 3)} for i in range(11)]
+    source = write_jsonl(tmp_path / "records.jsonl", records)
+    assert run(model_dir, source, "-o", tmp_path / "single.jsonl", "--label-studio", tmp_path / "single.json") == 0
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(Path(predict.__file__)), str(model_dir),
+               str(source), "-o", str(tmp_path / "multi.jsonl"), "--label-studio", str(tmp_path / "multi.json"),
+               "--chunk-size", "2", "--no-progress"]  # fmt: skip
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600, cwd=Path(predict.__file__).parent
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote 11 records" in result.stdout and "(2 processes)" in result.stdout, result.stdout
+    assert (tmp_path / "multi.jsonl").read_text() == (tmp_path / "single.jsonl").read_text()
+    assert (tmp_path / "multi.json").read_text() == (tmp_path / "single.json").read_text()
