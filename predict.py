@@ -328,13 +328,6 @@ def load_pipeline(model: str, device, batch_size: int):
     return pipe
 
 
-def _has_accelerator_device() -> bool:
-    import torch
-
-    api = getattr(torch, "accelerator", None)  # torch >= 2.6
-    return api.is_available() if api is not None else torch.cuda.is_available()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -342,9 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
+    from training.common import has_accelerator_device
+
     # On a machine without GPUs, Accelerate forms a multi-process (gloo) group only when told to use the CPU:
     # `accelerate launch --multi_gpu --num_processes 2 predict.py ...` then runs two cooperating processes.
-    accelerator = Accelerator(cpu=args.cpu or not _has_accelerator_device())
+    accelerator = Accelerator(cpu=args.cpu or not has_accelerator_device())
     main_process = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
     if args.batch_size < 1 or args.chunk_size < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class TrainArguments:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)"})
     num_train_epochs: int = field(default=1, metadata={"help": "passes over the corpus (ignored with max_steps)"})
     max_steps: int = field(default=0, metadata={"help": "optimiser steps; required when streaming"})
+    max_train_minutes: float = field(default=0.0, metadata={"help": "stop (and save) after this wall time"})
     warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps with linear warm-up"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
 
     progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
+    started = time.monotonic()
     model.train()
     running_loss, running_batches = 0.0, 0
     while state["step"] < total_steps:
@@ -237,6 +240,12 @@ def main(argv: list[str] | None = None) -> None:
                 running_loss, running_batches = 0.0, 0
             if state["step"] % train_args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, output_dir, state)
+            out_of_time = (
+                train_args.max_train_minutes and time.monotonic() - started > 60 * train_args.max_train_minutes
+            )
+            if out_of_time:
+                logger.info("time budget of %.1f minutes spent at step %d", train_args.max_train_minutes, state["step"])
+                total_steps = state["step"]
             if state["step"] >= total_steps:
                 break
         else:

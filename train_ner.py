@@ -257,7 +257,8 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
 
 def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
     if model_args.encoder:
-        return AutoTokenizer.from_pretrained(model_args.encoder, revision=model_args.revision)
+        # trust_remote_code: an encoder saved by train_ner.py has custom code, and AutoTokenizer reads its config
+        return AutoTokenizer.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)
     return build_char_tokenizer(train_texts)
 
 
@@ -395,6 +396,8 @@ def main(argv: list[str] | None = None) -> dict:
     for noisy in ("datasets_scripts.encoding", "accelerate", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.manual_seed(train_args.seed)
+    logger.info("%d process(es), %s, device %s", accelerator.num_processes, accelerator.distributed_type,
+                accelerator.device)  # fmt: skip
 
     # ---- data
     with accelerator.main_process_first():
@@ -604,15 +607,16 @@ def print_sample_entities(model_dir: Path, text: str) -> None:
 def save_model(accelerator, model, tokenizer, output_dir: Path, report, arguments: tuple, train_records: int) -> None:
     """The complete model repository: weights, config, code, tokenizer, card, arguments and dev scores."""
     accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
+    # Every process calls save_pretrained (only the main one writes): it may synchronise processes itself.
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(output_dir, save_function=accelerator.save)
-    tokenizer.save_pretrained(output_dir)
-    write_arguments(output_dir, *arguments)
-    (output_dir / "eval_results.json").write_text(report.to_json(), encoding="utf-8")
-    (output_dir / "eval_report.txt").write_text(format_report(report) + "\n", encoding="utf-8")
-    write_model_card(output_dir, unwrapped.config, report, *arguments, train_records)
+    unwrapped.save_pretrained(output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save)
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(output_dir)
+        write_arguments(output_dir, *arguments)
+        (output_dir / "eval_results.json").write_text(report.to_json(), encoding="utf-8")
+        (output_dir / "eval_report.txt").write_text(format_report(report) + "\n", encoding="utf-8")
+        write_model_card(output_dir, unwrapped.config, report, *arguments, train_records)
+    accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":

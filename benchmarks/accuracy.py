@@ -132,12 +132,12 @@ def main() -> None:
             encoder: list[str] = []
             if args.pretrain_mlm:
                 mlm_dir = folder / f"mlm-{variant}"
-                # Steps sized to the budget share: about 1.5 steps/s at batch 32 x 256 tokens for the small
-                # encoder on 2 cores; the run stops at max_steps.
-                steps = max(100, int(args.minutes * args.mlm_share * 60 * 1.5))
+                # The schedule is planned for up to 20 epochs; the time budget ends the run first on small machines.
+                steps = 20 * len(corpus_texts(train, folder).read_text(encoding="utf-8").splitlines()) // 16
                 run([sys.executable, "train_mlm.py", "--train_files", str(corpus_texts(train, folder)),
                      "--output_dir", str(mlm_dir), "--max_seq_length", "256", "--per_device_train_batch_size", "32",
                      "--learning_rate", "5e-4", "--max_steps", str(steps), "--warmup_ratio", "0.05",
+                     "--max_train_minutes", f"{args.minutes * args.mlm_share:.1f}",
                      "--logging_steps", "100", "--checkpointing_steps", str(10**9), "--seed", str(args.seed),
                      *[f"--{k}={v}" for k, v in SCRATCH.items()]])  # fmt: skip
                 ner_minutes = args.minutes - (time.monotonic() - started) / 60

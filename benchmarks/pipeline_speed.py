@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/clinical-ner-benchmark"))
+    parser.add_argument("--base", action="store_true", help="a BERT-base-size encoder (12 x 768) instead")
     args = parser.parse_args()
 
     import torch
@@ -142,6 +143,8 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.base:
+        ENCODER.update(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
     build(args.folder)
     print(f"encoder {ENCODER}, windows of {MAX_LENGTH} tokens, batch 8, torch threads {torch.get_num_threads()}")
     print(f"{args.records} records of {args.chars} characters, best of {args.rounds} interleaved rounds\n")

@@ -141,7 +141,7 @@ def test_pretraining_then_fine_tuning_end_to_end(corpora, tmp_path, run_isolated
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
         model = AutoModelForTokenClassification.from_pretrained({str(moved)!r}, trust_remote_code=True)
-        tokenizer = AutoTokenizer.from_pretrained({str(moved)!r})
+        tokenizer = AutoTokenizer.from_pretrained({str(moved)!r}, trust_remote_code=True)
         inputs = tokenizer(["右乳结节，ER(+)"], return_tensors="pt", return_special_tokens_mask=True)
         paths = model.decode(**inputs)
         assert len(paths[0]) == len("右乳结节，ER(+)"), paths
@@ -166,6 +166,7 @@ def test_two_processes_with_accelerate_launch(corpora, tmp_path):
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dev strict P" in result.stderr + result.stdout
+    assert "2 process(es), DistributedType.MULTI_CPU" in result.stderr, "the processes did not form one group"
     results = json.loads((output / "all_results.json").read_text())
     assert results["steps"] == 4 and 0.0 <= results["best_dev_f1"] <= 1.0
     assert (output / "model.safetensors").is_file()

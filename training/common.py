@@ -90,8 +90,20 @@ class JsonLinesTracker(GeneralTracker):
             handle.write(json.dumps({"step": step, **values}, default=float) + "\n")
 
 
+def has_accelerator_device() -> bool:
+    """Whether torch sees a GPU (or another accelerator)."""
+    import torch
+
+    api = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return api.is_available() if api is not None else torch.cuda.is_available()
+
+
 def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mixed_precision: str = "no"):
-    """An Accelerator logging to a JSON-lines file, and to TensorBoard when it is installed."""
+    """An Accelerator logging to a JSON-lines file, and to TensorBoard when it is installed.
+
+    Without a GPU the Accelerator is told so (``cpu=True``): only then do processes started by ``accelerate launch
+    --multi_gpu --num_processes N`` form a gloo group instead of each training alone.
+    """
     trackers: list = [JsonLinesTracker("train", output_dir / "logs")]
     try:
         import tensorboard  # noqa: F401
@@ -100,6 +112,7 @@ def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mix
     except ImportError:
         pass
     return Accelerator(
+        cpu=not has_accelerator_device(),
         gradient_accumulation_steps=gradient_accumulation_steps,
         mixed_precision=mixed_precision,
         log_with=trackers,
