@@ -65,26 +65,70 @@ def init_crf_weights(crf: ConditionalRandomField) -> None:
 class CrfTaggerMixin:
     """Tag mask, loss and decoding for a model with a ``crf`` attribute."""
 
-    def tag_mask(
+    def encode(
         self,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        **kwargs,
+    ) -> tuple:
+        """Check the inputs and run the encoder (``self.bert``); returns its output and the boolean attention mask
+        ``(batch, seq)``, all on when ``attention_mask`` is not given."""
+        shape_source = input_ids if input_ids is not None else inputs_embeds
+        if shape_source is None:
+            raise ValueError("expected input_ids or inputs_embeds, got neither")
+        if shape_source.dim() < 2:
+            raise ValueError(f"expected inputs of shape (batch, seq), got {tuple(shape_source.shape)}")
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        batch_seq = shape_source.shape[:2]
+        if attention_mask is None:
+            return outputs, torch.ones(batch_seq, dtype=torch.bool, device=shape_source.device)
+        return outputs, attention_mask.bool()
+
+    def tagger_output(
+        self,
+        emissions: torch.Tensor,
+        encoder_outputs,
+        input_ids: torch.Tensor | None,
+        attended: torch.Tensor,
         special_tokens_mask: torch.Tensor | None,
-        shape: torch.Size,
-        device: torch.device,
+        labels: torch.Tensor | None,
+    ) -> CrfTaggerOutput:
+        """The CRF's view of the emissions: tag mask, and the loss when labels are given."""
+        tag_mask = self.tag_mask(input_ids, attended, special_tokens_mask)
+        return CrfTaggerOutput(
+            loss=self.crf_loss(emissions, labels, tag_mask) if labels is not None else None,
+            logits=emissions,
+            tag_mask=tag_mask,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+
+    def tag_mask(
+        self, input_ids: torch.Tensor | None, attended: torch.Tensor, special_tokens_mask: torch.Tensor | None
     ) -> torch.Tensor:
         """Boolean ``(batch, seq)``: attended tokens that are not special tokens."""
-        mask = torch.ones(shape, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
         if special_tokens_mask is not None:
-            if special_tokens_mask.shape != mask.shape:
+            if special_tokens_mask.shape != attended.shape:
                 raise ValueError(
-                    f"expected special_tokens_mask of shape {tuple(mask.shape)}, got {tuple(special_tokens_mask.shape)}"
+                    f"expected special_tokens_mask of shape {tuple(attended.shape)}, "
+                    f"got {tuple(special_tokens_mask.shape)}"
                 )
-            return mask & ~special_tokens_mask.bool()
+            return attended & ~special_tokens_mask.bool()
         special_ids = self.config.special_token_ids
         if special_ids and input_ids is not None:
-            mask = mask & ~torch.isin(input_ids, torch.tensor(special_ids, device=input_ids.device))
-        return mask
+            return attended & ~torch.isin(input_ids, torch.tensor(special_ids, device=input_ids.device))
+        return attended
 
     def crf_loss(self, emissions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood; label values outside the tag mask (e.g. -100) are ignored."""

@@ -110,39 +110,13 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
         special_tokens_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
             1 for tokens the CRF must not see; defaults to the tokens in `config.special_token_ids`.
         """
-        shape_source = input_ids if input_ids is not None else inputs_embeds
-        if shape_source is None:
-            raise ValueError("expected input_ids or inputs_embeds, got neither")
-        if shape_source.dim() < 2:
-            raise ValueError(f"expected inputs of shape (batch, seq), got {tuple(shape_source.shape)}")
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-            **kwargs,
-        )
-        batch_seq = shape_source.shape[:2]
-        attended = (
-            torch.ones(batch_seq, dtype=torch.bool, device=shape_source.device)
-            if attention_mask is None
-            else attention_mask.bool()
-        )
+        outputs, attended = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs,
+        )  # fmt: skip
         sequence = self.dropout(outputs.last_hidden_state)
         emissions = self.classifier(self.features(sequence, attended))
-        tag_mask = self.tag_mask(input_ids, attended, special_tokens_mask, batch_seq, shape_source.device)
-        loss = self.crf_loss(emissions, labels, tag_mask) if labels is not None else None
-        return CrfTaggerOutput(
-            loss=loss,
-            logits=emissions,
-            tag_mask=tag_mask,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return self.tagger_output(emissions, outputs, input_ids, attended, special_tokens_mask, labels)
 
 
 ChCancerBertForCrfTagging.register_for_auto_class("AutoModelForTokenClassification")

@@ -269,23 +269,11 @@ class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel)
         special_tokens_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
             1 for tokens the CRF must not see; defaults to the tokens in `config.special_token_ids`.
         """
-        shape_source = input_ids if input_ids is not None else inputs_embeds
-        if shape_source is None:
-            raise ValueError("expected input_ids or inputs_embeds, got neither")
-        if shape_source.dim() < 2:
-            raise ValueError(f"expected inputs of shape (batch, seq), got {tuple(shape_source.shape)}")
-        batch_seq = shape_source.shape[:2]
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-            **kwargs,
-        )
+        outputs, attended = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, **kwargs,
+        )  # fmt: skip
+        batch_seq = attended.shape
         # shape: (batch, seq, hidden + the enabled feature widths)
         joint = [outputs.last_hidden_state]
         if self.kg_embeddings is not None:
@@ -300,21 +288,8 @@ class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel)
         dtype = outputs.last_hidden_state.dtype
         joint = self.dropout(torch.cat([part.to(dtype) for part in joint], dim=2))
 
-        attended = (
-            torch.ones(batch_seq, dtype=torch.bool, device=shape_source.device)
-            if attention_mask is None
-            else attention_mask.bool()
-        )
         emissions = self.classifier(self.bilstm(joint, attended))
-        tag_mask = self.tag_mask(input_ids, attended, special_tokens_mask, batch_seq, shape_source.device)
-        loss = self.crf_loss(emissions, labels, tag_mask) if labels is not None else None
-        return CrfTaggerOutput(
-            loss=loss,
-            logits=emissions,
-            tag_mask=tag_mask,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return self.tagger_output(emissions, outputs, input_ids, attended, special_tokens_mask, labels)
 
 
 ClinicalBertKgForCrfTagging.register_for_auto_class("AutoModelForTokenClassification")
