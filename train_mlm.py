@@ -23,9 +23,11 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreT
 from datasets_scripts.char_tokenizer import build_char_tokenizer
 from training.common import (
     ConfigurationError,
+    check_hub_arguments,
     load_checkpoint,
     make_accelerator,
     parse_arguments,
+    push_folder,
     resolve_checkpoint,
     save_checkpoint,
     write_arguments,
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     model_args, data_args, train_args = parse_arguments(
         (ModelArguments, DataArguments, TrainArguments), argv, description=__doc__
     )
+    check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
     if data_args.streaming and train_args.max_steps <= 0:
         raise ConfigurationError("a streamed corpus has no known length: set --max_steps")
     output_dir = Path(train_args.output_dir)
@@ -259,11 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer.save_pretrained(output_dir)
         write_arguments(output_dir, model_args, data_args, train_args)
         if train_args.push_to_hub:
-            from huggingface_hub import upload_folder
-
-            if not train_args.hub_model_id:
-                raise ConfigurationError("--push_to_hub needs --hub_model_id")
-            upload_folder(repo_id=train_args.hub_model_id, folder_path=output_dir, ignore_patterns=["checkpoints/*"])
+            push_folder(output_dir, train_args.hub_model_id)
         logger.info("saved the pretrained encoder to %s", output_dir)
     accelerator.end_training()
 

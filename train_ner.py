@@ -53,9 +53,11 @@ from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
 from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
+    check_hub_arguments,
     load_checkpoint,
     make_accelerator,
     parse_arguments,
+    push_folder,
     resolve_checkpoint,
     save_checkpoint,
     write_arguments,
@@ -387,6 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
         (ModelArguments, DataArguments, TrainArguments), argv, description=__doc__
     )
     validate_arguments(model_args, data_args, train_args)
+    check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
     output_dir = Path(train_args.output_dir)
     accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
     logging.basicConfig(
@@ -578,13 +581,7 @@ def main(argv: list[str] | None = None) -> dict:
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         logger.info("best dev strict F1 %.4f; model saved to %s", state["best_f1"], output_dir)
         if train_args.push_to_hub:
-            from huggingface_hub import upload_folder
-
-            if not train_args.hub_model_id:
-                raise ConfigurationError("--push_to_hub needs --hub_model_id")
-            upload_folder(
-                repo_id=train_args.hub_model_id, folder_path=output_dir, ignore_patterns=["checkpoints/*", "logs/*"]
-            )
+            push_folder(output_dir, train_args.hub_model_id)
     if train_args.sample_text and accelerator.is_main_process:
         print_sample_entities(output_dir, train_args.sample_text)
     accelerator.end_training()

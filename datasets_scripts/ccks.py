@@ -8,6 +8,7 @@ spans (kept here: the encoder resolves them and counts what it drops). Record id
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import random
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import datasets
 
+from .export import add_output_arguments, configure_logging, finish
 from .labels import CCKS_TYPES, alias_table
 from .schema import ProblemSink, ReadReport, Record, check_entity, make_record, to_dataset
 
@@ -144,3 +146,18 @@ def load_ccks(
     dataset_dict = datasets.DatasetDict(splits)
     dataset_dict.read_report = report
     return dataset_dict
+
+
+def convert_main(argv: list[str] | None, load, *, pretty_name: str, description: str) -> None:
+    """The command line of ``python -m datasets_scripts.ccks2019`` / ``ccks2020``: official files to Parquet with a
+    dataset card."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("input", type=Path, help="the training file (train.jsonl)")
+    parser.add_argument("--test-file", type=Path, help="the official test file")
+    parser.add_argument("--dev-fraction", type=float, default=0.0, help="carve a seeded validation split from train")
+    parser.add_argument("--seed", type=int, default=42)
+    add_output_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    dataset_dict = load(args.input, args.test_file, dev_fraction=args.dev_fraction, seed=args.seed, strict=args.strict)
+    finish(args, dataset_dict, pretty_name=pretty_name, types=CCKS_TYPES, description=description)

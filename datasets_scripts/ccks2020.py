@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import datasets
 
-from .ccks import load_ccks
-from .export import add_output_arguments, configure_logging, finish
-from .labels import CCKS_TYPES
+from .ccks import convert_main, load_ccks
 
 DESCRIPTION = """\
 CCKS 2020 clinical named-entity recognition: Chinese electronic medical records annotated with six entity types; a
@@ -33,18 +30,7 @@ def load_ccks2020(
 
 def main(argv: list[str] | None = None) -> None:
     """Convert the official files to Parquet with a dataset card."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("input", type=Path, help="the training file (train.jsonl)")
-    parser.add_argument("--test-file", type=Path, help="the official test file")
-    parser.add_argument("--dev-fraction", type=float, default=0.0, help="carve a seeded validation split from train")
-    parser.add_argument("--seed", type=int, default=42)
-    add_output_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-    dataset_dict = load_ccks2020(
-        args.input, args.test_file, dev_fraction=args.dev_fraction, seed=args.seed, strict=args.strict
-    )
-    finish(args, dataset_dict, pretty_name="CCKS 2020 clinical NER", types=CCKS_TYPES, description=DESCRIPTION)
+    convert_main(argv, load_ccks2020, pretty_name="CCKS 2020 clinical NER", description=DESCRIPTION)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def ner_args(corpora, output_dir, *extra):
         (["--label_scheme=IOB1"], "unknown label scheme 'IOB1'"),
         (["--train_file=/nonexistent/corpus.json"], "train_file /nonexistent/corpus.json does not exist"),
         (["--corpus=i2b2"], "unknown corpus 'i2b2'"),
+        (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
     ],
 )
 def test_bad_configuration_stops_before_training(corpora, tmp_path, extra, message):

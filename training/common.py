@@ -162,3 +162,18 @@ def write_arguments(output_dir: Path, *argument_objects) -> None:
     for arguments in argument_objects:
         values.update(dataclasses.asdict(arguments))
     (output_dir / "training_args.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
+
+
+def check_hub_arguments(push_to_hub: bool, hub_model_id: str | None) -> None:
+    if push_to_hub and not hub_model_id:
+        raise ConfigurationError("--push_to_hub needs --hub_model_id (the Hub repository to upload to)")
+
+
+def push_folder(folder: Path, repo_id: str) -> None:
+    """Upload a saved model folder to the Hub, without checkpoints and logs. A new repository is created private:
+    clinical models deserve a deliberate decision before they are made public."""
+    from huggingface_hub import create_repo, upload_folder
+
+    create_repo(repo_id, private=True, exist_ok=True)
+    upload_folder(repo_id=repo_id, folder_path=folder, ignore_patterns=["checkpoints/*", "logs/*"])
+    logger.info("uploaded %s to %s", folder, repo_id)
