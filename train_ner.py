@@ -268,8 +268,14 @@ def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torc
     """Family B: the term lexicon (terms linked to KG rows by name) and the KG entity embeddings."""
     if model_args.family != "clinicalbert-kg" or not (model_args.lexicon or model_args.kg_embeddings):
         return None, None
+    features = VARIANTS[model_args.family][model_args.variant]
+    if not any(features.values()):
+        logger.info(
+            "variant %s uses no knowledge features: --lexicon and --kg_embeddings are not used", model_args.variant
+        )
+        return None, None
     embeddings, entities = None, []
-    if model_args.kg_embeddings:
+    if model_args.kg_embeddings and features["use_kg_embedding"]:
         folder = Path(model_args.kg_embeddings)
         for name in (EMBEDDINGS_FILE, ENTITIES_FILE):
             if not (folder / name).is_file():

@@ -200,3 +200,19 @@ def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path):
 def test_family_b_without_knowledge_inputs_is_refused(corpora, tmp_path):
     with pytest.raises(ConfigurationError, match="give --lexicon and/or --kg_embeddings"):
         train_ner.main(ner_args(corpora, tmp_path / "out", "--family=clinicalbert-kg"))
+
+
+@pytest.mark.parametrize("variant", ["no-kg", "no-kg-embedding"])
+def test_family_b_ablations_ignore_the_knowledge_they_do_not_use(corpora, tmp_path, variant):
+    from safetensors.torch import save_file
+
+    kge = tmp_path / "kge"
+    kge.mkdir()
+    (kge / "entities.tsv").write_text("结节\tSymptom\n来曲唑\tDrug\n", encoding="utf-8")
+    save_file({"entity_embeddings": torch.randn(2, 8)}, str(kge / "entity_embeddings.safetensors"))
+    output = tmp_path / variant
+    train_ner.main(ner_args(corpora, output, "--family=clinicalbert-kg", f"--variant={variant}",
+                            f"--kg_embeddings={kge}", "--max_steps=1", "--early_stopping_patience=0"))  # fmt: skip
+    config = json.loads((output / "config.json").read_text())
+    assert config["use_kg_embedding"] is False and config["num_kg_entities"] == 0
+    assert (output / "lexicon.tsv").is_file() == (variant == "no-kg-embedding")
