@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +17,12 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining, get_scheduler
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining
 
 from datasets_scripts.char_tokenizer import build_char_tokenizer
 from training.common import (
     ConfigurationError,
+    TrainingBudget,
     check_hub_arguments,
     load_checkpoint,
     make_accelerator,
@@ -30,6 +30,7 @@ from training.common import (
     push_folder,
     resolve_checkpoint,
     save_checkpoint,
+    warmup_decay_schedule,
     write_arguments,
 )
 from training.pretraining_data import WholeWordMaskCollator, WordSegmenter, pretraining_examples
@@ -200,9 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         batches = math.ceil(len(examples) / train_args.per_device_train_batch_size / accelerator.num_processes)
         total_steps = train_args.num_train_epochs * math.ceil(batches / train_args.gradient_accumulation_steps)
-    scheduler = get_scheduler(
-        "linear", optimizer, num_warmup_steps=int(train_args.warmup_ratio * total_steps), num_training_steps=total_steps
-    )
+    budget = TrainingBudget(total_steps, train_args.max_train_minutes)
+    scheduler = warmup_decay_schedule(optimizer, train_args.warmup_ratio, budget)
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     accelerator.init_trackers("train_mlm", {k: str(v) for k, v in vars(train_args).items()})
 
@@ -211,9 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     if checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint)
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
+        budget.resume(state.get("seconds", 0.0))
 
     progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
-    started = time.monotonic()
     model.train()
     running_loss, running_batches = 0.0, 0
     while state["step"] < total_steps:
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             state["step"] += 1
             progress.update(1)
+            budget.tick(accelerator)
+            state["seconds"] = budget.elapsed
             if state["step"] % train_args.logging_steps == 0 or state["step"] == total_steps:
                 mean_loss = running_loss / max(running_batches, 1)
                 accelerator.log({"train_loss": mean_loss, "lr": scheduler.get_last_lr()[0]}, step=state["step"])
@@ -243,10 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                 running_loss, running_batches = 0.0, 0
             if state["step"] % train_args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, output_dir, state)
-            out_of_time = (
-                train_args.max_train_minutes and time.monotonic() - started > 60 * train_args.max_train_minutes
-            )
-            if out_of_time:
+            if budget.out_of_time:
                 logger.info("time budget of %.1f minutes spent at step %d", train_args.max_train_minutes, state["step"])
                 total_steps = state["step"]
             if state["step"] >= total_steps:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoTokenizer, get_scheduler
+from transformers import AutoConfig, AutoTokenizer
 
 from datasets_scripts import (
     BREAST_CANCER_TYPES,
@@ -40,6 +39,7 @@ from datasets_scripts import (
     load_ccks2019,
     load_ccks2020,
 )
+from datasets_scripts.augment import augment_records
 from kg import read_entities
 from metrics import format_report, score_entities
 from modeling import (
@@ -53,6 +53,7 @@ from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
 from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
+    TrainingBudget,
     check_hub_arguments,
     load_checkpoint,
     make_accelerator,
@@ -60,6 +61,7 @@ from training.common import (
     push_folder,
     resolve_checkpoint,
     save_checkpoint,
+    warmup_decay_schedule,
     write_arguments,
 )
 from training.model_card import write_model_card
@@ -157,6 +159,10 @@ class DataArguments:
     dev_fraction: float = field(default=0.1, metadata={"help": "CCKS without a validation file: seeded dev share"})
     max_length: int = field(default=128, metadata={"help": "tokens per window, [CLS] and [SEP] included"})
     stride: int = field(default=32, metadata={"help": "tokens shared by consecutive windows of a long record"})
+    augment_copies: int = field(
+        default=0, metadata={"help": "add N copies of each training record with entity mentions replaced"}
+    )
+    augment_share: float = field(default=0.3, metadata={"help": "share of the mentions replaced in each copy"})
 
 
 @dataclass
@@ -173,6 +179,9 @@ class TrainArguments:
     max_train_minutes: float = field(default=0.0, metadata={"help": "stop training after this wall time"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
     max_grad_norm: float = field(default=5.0, metadata={"help": "gradient clipping"})
+    token_dropout: float = field(
+        default=0.0, metadata={"help": "training only: share of input tokens replaced by [UNK] (regularisation)"}
+    )
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     seed: int = field(default=42, metadata={"help": "seed of init, data order and dropout"})
     eval_steps: int = field(default=0, metadata={"help": "evaluate every N steps; 0 = every epoch"})
@@ -369,6 +378,14 @@ def collate(windows: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
     }
 
 
+def drop_tokens(batch: dict[str, torch.Tensor], share: float, unk_token_id: int) -> dict[str, torch.Tensor]:
+    """Replace a random ``share`` of the non-special input tokens by the unknown token: the tagger learns to use the
+    context of a character as well as its identity, which helps on characters rare or unseen in training."""
+    hit = torch.rand(batch["input_ids"].shape, device=batch["input_ids"].device) < share
+    hit &= batch["special_tokens_mask"] == 0
+    return {**batch, "input_ids": batch["input_ids"].masked_fill(hit, unk_token_id)}
+
+
 def evaluate(model, accelerator, dataloader, windows, encoder: WindowEncoder, corpus_split, types, classes):
     """Decode every window, merge windows per record, and score character spans against gold."""
     model.eval()
@@ -415,6 +432,12 @@ def main(argv: list[str] | None = None) -> dict:
         raise ConfigurationError("the corpus has no validation split: give --validation_file or --dev_fraction > 0")
     labels = build_label_list(types, model_args.label_scheme)
     tokenizer = build_tokenizer(model_args, corpus["train"]["text"])
+    train_records = len(corpus["train"])
+    if data_args.augment_copies:
+        corpus["train"] = augment_records(
+            corpus["train"], data_args.augment_copies, data_args.augment_share, train_args.seed
+        )
+        logger.info("train: %d records, %d with replaced mentions", train_records, len(corpus["train"]) - train_records)
     encoder = WindowEncoder(
         tokenizer, types, scheme=model_args.label_scheme, max_length=data_args.max_length, stride=data_args.stride
     )
@@ -459,9 +482,8 @@ def main(argv: list[str] | None = None) -> dict:
     eval_loader = loader("validation", train_args.per_device_eval_batch_size, shuffle=False)
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / train_args.gradient_accumulation_steps)
     total_steps = train_args.max_steps or train_args.num_train_epochs * steps_per_epoch
-    scheduler = get_scheduler(
-        "linear", optimizer, num_warmup_steps=int(train_args.warmup_ratio * total_steps), num_training_steps=total_steps
-    )
+    budget = TrainingBudget(total_steps, train_args.max_train_minutes)
+    scheduler = warmup_decay_schedule(optimizer, train_args.warmup_ratio, budget)
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, eval_loader, scheduler
     )
@@ -473,9 +495,9 @@ def main(argv: list[str] | None = None) -> dict:
     if checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint)
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
+        budget.resume(state.get("seconds", 0.0))
     eval_every = train_args.eval_steps or steps_per_epoch
     checkpoint_every = train_args.checkpointing_steps or eval_every
-    started = time.monotonic()
     progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
     running_loss, running_batches, stop = 0.0, 0, False
     history = []
@@ -486,6 +508,8 @@ def main(argv: list[str] | None = None) -> dict:
         if state["batches_in_epoch"]:
             batches = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
         for batch in batches:
+            if train_args.token_dropout:
+                batch = drop_tokens(batch, train_args.token_dropout, tokenizer.unk_token_id)
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
@@ -505,9 +529,9 @@ def main(argv: list[str] | None = None) -> dict:
                 accelerator.log({"train_loss": running_loss / running_batches}, step=state["step"])
                 progress.set_postfix(loss=f"{running_loss / running_batches:.4f}")
                 running_loss, running_batches = 0.0, 0
-            out_of_time = (
-                train_args.max_train_minutes and time.monotonic() - started > 60 * train_args.max_train_minutes
-            )
+            budget.tick(accelerator)
+            state["seconds"] = budget.elapsed
+            out_of_time = budget.out_of_time
             last = state["step"] >= total_steps or out_of_time
             if state["step"] % eval_every == 0 or last:
                 report = evaluate(
@@ -549,7 +573,7 @@ def main(argv: list[str] | None = None) -> dict:
                         output_dir,
                         report,
                         (model_args, data_args, train_args),
-                        len(corpus["train"]),
+                        train_records,
                     )
                 else:
                     state["evals_without_gain"] += 1
@@ -560,7 +584,7 @@ def main(argv: list[str] | None = None) -> dict:
             if state["step"] % checkpoint_every == 0 or last or stop:
                 save_checkpoint(accelerator, output_dir, state)
             if stop or last:
-                stop = stop or bool(out_of_time)
+                stop = stop or out_of_time
                 break
         else:
             state["epoch"] += 1
@@ -572,7 +596,7 @@ def main(argv: list[str] | None = None) -> dict:
         "best_dev_f1": state["best_f1"],
         "steps": state["step"],
         "history": history,
-        "train_seconds": round(time.monotonic() - started, 1),
+        "train_seconds": round(budget.elapsed, 1),
     }
     if "test" in corpus:
         # Scored once, with the best model as saved: the same files a user loads.

@@ -7,6 +7,8 @@ papers' numbers for the same corpus. The last line is ``strict F1 = 0.xxxx``.
     python benchmarks/accuracy.py --family clinicalbert-kg --kg-embeddings out/kge --lexicon terms.tsv \\
         --train ../shared/data/ccks2019/train.jsonl --minutes 30 --ablation
 
+Any other flag (``--token_dropout 0.1``) is passed to ``train_ner.py`` as it is, after the defaults here.
+
 ``--ablation`` (family B) trains the same configuration with and without the knowledge features (``--variant
 kg`` and ``no-kg``), each with the whole budget, and prints both.
 
@@ -108,7 +110,7 @@ def main() -> None:
     parser.add_argument("--mlm-share", type=float, default=0.3, help="share of the budget for pretraining")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", type=Path, help="keep the models here (default: a temporary folder)")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # anything else goes to train_ner.py as it is
 
     default_variant = {"chcancerbert": "dgcnn-bilstm-mha-crf", "clinicalbert-kg": "kg"}[args.family]
     variants = [args.variant or default_variant]
@@ -147,7 +149,7 @@ def main() -> None:
                  "--corpus", args.format, "--train_file", str(train), "--test_file", str(evaluation),
                  "--output_dir", str(ner_dir), "--max_train_minutes", f"{max(ner_minutes, 1):.1f}",
                  "--seed", str(args.seed), *encoder, *knowledge, *[f"--{k}={v}" for k, v in NER.items()],
-                 *([] if encoder else [f"--{k}={v}" for k, v in SCRATCH.items()])])  # fmt: skip
+                 *([] if encoder else [f"--{k}={v}" for k, v in SCRATCH.items()]), *extra])  # fmt: skip
             report = json.loads((ner_dir / "test_results.json").read_text(encoding="utf-8"))
             results.append((variant, report, (time.monotonic() - started) / 60))
 

@@ -22,7 +22,7 @@ from datasets_scripts.fixtures import (
     write_ccks,
     write_label_studio_json,
 )
-from training.common import ConfigurationError, parse_arguments
+from training.common import ConfigurationError, TrainingBudget, parse_arguments, warmup_decay_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -91,7 +91,8 @@ def test_arguments_from_a_yaml_file_with_flags_winning(tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
     """Stopped after 4 steps (only its checkpoint survives) and resumed, a run ends where an uninterrupted one does."""
-    common = ["--max_steps=8", "--eval_steps=4", "--checkpointing_steps=4", "--early_stopping_patience=0"]
+    common = ["--max_steps=8", "--eval_steps=4", "--checkpointing_steps=4", "--early_stopping_patience=0",
+              "--token_dropout=0.1", "--augment_copies=1"]  # fmt: skip
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     train_ner.main(ner_args(corpora, whole, *common))
     # What a run killed after step 4 leaves: its folder without anything written later.
@@ -103,6 +104,31 @@ def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_schedule_anneals_by_steps_or_by_the_time_budget():
+    def learning_rates(budget, clock):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        scheduler = warmup_decay_schedule(optimizer, 0.1, budget)
+        rates = [optimizer.param_groups[0]["lr"]]
+        for seconds in clock:
+            budget.elapsed = seconds
+            optimizer.step()
+            scheduler.step()
+            rates.append(optimizer.param_groups[0]["lr"])
+        return rates
+
+    # Steps only: linear warm-up over 10 of 100 steps, then linear decay to zero at step 100.
+    rates = learning_rates(TrainingBudget(100), [0.0] * 100)
+    assert rates[0] == 0.0 and rates[5] == pytest.approx(0.5) and rates[10] == pytest.approx(1.0)
+    assert rates[55] == pytest.approx(0.5) and rates[100] == 0.0
+    # A one-minute budget that ends long before step 10,000: warm-up and decay follow the clock.
+    budget = TrainingBudget(10_000, minutes=1.0)
+    rates = learning_rates(budget, [3.0, 6.0, 33.0, 60.0])
+    assert rates[1:] == pytest.approx([0.5, 1.0, 0.5, 0.0])
+    assert budget.out_of_time
+    budget.resume(30.0)
+    assert budget.progress(0) == pytest.approx(0.5) and not budget.out_of_time
 
 
 def test_saved_folder_is_a_complete_model_repository(corpora, tmp_path):

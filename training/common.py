@@ -9,12 +9,15 @@ import json
 import logging
 import shutil
 import sys
+import time
 from pathlib import Path
 
+import torch
 import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.tracking import GeneralTracker
 from accelerate.utils import ProjectConfiguration
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import HfArgumentParser
 
 logger = logging.getLogger(__name__)
@@ -120,6 +123,50 @@ def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mix
         # Shuffling from a seeded sampler makes an interrupted and resumed run see the same batches.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+
+
+class TrainingBudget:
+    """How far training has gone, in [0, 1]: the larger of the share of steps done and, with a wall-time budget,
+    the share of the time spent. A resumed run restarts the clock at the seconds already spent (kept in the checkpoint state).
+
+    ``tick`` is called once per optimiser step by every process; the clock is then the slowest process's, so that
+    all processes see the same learning rate and stop at the same step.
+    """
+
+    def __init__(self, total_steps: int, minutes: float = 0.0):
+        self.total_steps, self.seconds = total_steps, 60.0 * minutes
+        self.resume(0.0)
+
+    def resume(self, seconds_spent: float) -> None:
+        self.started, self.elapsed = time.monotonic() - seconds_spent, seconds_spent
+
+    def tick(self, accelerator: Accelerator) -> None:
+        now = torch.tensor([time.monotonic() - self.started], dtype=torch.float64, device=accelerator.device)
+        self.elapsed = float(accelerator.gather(now).max()) if accelerator.num_processes > 1 else float(now)
+
+    @property
+    def out_of_time(self) -> bool:
+        return bool(self.seconds) and self.elapsed >= self.seconds
+
+    def progress(self, step: int) -> float:
+        done = step / self.total_steps
+        if self.seconds:
+            done = max(done, self.elapsed / self.seconds)
+        return min(done, 1.0)
+
+
+def warmup_decay_schedule(optimizer: torch.optim.Optimizer, warmup_ratio: float, budget: TrainingBudget) -> LambdaLR:
+    """Linear warm-up over the first ``warmup_ratio`` of training, then linear decay to zero at its end, where the
+    end is the last step or the end of the time budget, whichever comes first: a run cut by its time budget still
+    anneals instead of stopping at its peak learning rate."""
+
+    def factor(step: int) -> float:
+        done = budget.progress(step)
+        if done < warmup_ratio:
+            return done / warmup_ratio
+        return max(0.0, 1.0 - done) / (1.0 - warmup_ratio)
+
+    return LambdaLR(optimizer, factor)
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> Path | None:
