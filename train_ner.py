@@ -213,6 +213,12 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
             setattr(model_args, name, value)
     if model_args.label_scheme not in SCHEMES:
         raise ConfigurationError(f"unknown label scheme {model_args.label_scheme!r}: expected one of {SCHEMES}")
+    if not 0.0 <= train_args.token_dropout < 1.0:
+        raise ConfigurationError(f"--token_dropout {train_args.token_dropout}: expected a share in [0, 1)")
+    if data_args.augment_copies < 0:
+        raise ConfigurationError(f"--augment_copies {data_args.augment_copies}: expected a count >= 0")
+    if not 0.0 <= data_args.augment_share <= 1.0:
+        raise ConfigurationError(f"--augment_share {data_args.augment_share}: expected a share in [0, 1]")
     if model_args.family == "clinicalbert-kg":
         features = VARIANTS[model_args.family][model_args.variant]
         if any(features.values()) and not (model_args.lexicon or model_args.kg_embeddings):

@@ -56,6 +56,9 @@ def ner_args(corpora, output_dir, *extra):
         (["--train_file=/nonexistent/corpus.json"], "train_file /nonexistent/corpus.json does not exist"),
         (["--corpus=i2b2"], "unknown corpus 'i2b2'"),
         (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--token_dropout=1.5"], r"--token_dropout 1.5: expected a share in \[0, 1\)"),
+        (["--augment_copies=-1"], "--augment_copies -1: expected a count >= 0"),
+        (["--augment_share=2"], r"--augment_share 2.0: expected a share in \[0, 1\]"),
     ],
 )
 def test_bad_configuration_stops_before_training(corpora, tmp_path, extra, message):
@@ -129,6 +132,9 @@ def test_schedule_anneals_by_steps_or_by_the_time_budget():
     assert budget.out_of_time
     budget.resume(30.0)
     assert budget.progress(0) == pytest.approx(0.5) and not budget.out_of_time
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ConfigurationError, match=r"--warmup_ratio 1.0: expected a share in \[0, 1\)"):
+        warmup_decay_schedule(optimizer, 1.0, TrainingBudget(10))
 
 
 def test_saved_folder_is_a_complete_model_repository(corpora, tmp_path):

@@ -127,7 +127,8 @@ def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mix
 
 class TrainingBudget:
     """How far training has gone, in [0, 1]: the larger of the share of steps done and, with a wall-time budget,
-    the share of the time spent. A resumed run restarts the clock at the seconds already spent (kept in the checkpoint state).
+    the share of the time spent. A resumed run restarts the clock at the seconds already spent (kept in the
+    checkpoint state).
 
     ``tick`` is called once per optimiser step by every process; the clock is then the slowest process's, so that
     all processes see the same learning rate and stop at the same step.
@@ -159,6 +160,8 @@ def warmup_decay_schedule(optimizer: torch.optim.Optimizer, warmup_ratio: float,
     """Linear warm-up over the first ``warmup_ratio`` of training, then linear decay to zero at its end, where the
     end is the last step or the end of the time budget, whichever comes first: a run cut by its time budget still
     anneals instead of stopping at its peak learning rate."""
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ConfigurationError(f"--warmup_ratio {warmup_ratio}: expected a share in [0, 1)")
 
     def factor(step: int) -> float:
         done = budget.progress(step)
