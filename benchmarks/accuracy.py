@@ -138,7 +138,7 @@ def main() -> None:
                 steps = 20 * len(corpus_texts(train, folder).read_text(encoding="utf-8").splitlines()) // 16
                 run([sys.executable, "train_mlm.py", "--train_files", str(corpus_texts(train, folder)),
                      "--output_dir", str(mlm_dir), "--max_seq_length", "256", "--per_device_train_batch_size", "32",
-                     "--learning_rate", "5e-4", "--max_steps", str(steps), "--warmup_ratio", "0.05",
+                     "--learning_rate", "1e-3", "--max_steps", str(steps), "--warmup_ratio", "0.05",
                      "--max_train_minutes", f"{args.minutes * args.mlm_share:.1f}",
                      "--logging_steps", "100", "--checkpointing_steps", str(10**9), "--seed", str(args.seed),
                      *[f"--{k}={v}" for k, v in SCRATCH.items()]])  # fmt: skip
