@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import BertConfig
 
-from .crf_tagger import fill_tagger_config_defaults
+from .crf_tagger import fill_tagger_config_defaults, refresh_tagger_config
 from .tagging import SCHEMES, check_label_map
 
 FUSIONS = ("attention", "concat")
@@ -26,7 +26,8 @@ class ChCancerBertConfig(BertConfig):
         lstm_num_layers (`int`, defaults to 1): stacked BiLSTM layers.
         dgcnn_dilations (`list[int]`, defaults to `[1, 2, 4]`): dilation of each DGCNN layer, one layer per entry.
         dgcnn_kernel_size (`int`, defaults to 3): odd convolution width.
-        fusion_hidden_size (`int`, *optional*): width of the fused stream; defaults to `2 * lstm_hidden_size`.
+        fusion_hidden_size (`int`, *optional*): width of the fused stream; unset, it follows the LSTM
+            (`2 * lstm_hidden_size`, see `fusion_size`), also when `lstm_hidden_size` is given to `from_pretrained`.
         fusion_num_heads (`int`, defaults to 8): attention heads of the fusion.
         head_dropout (`float`, defaults to 0.5): dropout on the encoder output and inside the heads (the paper: 0.5).
         crf_constrain_training (`bool`, defaults to `True`): apply the scheme's transition constraints in the
@@ -61,15 +62,18 @@ class ChCancerBertConfig(BertConfig):
     def __post_init__(self, **kwargs):
         if self.dgcnn_dilations is None:
             self.dgcnn_dilations = [1, 2, 4]
-        if self.fusion_hidden_size is None:
-            self.fusion_hidden_size = 2 * self.lstm_hidden_size
         if self.special_token_ids is None:
             self.special_token_ids = []
         super().__post_init__(**kwargs)
         fill_tagger_config_defaults(
             self, "configuration_chcancerbert.ChCancerBertConfig", "modeling_chcancerbert.ChCancerBertForCrfTagging"
         )
-        self.validate_head()
+        refresh_tagger_config(self)
+
+    @property
+    def fusion_size(self) -> int:
+        """Width of the fused stream: `fusion_hidden_size`, or `2 * lstm_hidden_size` when that is unset."""
+        return self.fusion_hidden_size or 2 * self.lstm_hidden_size
 
     def validate_head(self):
         """Raise ``ValueError`` naming the field when a head field holds an unusable value."""
@@ -78,15 +82,16 @@ class ChCancerBertConfig(BertConfig):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         for name in ("lstm_hidden_size", "lstm_num_layers", "fusion_hidden_size", "fusion_num_heads"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.dgcnn_dilations or any(d < 1 for d in self.dgcnn_dilations):
             raise ValueError(f"dgcnn_dilations must be a non-empty list of integers >= 1, got {self.dgcnn_dilations}")
         if self.dgcnn_kernel_size < 1 or self.dgcnn_kernel_size % 2 == 0:
             raise ValueError(f"dgcnn_kernel_size must be odd and >= 1, got {self.dgcnn_kernel_size}")
-        if self.fusion_hidden_size % self.fusion_num_heads:
+        if self.fusion_size % self.fusion_num_heads:
+            width = "" if self.fusion_hidden_size else " = 2 * lstm_hidden_size"
             raise ValueError(
-                f"fusion_hidden_size ({self.fusion_hidden_size}) must be divisible by "
+                f"fusion_hidden_size ({self.fusion_size}{width}) must be divisible by "
                 f"fusion_num_heads ({self.fusion_num_heads})"
             )
         if not 0 <= self.head_dropout < 1:

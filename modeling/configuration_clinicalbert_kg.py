@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from transformers import BertConfig
 
-from .crf_tagger import fill_tagger_config_defaults
+from .crf_tagger import fill_tagger_config_defaults, refresh_tagger_config
 from .lexicon import POSITION_TAGS
 from .tagging import SCHEMES, check_label_map
 
@@ -84,7 +84,7 @@ class ClinicalBertKgConfig(BertConfig):
             "configuration_clinicalbert_kg.ClinicalBertKgConfig",
             "modeling_clinicalbert_kg.ClinicalBertKgForCrfTagging",
         )
-        self.validate_head()
+        refresh_tagger_config(self)
 
     @property
     def num_term_positions(self) -> int:

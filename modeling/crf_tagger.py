@@ -39,8 +39,8 @@ class CrfTaggerOutput(ModelOutput):
 def fill_tagger_config_defaults(config, config_class: str, model_class: str) -> None:
     """What every tagger config sets in ``__post_init__`` when loading did not: ``auto_map`` for ``AutoConfig``,
     ``AutoModel`` and ``AutoModelForTokenClassification`` (``register_for_auto_class`` records only one class),
-    ``custom_pipelines`` so that ``pipeline("clinical-ner", model=..., trust_remote_code=True)`` finds its class,
-    and ``label2id``. Class paths are ``"module.Class"`` as written in a model repository."""
+    ``custom_pipelines`` so that ``pipeline("clinical-ner", model=..., trust_remote_code=True)`` finds its class.
+    Class paths are ``"module.Class"`` as written in a model repository."""
     if getattr(config, "auto_map", None) is None:
         config.auto_map = {
             "AutoConfig": config_class,
@@ -49,8 +49,15 @@ def fill_tagger_config_defaults(config, config_class: str, model_class: str) -> 
         }
     if getattr(config, "custom_pipelines", None) is None:
         config.custom_pipelines = clinical_ner_custom_pipelines()
-    if config.label2id is None:
-        config.label2id = {label: index for index, label in config.id2label.items()}
+
+
+def refresh_tagger_config(config) -> None:
+    """Check the head fields and re-derive ``label2id`` from ``id2label``. The configs call this in
+    ``__post_init__`` and the models again in ``__init__``: ``from_pretrained`` sets its keyword arguments on a
+    config already built from the checkpoint's file, so ``id2label`` alone would keep the checkpoint's ``label2id``
+    and a bad value would go unchecked."""
+    config.validate_head()
+    config.label2id = {label: index for index, label in config.id2label.items()}
 
 
 def init_crf_weights(crf: ConditionalRandomField) -> None:

@@ -15,7 +15,7 @@ from transformers.models.bert.modeling_bert import BertPreTrainedModel
 
 from .configuration_chcancerbert import ChCancerBertConfig
 from .crf import ConditionalRandomField
-from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput, init_crf_weights
+from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput, init_crf_weights, refresh_tagger_config
 from .layers import AttentionFusion, BiLSTM, DilatedGatedConv
 from .tagging import transition_constraints
 
@@ -38,6 +38,7 @@ class ChCancerBertPreTrainedModel(BertPreTrainedModel):
 class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
     def __init__(self, config: ChCancerBertConfig):
         super().__init__(config)
+        refresh_tagger_config(config)  # again: from_pretrained sets its keyword arguments after __post_init__
         self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = nn.Dropout(config.head_dropout)
         hidden = config.hidden_size
@@ -56,7 +57,7 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
         if self.bilstm is not None and self.dgcnn is not None:
             if config.fusion == "attention":
                 self.fusion = AttentionFusion(
-                    self.bilstm.output_size, hidden, config.fusion_hidden_size, config.fusion_num_heads,
+                    self.bilstm.output_size, hidden, config.fusion_size, config.fusion_num_heads,
                     config.head_dropout,
                 )  # fmt: skip
                 feature_size = self.fusion.output_size

@@ -29,7 +29,7 @@ from transformers.utils import cached_file, logging
 
 from .configuration_clinicalbert_kg import ClinicalBertKgConfig
 from .crf import ConditionalRandomField
-from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput, init_crf_weights
+from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput, init_crf_weights, refresh_tagger_config
 from .layers import BiLSTM
 from .lexicon import FEATURE_NAMES, TermLexicon
 from .tagging import transition_constraints
@@ -83,6 +83,7 @@ class ClinicalBertKgPreTrainedModel(BertPreTrainedModel):
 class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel):
     def __init__(self, config: ClinicalBertKgConfig):
         super().__init__(config)
+        refresh_tagger_config(config)  # again: from_pretrained sets its keyword arguments after __post_init__
         self.bert = BertModel(config, add_pooling_layer=False)
         joint_size = config.hidden_size
 

@@ -139,6 +139,26 @@ def test_heads_on_a_plain_bert_checkpoint_start_sane_and_learn(encoder_class, tm
     assert losses[-1] < losses[0] * 0.7, losses
 
 
+def test_head_keywords_given_to_from_pretrained_shape_the_head(tmp_path):
+    """from_pretrained sets keyword arguments after the config is built: the fusion width still follows the LSTM
+    that was asked for, label2id follows id2label, and a bad value is refused, not built."""
+    BertModel(BertConfig(**TINY_BERT)).save_pretrained(tmp_path)
+    labels = dict(enumerate(LABELS))
+    model = ChCancerBertForCrfTagging.from_pretrained(
+        tmp_path, id2label=labels, lstm_hidden_size=6, fusion_num_heads=3, dgcnn_dilations=[1, 2]
+    )
+    assert model.config.fusion_size == 12 and model.config.fusion_hidden_size is None
+    assert model.fusion.output_size == 12 and model.bilstm.output_size == 12
+    assert model.config.label2id == {label: index for index, label in labels.items()}
+    model.save_pretrained(tmp_path / "tagger")
+    saved = json.loads((tmp_path / "tagger" / "config.json").read_text())
+    assert saved["lstm_hidden_size"] == 6 and saved["label2id"]["B-Drug"] == LABELS.index("B-Drug")
+    with pytest.raises(ValueError, match=r"fusion_hidden_size \(10 = 2 \* lstm_hidden_size\) must be divisible"):
+        ChCancerBertForCrfTagging.from_pretrained(tmp_path, id2label=labels, lstm_hidden_size=5, fusion_num_heads=4)
+    with pytest.raises(ValueError, match="head_dropout must be in"):
+        ChCancerBertForCrfTagging.from_pretrained(tmp_path, id2label=labels, head_dropout=1.0)
+
+
 def test_bfloat16_loading_keeps_the_crf_in_float32(saved_variants):
     model = ChCancerBertForCrfTagging.from_pretrained(
         saved_variants / "bert-dgcnn-bilstm-mha-crf", dtype=torch.bfloat16

@@ -201,6 +201,17 @@ def test_heads_on_a_plain_bert_checkpoint_start_sane_and_learn(encoder_class, tm
     assert losses[-1] < losses[0] * 0.7, losses
 
 
+def test_head_keywords_given_to_from_pretrained_are_checked_and_label2id_follows(tmp_path):
+    BertModel(BertConfig(**TINY_BERT)).save_pretrained(tmp_path)
+    labels = dict(enumerate(build_label_list(["Drug", "Disease"], "BIOES")))
+    model = ClinicalBertKgForCrfTagging.from_pretrained(tmp_path, id2label=labels)  # BIOES is the default
+    assert model.config.label2id == {label: index for index, label in labels.items()}
+    with pytest.raises(ValueError, match="lstm_hidden_size must be an integer >= 1, got 0"):
+        ClinicalBertKgForCrfTagging.from_pretrained(tmp_path, id2label=labels, label_scheme="BIOES", lstm_hidden_size=0)
+    with pytest.raises(ValueError, match="not valid in the BIO scheme"):
+        ClinicalBertKgForCrfTagging.from_pretrained(tmp_path, id2label=labels, label_scheme="BIO")
+
+
 def test_frozen_kg_table_gets_no_gradient_also_after_loading(saved_variants):
     frozen = ClinicalBertKgForCrfTagging.from_pretrained(saved_variants / "moved" / "full")
     tuned = ClinicalBertKgForCrfTagging.from_pretrained(saved_variants / "moved" / "bio-fine-tuned-table")
