@@ -22,6 +22,7 @@ from pathlib import Path
 import datasets
 import torch
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer
@@ -182,6 +183,13 @@ class TrainArguments:
     token_dropout: float = field(
         default=0.0, metadata={"help": "training only: share of input tokens replaced by [UNK] (regularisation)"}
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "evaluate and save an exponential moving average of the weights, updated every step with this "
+            "decay (e.g. 0.999: about the last 1,000 steps); 0 = the weights as trained"
+        },
+    )
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     seed: int = field(default=42, metadata={"help": "seed of init, data order and dropout"})
     eval_steps: int = field(default=0, metadata={"help": "evaluate every N steps; 0 = every epoch"})
@@ -215,6 +223,8 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ConfigurationError(f"unknown label scheme {model_args.label_scheme!r}: expected one of {SCHEMES}")
     if not 0.0 <= train_args.token_dropout < 1.0:
         raise ConfigurationError(f"--token_dropout {train_args.token_dropout}: expected a share in [0, 1)")
+    if not 0.0 <= train_args.ema_decay < 1.0:
+        raise ConfigurationError(f"--ema_decay {train_args.ema_decay}: expected a decay in [0, 1)")
     if data_args.augment_copies < 0:
         raise ConfigurationError(f"--augment_copies {data_args.augment_copies}: expected a count >= 0")
     if not 0.0 <= data_args.augment_share <= 1.0:
@@ -493,6 +503,14 @@ def main(argv: list[str] | None = None) -> dict:
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, eval_loader, scheduler
     )
+    # With --ema_decay the average is what is evaluated, saved and resumed; the optimiser still trains ``model``.
+    averaged = None
+    if train_args.ema_decay:
+        averaged = AveragedModel(
+            accelerator.unwrap_model(model), multi_avg_fn=get_ema_multi_avg_fn(train_args.ema_decay), use_buffers=True
+        )
+        accelerator.register_for_checkpointing(averaged)
+    scored = model if averaged is None else averaged.module
     accelerator.init_trackers("train_ner", {k: str(v) for k, v in vars(train_args).items()})
 
     # ---- loop
@@ -530,6 +548,8 @@ def main(argv: list[str] | None = None) -> dict:
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
+            if averaged is not None:
+                averaged.update_parameters(accelerator.unwrap_model(model))
             progress.update(1)
             if state["step"] % train_args.logging_steps == 0:
                 accelerator.log({"train_loss": running_loss / running_batches}, step=state["step"])
@@ -541,7 +561,7 @@ def main(argv: list[str] | None = None) -> dict:
             last = state["step"] >= total_steps or out_of_time
             if state["step"] % eval_every == 0 or last:
                 report = evaluate(
-                    model,
+                    scored,
                     accelerator,
                     eval_loader,
                     encoded["validation"],
@@ -574,7 +594,7 @@ def main(argv: list[str] | None = None) -> dict:
                     state["best_f1"], state["evals_without_gain"] = f1, 0
                     save_model(
                         accelerator,
-                        model,
+                        scored,
                         tokenizer,
                         output_dir,
                         report,

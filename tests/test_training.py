@@ -59,6 +59,7 @@ def ner_args(corpora, output_dir, *extra):
         (["--token_dropout=1.5"], r"--token_dropout 1.5: expected a share in \[0, 1\)"),
         (["--augment_copies=-1"], "--augment_copies -1: expected a count >= 0"),
         (["--augment_share=2"], r"--augment_share 2.0: expected a share in \[0, 1\]"),
+        (["--ema_decay=1"], r"--ema_decay 1.0: expected a decay in \[0, 1\)"),
     ],
 )
 def test_bad_configuration_stops_before_training(corpora, tmp_path, extra, message):
@@ -95,9 +96,9 @@ def test_arguments_from_a_yaml_file_with_flags_winning(tmp_path):
 def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
     """Stopped after 4 steps (only its checkpoint survives) and resumed, a run ends where an uninterrupted one does."""
     common = ["--max_steps=8", "--eval_steps=4", "--checkpointing_steps=4", "--early_stopping_patience=0",
-              "--token_dropout=0.1", "--augment_copies=1"]  # fmt: skip
+              "--token_dropout=0.1", "--augment_copies=1", "--ema_decay=0.5"]  # fmt: skip
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    train_ner.main(ner_args(corpora, whole, *common))
+    history = train_ner.main(ner_args(corpora, whole, *common))["history"]
     # What a run killed after step 4 leaves: its folder without anything written later.
     shutil.copytree(whole, resumed, ignore=shutil.ignore_patterns("step_8"))
     results = train_ner.main(ner_args(corpora, resumed, *common, "--resume_from_checkpoint=latest"))
@@ -107,6 +108,18 @@ def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
+    # The moving average (--ema_decay) resumes too, and it is what the evaluations scored and saved.
+    averages = [torch.load(run / "checkpoints" / "step_8" / "custom_checkpoint_0.pkl", weights_only=True)
+                for run in (whole, resumed)]  # fmt: skip
+    assert int(averages[0]["n_averaged"]) == 8
+    for name, value in averages[0].items():
+        torch.testing.assert_close(averages[1][name], value, atol=1e-6, rtol=1e-5, msg=name)
+    best_step = max(history, key=lambda row: row["f1"])["step"]
+    saved = load_file(resumed / "model.safetensors")
+    average = torch.load(resumed / "checkpoints" / f"step_{best_step}" / "custom_checkpoint_0.pkl", weights_only=True)
+    name = "bert.embeddings.word_embeddings.weight"
+    torch.testing.assert_close(saved[name], average[f"module.{name}"])
+    assert not torch.allclose(saved[name], expected[name])
 
 
 def test_schedule_anneals_by_steps_or_by_the_time_budget():
