@@ -187,7 +187,8 @@ class TrainArguments:
         default=0.0,
         metadata={
             "help": "evaluate and save an exponential moving average of the weights, updated every step with this "
-            "decay (e.g. 0.999: about the last 1,000 steps); 0 = the weights as trained"
+            "decay (e.g. 0.999: about the last 1,000 steps; keeps a second copy of the weights); 0 = the weights as "
+            "trained"
         },
     )
     mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
