@@ -108,7 +108,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-time budget for all training")
     parser.add_argument("--pretrain-mlm", action="store_true", help="continued pretraining on the training texts")
     parser.add_argument("--mlm-share", type=float, default=0.3, help="share of the budget for pretraining")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="training seed; also the eval split's unless --split-seed")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        help="seed of the held-out eval split (default: --seed); fix it and vary --seed to "
+        "see the spread between training runs on one eval file (the dev split follows --seed)",
+    )
     parser.add_argument("--output-dir", type=Path, help="keep the models here (default: a temporary folder)")
     args, extra = parser.parse_known_args()  # anything else goes to train_ner.py as it is
 
@@ -121,12 +127,13 @@ def main() -> None:
     knowledge = [f"--{name}={value}" for name, value in
                  (("kg_embeddings", args.kg_embeddings), ("lexicon", args.lexicon)) if value]  # fmt: skip
 
+    split_seed = args.seed if args.split_seed is None else args.split_seed
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.output_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         train, evaluation = (
-            (args.train, args.eval) if args.eval else hold_out(args.train, args.eval_fraction, args.seed, folder)
+            (args.train, args.eval) if args.eval else hold_out(args.train, args.eval_fraction, split_seed, folder)
         )
         for variant in variants:
             started = time.monotonic()

@@ -3,6 +3,8 @@ report with the papers' numbers, and the last line that scripts read."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -21,7 +23,7 @@ def test_accuracy_benchmark_with_pretraining_reports_strict_f1(tmp_path):
     corpus = write_ccks(tmp_path / "ccks.jsonl", simulated_ccks_records(40, seed=5))
     command = [
         sys.executable, "benchmarks/accuracy.py", "--train", str(corpus), "--eval-fraction", "0.25",
-        "--minutes", "1.5", "--pretrain-mlm", "--output-dir", str(tmp_path / "out"),
+        "--minutes", "1.5", "--pretrain-mlm", "--output-dir", str(tmp_path / "out"), "--seed", "3", "--split-seed", "5",
         "--max_length=64", "--stride=16", "--logging_steps=5",  # passed through to train_ner.py
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -34,3 +36,12 @@ def test_accuracy_benchmark_with_pretraining_reports_strict_f1(tmp_path):
     assert any(line.startswith("  Chen et al. 2025") for line in lines)
     assert (tmp_path / "out" / "mlm-dgcnn-bilstm-mha-crf" / "model.safetensors").is_file()
     assert (tmp_path / "out" / "ner-dgcnn-bilstm-mha-crf" / "test_results.json").is_file()
+    # --split-seed fixes the eval file, --seed the training run
+    spec = importlib.util.spec_from_file_location("accuracy", ROOT / "benchmarks" / "accuracy.py")
+    accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(accuracy)
+    (tmp_path / "split").mkdir()
+    _, expected = accuracy.hold_out(corpus, 0.25, 5, tmp_path / "split")
+    assert (tmp_path / "out" / "eval.jsonl").read_text(encoding="utf-8") == expected.read_text(encoding="utf-8")
+    arguments = json.loads((tmp_path / "out" / "ner-dgcnn-bilstm-mha-crf" / "training_args.json").read_text())
+    assert arguments["seed"] == 3
