@@ -455,23 +455,23 @@ def main(argv: list[str] | None = None) -> dict:
             corpus["train"], data_args.augment_copies, data_args.augment_share, train_args.seed
         )
         logger.info("train: %d records, %d with replaced mentions", train_records, len(corpus["train"]) - train_records)
-    encoder = WindowEncoder(
-        tokenizer, types, scheme=model_args.label_scheme, max_length=data_args.max_length, stride=data_args.stride
-    )
     lexicon, embeddings = load_knowledge(model_args)
     model = build_model(model_args, labels, tokenizer, classes, lexicon, embeddings)
+    # Family B: the knowledge features of each record, by the model's own code (as the pipeline computes them).
+    features = dict(text_features=model.text_features, text_feature_names=KG_FEATURES) if lexicon is not None else {}
+    encoder = WindowEncoder(
+        tokenizer,
+        types,
+        scheme=model_args.label_scheme,
+        max_length=data_args.max_length,
+        stride=data_args.stride,
+        **features,
+    )
     encoded = {}
     for split in corpus:
         encoded[split] = encode_dataset(corpus[split], encoder)
         logger.info("%s: %s", split, encoder.stats.summary())
         encoder.stats = type(encoder.stats)()
-        if lexicon is not None:
-            # Family B: the knowledge features of each window, by the model's own code (as at inference).
-            texts = corpus[split]["text"]
-            encoded[split] = encoded[split].map(
-                lambda w, texts=texts: model.text_features(texts[w["record_index"]], w["offset_mapping"]),
-                desc="knowledge features",
-            )
 
     # ---- model, optimiser
     encoder_params = [p for n, p in model.named_parameters() if n.startswith("bert.")]

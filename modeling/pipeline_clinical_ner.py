@@ -30,10 +30,12 @@ Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or
 (optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``) and ``max_position_embeddings``.
 
 **Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
-``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it for
-every window with the whole input text and the character offsets of the window's tokens (special tokens excluded),
-and expects one integer per token under each key. The values are placed at the window's token positions, ``0`` at
-``[CLS]``, ``[SEP]`` and padding, and passed to the model as ``long`` tensors ``(batch, seq)`` under those keys.
+``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it once
+per input text, with the text and the character offsets of all its tokens (step 1), and expects one integer per
+token under each key. Each window takes its tokens' slice of those values, ``0`` at ``[CLS]``, ``[SEP]`` and
+padding, passed to the model as ``long`` tensors ``(batch, seq)`` under those keys. Computing them once per text
+keeps the cost per character flat on long records (per window, a whole-text lexicon scan made it grow with the
+number of windows); training computes them the same way (``datasets_scripts.encoding.WindowEncoder``).
 
 The model must be a CRF tagger: ``model.crf`` and a ``forward`` returning ``logits`` (CRF emissions) and
 ``tag_mask``; ``special_tokens_mask`` is passed when ``forward`` takes it.
@@ -89,6 +91,7 @@ class _Document:
     text: str
     input_ids: torch.Tensor  # shape: (num_tokens,)
     offsets: list[tuple[int, int]]
+    features: dict[str, torch.Tensor]  # model.text_features of the whole text, each of shape (num_tokens,)
 
     @property
     def num_tokens(self) -> int:
@@ -199,11 +202,27 @@ class ClinicalNerPipeline(ChunkPipeline):
             verbose=False,  # a long record exceeds model_max_length on purpose: it is cut into windows below
         )
         offsets = [tuple(pair) for pair in encoding["offset_mapping"]]
-        document = _Document(text, torch.tensor(encoding["input_ids"], dtype=torch.long), offsets)
+        document = _Document(
+            text, torch.tensor(encoding["input_ids"], dtype=torch.long), offsets, self._features(text, offsets)
+        )
         del encoding
         plan = plan_windows(document.num_tokens, window, stride)
         for index, (start, end) in enumerate(plan):
             yield {**self._window_inputs(document, start, end), "is_last": index == len(plan) - 1}
+
+    def _features(self, text: str, offsets: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        """The model's extra per-token inputs for the whole text (see the hook in the module docstring)."""
+        if self._text_features is None:
+            return {}
+        features = {}
+        for key, values in self._text_features(text, offsets).items():
+            if len(values) != len(offsets):
+                raise ValueError(
+                    f"model.text_features returned {len(values)} values for {key!r}, expected one per token "
+                    f"({len(offsets)})"
+                )
+            features[key] = torch.tensor(values, dtype=torch.long)
+        return features
 
     def _window_inputs(self, document: _Document, start: int, end: int) -> dict[str, Any]:
         prefix = self._specials[:1] if self.tokenizer.cls_token_id is not None else []
@@ -224,16 +243,10 @@ class ClinicalNerPipeline(ChunkPipeline):
             special[0, : len(prefix)] = 1
             special[0, len(ids) - len(suffix) :] = 1
             inputs["special_tokens_mask"] = special
-        if self._text_features is not None:
-            features = self._text_features(document.text, document.offsets[start:end])
-            for key, values in features.items():
-                if len(values) != end - start:
-                    raise ValueError(
-                        f"model.text_features returned {len(values)} values for {key!r}, expected one per token "
-                        f"({end - start})"
-                    )
-                row = [0] * len(prefix) + list(values) + [0] * len(suffix)
-                inputs[key] = torch.tensor([row], dtype=torch.long)
+        for key, values in document.features.items():
+            row = torch.zeros(len(ids), dtype=torch.long)
+            row[len(prefix) : len(ids) - len(suffix)] = values[start:end]
+            inputs[key] = row.unsqueeze(0)
         inputs["window"] = _Window(document, start, end)
         return inputs
 

@@ -236,6 +236,43 @@ def test_text_features_hook_passes_padded_long_tensors(char_tok):
     assert [spans(r) for r in pipe(texts, batch_size=1, max_length=6, stride=2)] == [spans(r) for r in batched]
 
 
+def test_family_b_features_are_computed_once_per_text_and_sliced_per_window():
+    """The lexicon is matched once over each text, not once per window (whose cost grew with the text's length),
+    and every window gets what a per-window computation over the whole text gives, terms crossing its edges too."""
+    from transformers import BertTokenizer
+
+    from modeling.lexicon import FEATURE_NAMES
+
+    from .test_modeling_clinicalbert_kg import TEXT, VOCAB, tiny_model
+
+    model = tiny_model(seed=2)
+    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(VOCAB)})
+    scanned = []
+    per_window = model.text_features
+
+    def text_features(text, offsets):
+        scanned.append(len(offsets))
+        return per_window(text, offsets)
+
+    model.text_features = text_features
+    pipe = ClinicalNerPipeline(model=model, tokenizer=tokenizer, device=-1)
+    text = TEXT * 4
+    windows = list(pipe.preprocess(text, max_length=6, stride=2))
+    offsets = windows[0]["window"].document.offsets
+    assert scanned == [len(offsets)] and len(windows) > 10  # once, with every token of the text
+    crossing = 0
+    for inputs in windows:
+        start, end = inputs["window"].start, inputs["window"].end
+        expected = per_window(text, offsets[start:end])
+        for name in FEATURE_NAMES:
+            assert inputs[name].tolist() == [[0, *expected[name], 0]]
+        crossing += expected["kg_position_ids"][0] in (2, 3)  # the window starts inside a term (I or E)
+    assert crossing >= 2
+    scanned.clear()
+    pipe([text, "乳腺癌", ""], max_length=6, stride=2, batch_size=4)
+    assert len(scanned) == 3
+
+
 def test_render_escapes_text_and_shows_a_legend():
     text = "<b>药物</b> & 时间\r\n结节"
     entities = [

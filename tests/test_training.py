@@ -218,8 +218,20 @@ def test_two_processes_with_accelerate_launch(corpora, tmp_path):
     assert (output / "model.safetensors").is_file()
 
 
-def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path):
+def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path, monkeypatch):
     from safetensors.torch import save_file
+
+    from modeling import ClinicalBertKgForCrfTagging
+
+    # The knowledge features are computed once per record (all its tokens), never once per window.
+    calls = []
+    per_record = ClinicalBertKgForCrfTagging.text_features
+
+    def text_features(self, text, offsets):
+        calls.append(len(offsets))
+        return per_record(self, text, offsets)
+
+    monkeypatch.setattr(ClinicalBertKgForCrfTagging, "text_features", text_features)
 
     kge = tmp_path / "kge"
     kge.mkdir()
@@ -237,6 +249,7 @@ def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path):
     assert config["model_type"] == "clinicalbert-kg-crf" and config["label_scheme"] == "BIOES"
     assert config["num_kg_entities"] == 4 and config["kg_embedding_dim"] == 12
     assert (output / "lexicon.tsv").is_file()
+    assert len(calls) == 30  # the records of the three splits
     weights = load_file(output / "model.safetensors")
     table = next(v for k, v in weights.items() if k.endswith("weight") and v.shape == (5, 12))
     assert table[0].abs().sum() == 0  # row 0 is "no entity"
