@@ -27,7 +27,9 @@ label the Viterbi path gave that token (each token's marginal from the window th
 1 means the model puts all probability mass on those labels.
 
 Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
-(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``) and ``max_position_embeddings``.
+(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), ``max_position_embeddings`` and the window the
+model was trained with, ``window_max_length`` and ``window_stride`` (optional): by default the pipeline tags with
+the training windows, so that it runs on the positions training used and reproduces the scores training recorded.
 
 **Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
 ``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it once
@@ -111,9 +113,11 @@ class ClinicalNerPipeline(ChunkPipeline):
     """Named-entity recognition with a CRF tagger over texts of any length (see the module docstring).
 
     Call parameters (also accepted by ``pipeline(...)``):
-        max_length: tokens per window including ``[CLS]`` and ``[SEP]``; defaults to the smaller of the tokenizer's
-            ``model_max_length`` and the config's ``max_position_embeddings``.
-        stride: tokens shared by consecutive windows; defaults to a quarter of the window, at least 2.
+        max_length: tokens per window including ``[CLS]`` and ``[SEP]``; defaults to the config's
+            ``window_max_length`` (the training windows), else to the smaller of the tokenizer's ``model_max_length``
+            and the config's ``max_position_embeddings``.
+        stride: tokens shared by consecutive windows; defaults to the config's ``window_stride`` when ``max_length``
+            is the training one, else to a quarter of the window, at least 2.
     ``batch_size`` counts windows (of one or several texts); ``device`` works as in every transformers pipeline.
     """
 
@@ -171,8 +175,13 @@ class ClinicalNerPipeline(ChunkPipeline):
         return preprocess, {}, {}
 
     def _window_plan(self, max_length: int | None, stride: int | None) -> tuple[int, int]:
-        max_length = self._default_max_length() if max_length is None else max_length
-        limit = getattr(self.model.config, "max_position_embeddings", None)
+        config = self.model.config
+        trained = getattr(config, "window_max_length", None)
+        if max_length is None:
+            max_length = trained or self._default_max_length()
+        if stride is None and max_length == trained:
+            stride = getattr(config, "window_stride", None)
+        limit = getattr(config, "max_position_embeddings", None)
         if isinstance(limit, int) and max_length > limit:
             raise ValueError(f"max_length ({max_length}) exceeds the model's max_position_embeddings ({limit})")
         window = max_length - len(self._specials)

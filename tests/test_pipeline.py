@@ -202,6 +202,29 @@ def test_bad_arguments_raise_clear_errors(hand_set_pipe, char_tok):
                             tokenizer=char_tok, device=-1)  # fmt: skip
 
 
+def _planned(pipe, text, **kwargs) -> list[tuple[int, int]]:
+    return [(inputs["window"].start, inputs["window"].end) for inputs in pipe.preprocess(text, **kwargs)]
+
+
+def test_windows_default_to_the_ones_the_model_was_trained_with(char_tok):
+    """The config's training window is the default (BERT positions past it never trained); explicit arguments win,
+    and a config without it (a model saved before the fields existed) keeps the old default."""
+    text = "患者于2019年3月行左乳腺癌改良根治术，药物时间" * 4
+    num_tokens = len(char_tok(text, add_special_tokens=False)["input_ids"])
+    trained = ClinicalNerPipeline(model=random_model(char_tok, window_max_length=12, window_stride=3),
+                                  tokenizer=char_tok, device=-1)  # fmt: skip
+    assert _planned(trained, text) == plan_windows(num_tokens, 10, 3)
+    assert _planned(trained, text, max_length=12) == plan_windows(num_tokens, 10, 3)
+    assert _planned(trained, text, stride=5) == plan_windows(num_tokens, 10, 5)
+    assert _planned(trained, text, max_length=8) == plan_windows(num_tokens, 6, 2)  # a quarter of another window
+    assert _planned(trained, text, max_length=20, stride=4) == plan_windows(num_tokens, 18, 4)
+    with pytest.raises(ValueError, match=r"max_length \(600\) exceeds the model's max_position_embeddings \(512\)"):
+        trained(text, max_length=600)
+    older = ClinicalNerPipeline(model=random_model(char_tok), tokenizer=char_tok, device=-1)
+    assert _planned(older, text) == [(0, num_tokens)]  # one window of up to 510 tokens
+    assert spans(trained(text)) == spans(trained(text, max_length=12, stride=3))
+
+
 # ---------------------------------------------------------------------------------------------- hook, view, save
 
 
