@@ -302,8 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-file", action="store_true", help="INPUT is a folder: each .txt file is one record")
     parser.add_argument("--text-key", default="text", help="Label Studio data field holding the text")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    parser.add_argument("--max-length", type=int, help="tokens per window, [CLS] and [SEP] included")
-    parser.add_argument("--stride", type=int, help="tokens shared by consecutive windows")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help="tokens per window, [CLS] and [SEP] included (default: the window the model was trained with)",
+    )
+    parser.add_argument(
+        "--stride", type=int, help="tokens shared by consecutive windows (default: the stride of training)"
+    )
     parser.add_argument("--chunk-size", type=int, default=32, help="records per process between two writes")
     parser.add_argument("--label-studio", type=Path, help="also write Label Studio tasks with predictions here")
     parser.add_argument("--model-version", help="Label Studio model_version (default: the model folder's name)")

@@ -324,7 +324,11 @@ def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torc
     return lexicon, embeddings
 
 
-def build_model(model_args: ModelArguments, labels: list[str], tokenizer, classes, lexicon=None, embeddings=None):
+def build_model(
+    model_args: ModelArguments, labels: list[str], tokenizer, classes, lexicon=None, embeddings=None, *, window
+):
+    """The model to fine-tune; ``window`` is ``(max_length, stride)`` of the training windows, recorded in the
+    config so that the pipeline and predict.py tag with the same windows by default."""
     config_class, model_class = FAMILIES[model_args.family]
     head = dict(
         **VARIANTS[model_args.family][model_args.variant],
@@ -336,6 +340,8 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, classe
         label2id={label: index for index, label in enumerate(labels)},
         special_token_ids=sorted({tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id}),
         label_classes=classes or None,
+        window_max_length=window[0],
+        window_stride=window[1],
     )
     if model_args.family == "chcancerbert":
         head.update(dgcnn_dilations=list(model_args.dgcnn_dilations), fusion_num_heads=model_args.fusion_num_heads)
@@ -455,23 +461,25 @@ def main(argv: list[str] | None = None) -> dict:
             corpus["train"], data_args.augment_copies, data_args.augment_share, train_args.seed
         )
         logger.info("train: %d records, %d with replaced mentions", train_records, len(corpus["train"]) - train_records)
-    encoder = WindowEncoder(
-        tokenizer, types, scheme=model_args.label_scheme, max_length=data_args.max_length, stride=data_args.stride
-    )
     lexicon, embeddings = load_knowledge(model_args)
-    model = build_model(model_args, labels, tokenizer, classes, lexicon, embeddings)
+    model = build_model(
+        model_args, labels, tokenizer, classes, lexicon, embeddings, window=(data_args.max_length, data_args.stride)
+    )
+    # Family B: the knowledge features of each record, by the model's own code (as the pipeline computes them).
+    features = dict(text_features=model.text_features, text_feature_names=KG_FEATURES) if lexicon is not None else {}
+    encoder = WindowEncoder(
+        tokenizer,
+        types,
+        scheme=model_args.label_scheme,
+        max_length=data_args.max_length,
+        stride=data_args.stride,
+        **features,
+    )
     encoded = {}
     for split in corpus:
         encoded[split] = encode_dataset(corpus[split], encoder)
         logger.info("%s: %s", split, encoder.stats.summary())
         encoder.stats = type(encoder.stats)()
-        if lexicon is not None:
-            # Family B: the knowledge features of each window, by the model's own code (as at inference).
-            texts = corpus[split]["text"]
-            encoded[split] = encoded[split].map(
-                lambda w, texts=texts: model.text_features(texts[w["record_index"]], w["offset_mapping"]),
-                desc="knowledge features",
-            )
 
     # ---- model, optimiser
     encoder_params = [p for n, p in model.named_parameters() if n.startswith("bert.")]

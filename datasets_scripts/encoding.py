@@ -3,7 +3,10 @@
 Encoding tokenises each record once (through ``offset_mapping``, so it works for the character tokenizer and for
 WordPiece vocabularies alike), covers it with windows of ``max_length`` tokens including ``[CLS]`` and ``[SEP]``,
 consecutive windows overlapping by ``stride`` tokens, and labels each window's tokens. Special tokens get label
--100 and ``special_tokens_mask`` 1: the CRF never sees them.
+-100 and ``special_tokens_mask`` 1: the CRF never sees them. A model's extra per-token inputs (family B's lexicon
+features, ``text_features``) are computed once per record over all its tokens and sliced per window, as the
+``clinical-ner`` pipeline does: a term crossing a window edge keeps the features it has in the whole text, and the
+cost stays linear in the record's length.
 
 Gold entities that cannot be written into one tag sequence are never lost silently. An entity whose boundary
 falls inside a token (or on whitespace that produced no token) is *not representable*; of overlapping entities
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +138,10 @@ class WindowEncoder:
         max_length: tokens per window, ``[CLS]`` and ``[SEP]`` included.
         stride: tokens shared by consecutive windows; at least 1 for BIO and 2 for BIOES.
         pad_to_max_length: pad every window to ``max_length`` (labels -100, special mask 1, offsets (0, 0)).
+        text_features: a model's ``text_features(text, offsets) -> {name: one int per token}`` (the pipeline's hook
+            for extra per-token inputs), called once per record with the offsets of all its tokens; each window gets
+            its tokens' values in a column per name, 0 at special and padding positions.
+        text_feature_names: the names ``text_features`` returns (extra columns of ``features``, the window schema).
     """
 
     def __init__(
@@ -146,6 +153,8 @@ class WindowEncoder:
         max_length: int = 512,
         stride: int = 64,
         pad_to_max_length: bool = False,
+        text_features: Callable[[str, Sequence[tuple[int, int]]], Mapping[str, Sequence[int]]] | None = None,
+        text_feature_names: Sequence[str] = (),
     ) -> None:
         self.scheme = check_scheme(scheme)
         self.labels = build_label_list(entity_types, scheme)
@@ -167,6 +176,13 @@ class WindowEncoder:
         self.max_length, self.window, self.stride = max_length, window, stride
         self.pad_to_max_length = pad_to_max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if (text_features is None) != (not text_feature_names):
+            raise ValueError("expected text_features and text_feature_names together, got only one of them")
+        self.text_features, self.text_feature_names = text_features, tuple(text_feature_names)
+        # The columns of a window: WINDOW_FEATURES plus one per text feature.
+        self.features = datasets.Features(
+            {**WINDOW_FEATURES, **{name: datasets.List(datasets.Value("int32")) for name in self.text_feature_names}}
+        )
         self.stats = EncodingStats()
 
     # ----- encoding -----------------------------------------------------------------------------------------------
@@ -187,7 +203,7 @@ class WindowEncoder:
             return_token_type_ids=False,
             verbose=False,
         )
-        out: dict[str, list] = {name: [] for name in WINDOW_FEATURES}
+        out: dict[str, list] = {name: [] for name in self.features}
         for position, text in enumerate(texts):
             entities = batch["entities"][position]
             spans = [(e["start"], e["end"], e["label"]) for e in entities]
@@ -240,6 +256,7 @@ class WindowEncoder:
     ) -> list[dict[str, list]]:
         """Windows of one record already tokenised without special tokens."""
         token_spans = self.token_spans(text, spans, offsets, record_id)
+        features = self._record_features(text, offsets, record_id)
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         windows = []
         for start, end in plan_windows(len(input_ids), self.window, self.stride):
@@ -254,12 +271,30 @@ class WindowEncoder:
                 "offset_mapping": [(0, 0), *offsets[start:end], (0, 0)],
                 "window_start": start,
             }
+            for name, values in features.items():
+                window[name] = [0, *values[start:end], 0]
             if self.pad_to_max_length:
                 self._pad(window, self.max_length - size)
             windows.append(window)
         self.stats.records += 1
         self.stats.windows += len(windows)
         return windows
+
+    def _record_features(self, text: str, offsets: Sequence[tuple[int, int]], record_id: str) -> dict[str, list[int]]:
+        if self.text_features is None:
+            return {}
+        features = self.text_features(text, offsets)
+        if sorted(features) != sorted(self.text_feature_names):
+            raise ValueError(
+                f"record {record_id}: expected text features {self.text_feature_names}, got {sorted(features)}"
+            )
+        for name, values in features.items():
+            if len(values) != len(offsets):
+                raise ValueError(
+                    f"record {record_id}: text_features gave {len(values)} values for {name!r}, expected one per "
+                    f"token ({len(offsets)})"
+                )
+        return {name: list(features[name]) for name in self.text_feature_names}
 
     def _pad(self, window: dict[str, Any], count: int) -> None:
         for name, value in (
@@ -269,6 +304,7 @@ class WindowEncoder:
             ("special_tokens_mask", 1),
             ("labels", IGNORE_INDEX),
             ("offset_mapping", (0, 0)),
+            *((name, 0) for name in self.text_feature_names),
         ):
             window[name].extend([value] * count)
 
@@ -311,7 +347,7 @@ class WindowEncoder:
 
 
 def encode_dataset(dataset: datasets.Dataset, encoder: WindowEncoder, *, batch_size: int = 64) -> datasets.Dataset:
-    """Map a span-schema ``Dataset`` to windows (one row per window) with :data:`WINDOW_FEATURES`.
+    """Map a span-schema ``Dataset`` to windows (one row per window) with the columns of ``encoder.features``.
 
     Runs in this process, without the cache, so that ``encoder.stats`` counts every record.
     """
@@ -321,7 +357,7 @@ def encode_dataset(dataset: datasets.Dataset, encoder: WindowEncoder, *, batch_s
         batch_size=batch_size,
         with_indices=True,
         remove_columns=dataset.column_names,
-        features=WINDOW_FEATURES,
+        features=encoder.features,
         load_from_cache_file=False,
         desc="encoding windows",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import BertConfig
 
-from .crf_tagger import fill_tagger_config_defaults, refresh_tagger_config
+from .crf_tagger import check_window_fields, fill_tagger_config_defaults, refresh_tagger_config
 from .tagging import SCHEMES, check_label_map
 
 FUSIONS = ("attention", "concat")
@@ -36,6 +36,12 @@ class ChCancerBertConfig(BertConfig):
             `special_tokens_mask` is not passed to `forward`.
         label_classes (`dict[str, str]`, *optional*): entity type -> class (e.g. the breast-cancer set's
             `{"Nodule": "Symptoms", ...}`); the `clinical-ner` pipeline adds each entity's `class`.
+        window_max_length (`int`, *optional*): tokens per window, `[CLS]` and `[SEP]` included, that the model was
+            trained with (`train_ner.py --max_length`); the `clinical-ner` pipeline and `predict.py` default to it, so
+            that inference runs on the positions training used. At most `max_position_embeddings`; unset in models
+            saved before this field (the pipeline then falls back to its own default).
+        window_stride (`int`, *optional*): tokens shared by consecutive training windows (`train_ner.py --stride`),
+            the pipeline's default stride for windows of `window_max_length`; in `[0, window_max_length - 2)`.
 
     The paper's ablations are configurations: BERT-BiLSTM-CRF (`use_dgcnn=False`), BERT-DGCNN-CRF
     (`use_bilstm=False`), BERT-DGCNN-BiLSTM-CRF (`fusion="concat"`) and BERT-DGCNN-BiLSTM-MHA-CRF (the default);
@@ -58,6 +64,8 @@ class ChCancerBertConfig(BertConfig):
     crf_constrain_training: bool = True
     special_token_ids: list[int] | None = None
     label_classes: dict[str, str] | None = None
+    window_max_length: int | None = None
+    window_stride: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.dgcnn_dilations is None:
@@ -96,6 +104,7 @@ class ChCancerBertConfig(BertConfig):
             )
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+        check_window_fields(self)
         check_label_map(self.id2label, self.label_scheme)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from transformers import BertConfig
 
-from .crf_tagger import fill_tagger_config_defaults, refresh_tagger_config
+from .crf_tagger import check_window_fields, fill_tagger_config_defaults, refresh_tagger_config
 from .lexicon import POSITION_TAGS
 from .tagging import SCHEMES, check_label_map
 
@@ -46,6 +46,12 @@ class ClinicalBertKgConfig(BertConfig):
         lexicon_file (`str`, defaults to `"lexicon.tsv"`): name of the lexicon file in the model folder.
         lexicon_sha256 (`str`, *optional*): SHA-256 of the lexicon the model was saved with; set by the model when a
             lexicon is attached. A folder whose lexicon file does not match it is not trusted.
+        window_max_length (`int`, *optional*): tokens per window, `[CLS]` and `[SEP]` included, that the model was
+            trained with (`train_ner.py --max_length`); the `clinical-ner` pipeline and `predict.py` default to it, so
+            that inference runs on the positions training used. At most `max_position_embeddings`; unset in models
+            saved before this field (the pipeline then falls back to its own default).
+        window_stride (`int`, *optional*): tokens shared by consecutive training windows (`train_ner.py --stride`),
+            the pipeline's default stride for windows of `window_max_length`; in `[0, window_max_length - 2)`.
 
     The paper's ablations are configurations: without KG (all three `use_*` off: BERT-BiLSTM-CRF), without each
     feature (one `use_*` off); TransE vs TransH vs TransR is the embedding table loaded, not a config field.
@@ -72,6 +78,8 @@ class ClinicalBertKgConfig(BertConfig):
     label_classes: dict[str, str] | None = None
     lexicon_file: str = "lexicon.tsv"
     lexicon_sha256: str | None = None
+    window_max_length: int | None = None
+    window_stride: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.kg_categories is None:
@@ -129,6 +137,7 @@ class ClinicalBertKgConfig(BertConfig):
             or any(c in self.lexicon_file for c in "/\\")
         ):
             raise ValueError(f"lexicon_file must be a file name inside the model folder, got {self.lexicon_file!r}")
+        check_window_fields(self)
         check_label_map(self.id2label, self.label_scheme)
 
 

@@ -60,6 +60,26 @@ def refresh_tagger_config(config) -> None:
     config.label2id = {label: index for index, label in config.id2label.items()}
 
 
+def check_window_fields(config) -> None:
+    """Raise ``ValueError`` naming the field when the training window (``window_max_length``, ``window_stride``)
+    recorded in a tagger config cannot be used for inference."""
+    length, stride = config.window_max_length, config.window_stride
+    limit = config.max_position_embeddings
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or not 3 <= length <= limit):
+        raise ValueError(
+            f"window_max_length must be an integer in [3, max_position_embeddings = {limit}] ([CLS], a token, [SEP]), "
+            f"got {length!r}"
+        )
+    if stride is None:
+        return
+    if length is None:
+        raise ValueError(f"window_stride ({stride!r}) needs window_max_length, got None")
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 0 <= stride < length - 2:
+        raise ValueError(
+            f"window_stride must be an integer in [0, {length - 2}) (window_max_length - 2), got {stride!r}"
+        )
+
+
 def init_crf_weights(crf: ConditionalRandomField) -> None:
     """For a tagger's ``_init_weights``: transitions uniform in [-0.1, 0.1] and the constraint buffers refilled
     (transformers creates non-persistent buffers empty when it builds a model for loading)."""

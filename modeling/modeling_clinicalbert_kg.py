@@ -11,7 +11,8 @@ The lexicon travels with the model: ``save_pretrained`` writes it to ``config.le
 records its SHA-256 in the config; building the model from a config whose ``name_or_path`` is that folder (or a Hub
 repository holding it), as ``from_pretrained`` does, reads it back with ``cached_file`` and checks the hash. The
 features are computed by :meth:`ClinicalBertKgForCrfTagging.text_features`, the same code at training and at
-inference.
+inference, once per record over all its tokens; each window takes its slice (``WindowEncoder`` in training, the
+``clinical-ner`` pipeline at inference), so a long record is matched once, not once per window.
 """
 
 from __future__ import annotations

@@ -27,13 +27,17 @@ label the Viterbi path gave that token (each token's marginal from the window th
 1 means the model puts all probability mass on those labels.
 
 Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
-(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``) and ``max_position_embeddings``.
+(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), ``max_position_embeddings`` and the window the
+model was trained with, ``window_max_length`` and ``window_stride`` (optional): by default the pipeline tags with
+the training windows, so that it runs on the positions training used and reproduces the scores training recorded.
 
 **Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
-``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it for
-every window with the whole input text and the character offsets of the window's tokens (special tokens excluded),
-and expects one integer per token under each key. The values are placed at the window's token positions, ``0`` at
-``[CLS]``, ``[SEP]`` and padding, and passed to the model as ``long`` tensors ``(batch, seq)`` under those keys.
+``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it once
+per input text, with the text and the character offsets of all its tokens (step 1), and expects one integer per
+token under each key. Each window takes its tokens' slice of those values, ``0`` at ``[CLS]``, ``[SEP]`` and
+padding, passed to the model as ``long`` tensors ``(batch, seq)`` under those keys. Computing them once per text
+keeps the cost per character flat on long records (per window, a whole-text lexicon scan made it grow with the
+number of windows); training computes them the same way (``datasets_scripts.encoding.WindowEncoder``).
 
 The model must be a CRF tagger: ``model.crf`` and a ``forward`` returning ``logits`` (CRF emissions) and
 ``tag_mask``; ``special_tokens_mask`` is passed when ``forward`` takes it.
@@ -89,6 +93,7 @@ class _Document:
     text: str
     input_ids: torch.Tensor  # shape: (num_tokens,)
     offsets: list[tuple[int, int]]
+    features: dict[str, torch.Tensor]  # model.text_features of the whole text, each of shape (num_tokens,)
 
     @property
     def num_tokens(self) -> int:
@@ -108,9 +113,11 @@ class ClinicalNerPipeline(ChunkPipeline):
     """Named-entity recognition with a CRF tagger over texts of any length (see the module docstring).
 
     Call parameters (also accepted by ``pipeline(...)``):
-        max_length: tokens per window including ``[CLS]`` and ``[SEP]``; defaults to the smaller of the tokenizer's
-            ``model_max_length`` and the config's ``max_position_embeddings``.
-        stride: tokens shared by consecutive windows; defaults to a quarter of the window, at least 2.
+        max_length: tokens per window including ``[CLS]`` and ``[SEP]``; defaults to the config's
+            ``window_max_length`` (the training windows), else to the smaller of the tokenizer's ``model_max_length``
+            and the config's ``max_position_embeddings``.
+        stride: tokens shared by consecutive windows; defaults to the config's ``window_stride`` when ``max_length``
+            is the training one, else to a quarter of the window, at least 2.
     ``batch_size`` counts windows (of one or several texts); ``device`` works as in every transformers pipeline.
     """
 
@@ -168,8 +175,13 @@ class ClinicalNerPipeline(ChunkPipeline):
         return preprocess, {}, {}
 
     def _window_plan(self, max_length: int | None, stride: int | None) -> tuple[int, int]:
-        max_length = self._default_max_length() if max_length is None else max_length
-        limit = getattr(self.model.config, "max_position_embeddings", None)
+        config = self.model.config
+        trained = getattr(config, "window_max_length", None)
+        if max_length is None:
+            max_length = trained or self._default_max_length()
+        if stride is None and max_length == trained:
+            stride = getattr(config, "window_stride", None)
+        limit = getattr(config, "max_position_embeddings", None)
         if isinstance(limit, int) and max_length > limit:
             raise ValueError(f"max_length ({max_length}) exceeds the model's max_position_embeddings ({limit})")
         window = max_length - len(self._specials)
@@ -199,11 +211,27 @@ class ClinicalNerPipeline(ChunkPipeline):
             verbose=False,  # a long record exceeds model_max_length on purpose: it is cut into windows below
         )
         offsets = [tuple(pair) for pair in encoding["offset_mapping"]]
-        document = _Document(text, torch.tensor(encoding["input_ids"], dtype=torch.long), offsets)
+        document = _Document(
+            text, torch.tensor(encoding["input_ids"], dtype=torch.long), offsets, self._features(text, offsets)
+        )
         del encoding
         plan = plan_windows(document.num_tokens, window, stride)
         for index, (start, end) in enumerate(plan):
             yield {**self._window_inputs(document, start, end), "is_last": index == len(plan) - 1}
+
+    def _features(self, text: str, offsets: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        """The model's extra per-token inputs for the whole text (see the hook in the module docstring)."""
+        if self._text_features is None:
+            return {}
+        features = {}
+        for key, values in self._text_features(text, offsets).items():
+            if len(values) != len(offsets):
+                raise ValueError(
+                    f"model.text_features returned {len(values)} values for {key!r}, expected one per token "
+                    f"({len(offsets)})"
+                )
+            features[key] = torch.tensor(values, dtype=torch.long)
+        return features
 
     def _window_inputs(self, document: _Document, start: int, end: int) -> dict[str, Any]:
         prefix = self._specials[:1] if self.tokenizer.cls_token_id is not None else []
@@ -224,16 +252,10 @@ class ClinicalNerPipeline(ChunkPipeline):
             special[0, : len(prefix)] = 1
             special[0, len(ids) - len(suffix) :] = 1
             inputs["special_tokens_mask"] = special
-        if self._text_features is not None:
-            features = self._text_features(document.text, document.offsets[start:end])
-            for key, values in features.items():
-                if len(values) != end - start:
-                    raise ValueError(
-                        f"model.text_features returned {len(values)} values for {key!r}, expected one per token "
-                        f"({end - start})"
-                    )
-                row = [0] * len(prefix) + list(values) + [0] * len(suffix)
-                inputs[key] = torch.tensor([row], dtype=torch.long)
+        for key, values in document.features.items():
+            row = torch.zeros(len(ids), dtype=torch.long)
+            row[len(prefix) : len(ids) - len(suffix)] = values[start:end]
+            inputs[key] = row.unsqueeze(0)
         inputs["window"] = _Window(document, start, end)
         return inputs
 

@@ -1,5 +1,6 @@
 """(slow) benchmarks/accuracy.py end to end on simulated CCKS records: MLM stage, fine-tuning within the budget, the
-report with the papers' numbers, and the last line that scripts read."""
+report with the papers' numbers, and the last line that scripts read; benchmarks/kg_pipeline_length.py prints its
+per-character ratio."""
 
 from __future__ import annotations
 
@@ -45,3 +46,15 @@ def test_accuracy_benchmark_with_pretraining_reports_strict_f1(tmp_path):
     assert (tmp_path / "out" / "eval.jsonl").read_text(encoding="utf-8") == expected.read_text(encoding="utf-8")
     arguments = json.loads((tmp_path / "out" / "ner-dgcnn-bilstm-mha-crf" / "training_args.json").read_text())
     assert arguments["seed"] == 3
+
+
+@pytest.mark.slow
+def test_family_b_length_benchmark_prints_the_per_character_ratio():
+    command = [sys.executable, "benchmarks/kg_pipeline_length.py", "--long", "3000", "--short", "1000", "--rounds", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"long\s+3,000\s+\d+[\d,]*(\s+\d+\.\d+){4}", lines[-3]), lines[-3]
+    assert re.fullmatch(r"time per character, long / short: wall \d+\.\d\dx, CPU \d+\.\d\dx \(target <= 1\.2x\)",
+                        lines[-1]), lines[-1]  # fmt: skip

@@ -185,3 +185,33 @@ def test_dataset_map_and_long_record_round_trip():
         kept = {span for span in gold if (record["id"], *span) not in skipped}
         assert set(decoded[index]) == kept
     assert encoder.stats.unrepresentable == {}
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_text_features_once_per_record_equal_the_per_window_computation(wordpiece_tokenizer, pad):
+    """Family B's lexicon features: computed once per record over all its tokens, sliced per window; each window
+    gets what a per-window computation over the whole text gives, also where a term crosses a window edge."""
+    from modeling.lexicon import FEATURE_NAMES, TermLexicon
+
+    lexicon = TermLexicon([("乳腺结节", "Disease", 0), ("HER2阳性", "Check", 1), ("化疗", "Drug")])
+    calls = []
+
+    def text_features(text, offsets):
+        calls.append(len(offsets))
+        return lexicon.token_features(text, offsets)
+
+    texts = ["患者乳腺结节，HER2阳性，化疗 " * 3, "乳腺结节", ""]
+    encoder = WindowEncoder(wordpiece_tokenizer, TYPES, max_length=7, stride=2, pad_to_max_length=pad,
+                            text_features=text_features, text_feature_names=FEATURE_NAMES)  # fmt: skip
+    windows = encode_dataset(to_dataset([{"id": str(i), "text": t, "entities": []} for i, t in enumerate(texts)]),
+                             encoder, batch_size=2)  # fmt: skip
+    assert len(calls) == len(texts) < len(windows)  # once per record, with all its tokens
+    crossing = 0
+    for window in windows:
+        expected = lexicon.token_features(texts[window["record_index"]], window["offset_mapping"])
+        assert {name: window[name] for name in FEATURE_NAMES} == expected
+        first = window["kg_position_ids"][1]
+        crossing += first in (2, 3)  # the window starts inside a term (I or E)
+    assert crossing >= 2
+    with pytest.raises(ValueError, match="text_features and text_feature_names together"):
+        WindowEncoder(wordpiece_tokenizer, TYPES, text_features=text_features)

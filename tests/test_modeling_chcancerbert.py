@@ -202,11 +202,32 @@ def test_every_ablation_is_a_config_switch():
         (dict(head_dropout=1.5), r"head_dropout must be in \[0, 1\)"),
         (dict(id2label={0: "O", 1: "S-Drug"}), "label 'S-Drug' is not valid in the BIO scheme"),
         (dict(id2label={0: "O", 2: "B-Drug"}), "id2label must map 0..1"),
+        (dict(window_max_length=65), r"window_max_length must be an integer in \[3, max_position_embeddings = 64\]"),
+        (dict(window_max_length=2), r"window_max_length must be an integer in \[3, "),
+        (dict(window_max_length=32, window_stride=30), r"window_stride must be an integer in \[0, 30\)"),
+        (dict(window_stride=8), r"window_stride \(8\) needs window_max_length"),
     ],
 )
 def test_bad_config_raises_value_error(overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**overrides)
+
+
+def test_training_windows_are_saved_and_older_configs_load_without_them(tmp_path):
+    from .test_modeling_clinicalbert_kg import tiny_config as kg_config
+
+    for name, config in (("a", tiny_config(window_max_length=32, window_stride=8)),
+                         ("b", kg_config(window_max_length=32, window_stride=8))):  # fmt: skip
+        config.save_pretrained(tmp_path / name)
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert (saved["window_max_length"], saved["window_stride"]) == (32, 8)
+        loaded = type(config).from_pretrained(tmp_path / name)
+        assert (loaded.window_max_length, loaded.window_stride) == (32, 8)
+        # A model saved before the fields existed
+        del saved["window_max_length"], saved["window_stride"]
+        (tmp_path / name / "config.json").write_text(json.dumps(saved))
+        loaded = type(config).from_pretrained(tmp_path / name)
+        assert (loaded.window_max_length, loaded.window_stride) == (None, None)
 
 
 def test_bad_inputs_raise_value_error():

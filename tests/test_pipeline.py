@@ -202,6 +202,29 @@ def test_bad_arguments_raise_clear_errors(hand_set_pipe, char_tok):
                             tokenizer=char_tok, device=-1)  # fmt: skip
 
 
+def _planned(pipe, text, **kwargs) -> list[tuple[int, int]]:
+    return [(inputs["window"].start, inputs["window"].end) for inputs in pipe.preprocess(text, **kwargs)]
+
+
+def test_windows_default_to_the_ones_the_model_was_trained_with(char_tok):
+    """The config's training window is the default (BERT positions past it never trained); explicit arguments win,
+    and a config without it (a model saved before the fields existed) keeps the old default."""
+    text = "患者于2019年3月行左乳腺癌改良根治术，药物时间" * 4
+    num_tokens = len(char_tok(text, add_special_tokens=False)["input_ids"])
+    trained = ClinicalNerPipeline(model=random_model(char_tok, window_max_length=12, window_stride=3),
+                                  tokenizer=char_tok, device=-1)  # fmt: skip
+    assert _planned(trained, text) == plan_windows(num_tokens, 10, 3)
+    assert _planned(trained, text, max_length=12) == plan_windows(num_tokens, 10, 3)
+    assert _planned(trained, text, stride=5) == plan_windows(num_tokens, 10, 5)
+    assert _planned(trained, text, max_length=8) == plan_windows(num_tokens, 6, 2)  # a quarter of another window
+    assert _planned(trained, text, max_length=20, stride=4) == plan_windows(num_tokens, 18, 4)
+    with pytest.raises(ValueError, match=r"max_length \(600\) exceeds the model's max_position_embeddings \(512\)"):
+        trained(text, max_length=600)
+    older = ClinicalNerPipeline(model=random_model(char_tok), tokenizer=char_tok, device=-1)
+    assert _planned(older, text) == [(0, num_tokens)]  # one window of up to 510 tokens
+    assert spans(trained(text)) == spans(trained(text, max_length=12, stride=3))
+
+
 # ---------------------------------------------------------------------------------------------- hook, view, save
 
 
@@ -234,6 +257,43 @@ def test_text_features_hook_passes_padded_long_tensors(char_tok):
             if token in chars:
                 assert value == chars[token]
     assert [spans(r) for r in pipe(texts, batch_size=1, max_length=6, stride=2)] == [spans(r) for r in batched]
+
+
+def test_family_b_features_are_computed_once_per_text_and_sliced_per_window():
+    """The lexicon is matched once over each text, not once per window (whose cost grew with the text's length),
+    and every window gets what a per-window computation over the whole text gives, terms crossing its edges too."""
+    from transformers import BertTokenizer
+
+    from modeling.lexicon import FEATURE_NAMES
+
+    from .test_modeling_clinicalbert_kg import TEXT, VOCAB, tiny_model
+
+    model = tiny_model(seed=2)
+    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(VOCAB)})
+    scanned = []
+    per_window = model.text_features
+
+    def text_features(text, offsets):
+        scanned.append(len(offsets))
+        return per_window(text, offsets)
+
+    model.text_features = text_features
+    pipe = ClinicalNerPipeline(model=model, tokenizer=tokenizer, device=-1)
+    text = TEXT * 4
+    windows = list(pipe.preprocess(text, max_length=6, stride=2))
+    offsets = windows[0]["window"].document.offsets
+    assert scanned == [len(offsets)] and len(windows) > 10  # once, with every token of the text
+    crossing = 0
+    for inputs in windows:
+        start, end = inputs["window"].start, inputs["window"].end
+        expected = per_window(text, offsets[start:end])
+        for name in FEATURE_NAMES:
+            assert inputs[name].tolist() == [[0, *expected[name], 0]]
+        crossing += expected["kg_position_ids"][0] in (2, 3)  # the window starts inside a term (I or E)
+    assert crossing >= 2
+    scanned.clear()
+    pipe([text, "乳腺癌", ""], max_length=6, stride=2, batch_size=4)
+    assert len(scanned) == 3
 
 
 def test_render_escapes_text_and_shows_a_legend():

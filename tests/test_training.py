@@ -201,6 +201,31 @@ def test_pretraining_then_fine_tuning_end_to_end(corpora, tmp_path, run_isolated
 
 
 @pytest.mark.slow
+def test_predict_reproduces_the_test_f1_that_training_recorded(tmp_path):
+    """The saved model records its training windows, and predict.py (the clinical-ner pipeline) tags with them by
+    default: the same windows and merging as training's evaluation, so the same test-split scores. Records of about
+    80 characters in windows of 30 tokens: the windows matter, and positions past 32 never trained."""
+    import predict
+
+    train = write_ccks(tmp_path / "train.jsonl", simulated_ccks_records(60, seed=5, prefix="tr"))
+    test = write_ccks(tmp_path / "test.jsonl", simulated_ccks_records(20, seed=6, prefix="te"))
+    output = tmp_path / "model"
+    train_ner.main([
+        "--corpus=ccks2019", f"--train_file={train}", f"--test_file={test}", "--dev_fraction=0.2",
+        f"--output_dir={output}", "--max_length=32", "--stride=8", *TINY, "--encoder_learning_rate=3e-3",
+        "--head_learning_rate=1e-2", "--warmup_ratio=0.05", "--max_steps=250", "--eval_steps=125",
+        "--early_stopping_patience=0", "--logging_steps=50",
+    ])  # fmt: skip
+    recorded = json.loads((output / "test_results.json").read_text())["micro"]
+    assert recorded["f1"] > 0.3, recorded  # a model that finds entities, so that the windows make a difference
+    predictions = tmp_path / "predictions.jsonl"
+    assert predict.main([str(output), str(test), "-o", str(predictions), "--gold", str(test), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "predictions.metrics.json").read_text())["micro"] == recorded
+    config = json.loads((output / "config.json").read_text())
+    assert (config["window_max_length"], config["window_stride"], config["max_position_embeddings"]) == (32, 8, 512)
+
+
+@pytest.mark.slow
 def test_two_processes_with_accelerate_launch(corpora, tmp_path):
     output = tmp_path / "ddp"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -218,8 +243,20 @@ def test_two_processes_with_accelerate_launch(corpora, tmp_path):
     assert (output / "model.safetensors").is_file()
 
 
-def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path):
+def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path, monkeypatch):
     from safetensors.torch import save_file
+
+    from modeling import ClinicalBertKgForCrfTagging
+
+    # The knowledge features are computed once per record (all its tokens), never once per window.
+    calls = []
+    per_record = ClinicalBertKgForCrfTagging.text_features
+
+    def text_features(self, text, offsets):
+        calls.append(len(offsets))
+        return per_record(self, text, offsets)
+
+    monkeypatch.setattr(ClinicalBertKgForCrfTagging, "text_features", text_features)
 
     kge = tmp_path / "kge"
     kge.mkdir()
@@ -237,6 +274,7 @@ def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path):
     assert config["model_type"] == "clinicalbert-kg-crf" and config["label_scheme"] == "BIOES"
     assert config["num_kg_entities"] == 4 and config["kg_embedding_dim"] == 12
     assert (output / "lexicon.tsv").is_file()
+    assert len(calls) == 30  # the records of the three splits
     weights = load_file(output / "model.safetensors")
     table = next(v for k, v in weights.items() if k.endswith("weight") and v.shape == (5, 12))
     assert table[0].abs().sum() == 0  # row 0 is "no entity"
