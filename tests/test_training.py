@@ -320,13 +320,15 @@ def test_pretraining_then_fine_tuning_end_to_end(corpora, tmp_path, run_isolated
 
 
 @pytest.fixture(scope="module")
-def pretrained_style_encoder(corpora):
-    """A tiny BERT with a character vocabulary saved to a folder, as a Hub checkpoint would be, and a KG table."""
+def ddp_inputs(corpora):
+    """A small corpus, a tiny BERT with a character vocabulary saved to a folder as a Hub checkpoint would be, and a
+    KG table."""
     from safetensors.torch import save_file
 
+    records = simulated_breast_cancer_records(12, seed=4)
+    corpus = write_label_studio_json(corpora["folder"] / "small.json", records)
     folder = corpora["folder"] / "encoder"
-    texts = [record["text"] for record in simulated_breast_cancer_records(30, seed=1)]
-    tokenizer = build_char_tokenizer(texts)
+    tokenizer = build_char_tokenizer([record["text"] for record in records])
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=64, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     torch.manual_seed(0)
@@ -337,24 +339,25 @@ def pretrained_style_encoder(corpora):
     names = [("结节", "Symptom"), ("改良根治术", "Disease"), ("来曲唑", "Drug"), ("曲妥珠单抗", "Drug")]
     (kge / "entities.tsv").write_text("".join(f"{n}\t{t}\n" for n, t in names), encoding="utf-8")
     save_file({"entity_embeddings": torch.randn(len(names), 8)}, str(kge / "entity_embeddings.safetensors"))
-    return folder, kge
+    return corpus, folder, kge
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["chcancerbert", "kg-frozen", "kg-fine-tuned"])
-def test_two_processes_train_like_one(corpora, pretrained_style_encoder, tmp_path, setting):
+def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
     """Same data and seed on one process and on two (gloo): the learning rate follows the same curve over the
     share of training done (it reached zero half-way on two before), family B trains with a frozen or a fine-tuned
     KG table on a pretrained encoder (DDP failed on the frozen one), and the saved model scores on dev, in one
     process, exactly what the two processes logged for it."""
-    encoder, kge = pretrained_style_encoder
+    corpus, encoder, kge = ddp_inputs
     setting_args = ["--gradient_accumulation_steps=2"] if setting == "chcancerbert" else [
         "--family=clinicalbert-kg", f"--kg_embeddings={kge}", f"--freeze_kg_embeddings={setting == 'kg-frozen'}",
     ]  # fmt: skip
-    # One epoch of 15 batches of 16 windows, without warm-up (the curve is then a straight line), logged and
-    # evaluated at every step: family A takes 8 optimiser steps on one process and 4 on two, family B 15 and 8. The
+    # One epoch of 11 batches of 16 windows, without warm-up (the curve is then a straight line), logged and
+    # evaluated at every step: family A takes 6 optimiser steps on one process and 3 on two, family B 11 and 6. The
     # best model is then an early one that still predicts entities, so its dev report is worth recomputing.
-    extra = [f"--encoder={encoder}", *setting_args, "--num_train_epochs=1", "--per_device_train_batch_size=16",
+    extra = [f"--train_file={corpus}", f"--encoder={encoder}", *setting_args, "--num_train_epochs=1",
+             "--per_device_train_batch_size=16",
              "--logging_steps=1", "--warmup_ratio=0", "--eval_steps=1", "--checkpointing_steps=100",
              "--early_stopping_patience=0"]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
