@@ -10,8 +10,9 @@ likelihood needs at least one position on per sequence; decoding gives an empty 
 
 Constraints (which tags may start, end or follow which, see ``modeling.tagging.allowed_transitions``) are stored
 as non-persistent buffers and always applied when decoding and computing marginals; with
-``constrain_training=True`` they also shape the likelihood. A forbidden move scores ``IMPOSSIBLE``, a large
-finite negative number, so log-sum-exp stays finite and gradients stay defined.
+``constrain_training=True`` they also shape the likelihood, and a gold path that makes a forbidden move is a
+``ValueError``. A forbidden move scores ``IMPOSSIBLE``, a large finite negative number, so log-sum-exp stays finite
+and gradients stay defined.
 
 This module imports torch only: it ships inside every model repository.
 """
