@@ -144,7 +144,7 @@ def optimizer_groups(
     """AdamW parameter groups: per learning rate, one group with ``weight_decay`` and one without.
 
     Biases and normalisation layers are not decayed (as the Trainer does), nor are the CRF's transition, start and
-    end scores: they are log-potentials, and pulling them towards zero pulls the tagger towards allowing every move.
+    end scores: they are log-potentials, and pulling them towards zero flattens the label-to-label preferences learned.
     ``learning_rates`` maps group names to rates; ``group_of`` names the group of a parameter name (default: the only
     one). Each group keeps its name under ``"name"``, which :func:`learning_rates_of` reads back.
     """
