@@ -33,6 +33,7 @@ from modeling.tagging import build_label_list
 from training.common import (
     ConfigurationError,
     TrainingBudget,
+    make_accelerator,
     optimizer_groups,
     parse_arguments,
     warmup_decay_schedule,
@@ -225,6 +226,11 @@ def test_weight_decay_skips_biases_norms_and_crf_scores():
         names_in_group = {names[id(p)] for p in group["params"]}
         prefix = {name.startswith("bert.") for name in names_in_group}
         assert prefix == {group["name"] == "encoder"} and group["lr"] == {"encoder": 1e-4, "head": 1e-3}[group["name"]]
+
+
+def test_ddp_does_not_broadcast_the_constant_buffers(tmp_path):
+    """A frozen KG table is a buffer: broadcasting buffers before every forward pass would send all of it each step."""
+    assert make_accelerator(tmp_path).ddp_handler.to_kwargs() == {"broadcast_buffers": False}
 
 
 def test_schedule_anneals_by_steps_or_by_the_time_budget():
