@@ -24,8 +24,10 @@ from training.common import (
     ConfigurationError,
     TrainingBudget,
     check_hub_arguments,
+    learning_rates_of,
     load_checkpoint,
     make_accelerator,
+    optimizer_groups,
     parse_arguments,
     push_folder,
     resolve_checkpoint,
@@ -187,15 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         collate_fn=collator,
     )
 
-    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-            "weight_decay": train_args.weight_decay,
-        },
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=train_args.learning_rate)
+    optimizer = torch.optim.AdamW(optimizer_groups(model, train_args.weight_decay, {"model": train_args.learning_rate}))
     if train_args.max_steps > 0:
         total_steps = train_args.max_steps
     else:
@@ -227,7 +221,6 @@ def main(argv: list[str] | None = None) -> None:
                 loss = model(**batch).loss
                 accelerator.backward(loss)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad()
             state["batches_in_epoch"] += 1
             running_loss += loss.detach().float().item()
@@ -236,11 +229,14 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             state["step"] += 1
             progress.update(1)
-            budget.tick(accelerator)
+            # The schedule follows the budget (steps done, time spent): tick it first.
+            budget.tick(accelerator, state["step"])
+            scheduler.step()
             state["seconds"] = budget.elapsed
             if state["step"] % train_args.logging_steps == 0 or state["step"] == total_steps:
                 mean_loss = running_loss / max(running_batches, 1)
-                accelerator.log({"train_loss": mean_loss, "lr": scheduler.get_last_lr()[0]}, step=state["step"])
+                learning_rate = learning_rates_of(optimizer)["model"]
+                accelerator.log({"train_loss": mean_loss, "learning_rate": learning_rate}, step=state["step"])
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
                 running_loss, running_batches = 0.0, 0
             if state["step"] % train_args.checkpointing_steps == 0:

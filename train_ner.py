@@ -56,8 +56,10 @@ from training.common import (
     ConfigurationError,
     TrainingBudget,
     check_hub_arguments,
+    learning_rates_of,
     load_checkpoint,
     make_accelerator,
+    optimizer_groups,
     parse_arguments,
     push_folder,
     resolve_checkpoint,
@@ -173,7 +175,9 @@ class TrainArguments:
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "windows per device at evaluation"})
     encoder_learning_rate: float = field(default=3e-5, metadata={"help": "learning rate of the encoder"})
     head_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of the heads and the CRF"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)"})
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay (not on biases, norms and the CRF's transition scores)"}
+    )
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up, then decay"})
     num_train_epochs: int = field(default=10, metadata={"help": "passes over the training windows"})
     max_steps: int = field(default=0, metadata={"help": "stop after N optimiser steps (overrides epochs)"})
@@ -409,6 +413,23 @@ def drop_tokens(batch: dict[str, torch.Tensor], share: float, unk_token_id: int)
     return {**batch, "input_ids": batch["input_ids"].masked_fill(hit, unk_token_id)}
 
 
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of the model's floating-point parameters and buffers. Other buffers (BERT's
+    int64 ``position_ids``, the CRF's boolean constraints) are copied as they are: averaged, they would be truncated
+    (at decay 0.9995 a third of BERT's 512 positions), and the model evaluated would not be the one saved."""
+    ema = get_ema_multi_avg_fn(decay)
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        # AveragedModel groups the tensors by device and dtype: each call sees one dtype.
+        if torch.is_floating_point(averaged[0]):
+            ema(averaged, current, n_averaged)
+        else:
+            for target, source in zip(averaged, current):
+                target.copy_(source)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
 def evaluate(model, accelerator, dataloader, windows, encoder: WindowEncoder, corpus_split, types, classes):
     """Decode every window, merge windows per record, and score character spans against gold."""
     model.eval()
@@ -482,14 +503,13 @@ def main(argv: list[str] | None = None) -> dict:
         encoder.stats = type(encoder.stats)()
 
     # ---- model, optimiser
-    encoder_params = [p for n, p in model.named_parameters() if n.startswith("bert.")]
-    head_params = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
     optimizer = torch.optim.AdamW(
-        [
-            {"params": encoder_params, "lr": train_args.encoder_learning_rate},
-            {"params": head_params, "lr": train_args.head_learning_rate},
-        ],
-        weight_decay=train_args.weight_decay,
+        optimizer_groups(
+            model,
+            train_args.weight_decay,
+            {"encoder": train_args.encoder_learning_rate, "head": train_args.head_learning_rate},
+            lambda name: "encoder" if name.startswith("bert.") else "head",
+        )
     )
     columns = [c for c in MODEL_INPUTS if c in encoded["train"].column_names]
     pad_id = tokenizer.pad_token_id
@@ -515,9 +535,7 @@ def main(argv: list[str] | None = None) -> dict:
     # With --ema_decay the average is what is evaluated, saved and resumed; the optimiser still trains ``model``.
     averaged = None
     if train_args.ema_decay:
-        averaged = AveragedModel(
-            accelerator.unwrap_model(model), multi_avg_fn=get_ema_multi_avg_fn(train_args.ema_decay), use_buffers=True
-        )
+        averaged = weight_average(accelerator.unwrap_model(model), train_args.ema_decay)
         accelerator.register_for_checkpointing(averaged)
     scored = model if averaged is None else averaged.module
     accelerator.init_trackers("train_ner", {k: str(v) for k, v in vars(train_args).items()})
@@ -549,7 +567,6 @@ def main(argv: list[str] | None = None) -> dict:
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad()
             state["batches_in_epoch"] += 1
             running_loss += loss.detach().float().item()
@@ -557,15 +574,25 @@ def main(argv: list[str] | None = None) -> dict:
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
+            # The schedule follows the budget (steps done, time spent): tick it first.
+            budget.tick(accelerator, state["step"])
+            scheduler.step()
+            state["seconds"] = budget.elapsed
             if averaged is not None:
                 averaged.update_parameters(accelerator.unwrap_model(model))
             progress.update(1)
             if state["step"] % train_args.logging_steps == 0:
-                accelerator.log({"train_loss": running_loss / running_batches}, step=state["step"])
+                rates = learning_rates_of(optimizer)
+                accelerator.log(
+                    {
+                        "train_loss": running_loss / running_batches,
+                        "learning_rate": rates["encoder"],
+                        "head_learning_rate": rates["head"],
+                    },
+                    step=state["step"],
+                )
                 progress.set_postfix(loss=f"{running_loss / running_batches:.4f}")
                 running_loss, running_batches = 0.0, 0
-            budget.tick(accelerator)
-            state["seconds"] = budget.elapsed
             out_of_time = budget.out_of_time
             last = state["step"] >= total_steps or out_of_time
             if state["step"] % eval_every == 0 or last:

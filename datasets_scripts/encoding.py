@@ -14,6 +14,11 @@ one is kept by :func:`modeling.tagging.resolve_overlaps` (the longest in charact
 then the label that sorts first) and the others are *dropped*. Both are counted per type in
 :class:`EncodingStats` and logged with record id and offsets only.
 
+A window cut inside an entity labels the entity's part it holds as an entity of its own (``B-X`` first, and
+``E-X`` last for BIOES), so every window's gold tags form a path the CRF's constraints allow; a window that does not
+(a bug, never a valid corpus) is an error naming the record, window and token, because constrained training would
+score it as a loss of about 1e4 instead of failing.
+
 Decoding merges per-window tag paths with :func:`modeling.tagging.merge_window_tags` (each token from the window
 where it has the most context) and maps the spans back to characters. That merge reproduces an entity crossing a
 window edge only if the owning windows never meet at a window's first or last token: ``stride >= 1`` for BIO and
@@ -32,6 +37,7 @@ import datasets
 
 from modeling.tagging import (
     Span,
+    allowed_transitions,
     build_label_list,
     char_to_token_spans,
     check_scheme,
@@ -160,6 +166,7 @@ class WindowEncoder:
         self.labels = build_label_list(entity_types, scheme)
         self.label2id = {label: index for index, label in enumerate(self.labels)}
         self.id2label = dict(enumerate(self.labels))
+        self.allowed = allowed_transitions(self.labels, scheme)
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"expected a fast tokenizer (offset_mapping is needed), got {type(tokenizer).__name__}")
         if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
@@ -261,13 +268,15 @@ class WindowEncoder:
         windows = []
         for start, end in plan_windows(len(input_ids), self.window, self.stride):
             tags = spans_to_tags(window_spans(token_spans, start, end), end - start, self.scheme)
+            label_ids = [self.label2id[tag] for tag in tags]
+            self._check_path(label_ids, record_id, len(windows), start, offsets)
             size = end - start + 2
             window = {
                 "input_ids": [cls_id, *input_ids[start:end], sep_id],
                 "attention_mask": [1] * size,
                 "token_type_ids": [0] * size,
                 "special_tokens_mask": [1, *([0] * (end - start)), 1],
-                "labels": [IGNORE_INDEX, *(self.label2id[tag] for tag in tags), IGNORE_INDEX],
+                "labels": [IGNORE_INDEX, *label_ids, IGNORE_INDEX],
                 "offset_mapping": [(0, 0), *offsets[start:end], (0, 0)],
                 "window_start": start,
             }
@@ -295,6 +304,34 @@ class WindowEncoder:
                     f"token ({len(offsets)})"
                 )
         return {name: list(features[name]) for name in self.text_feature_names}
+
+    def _check_path(
+        self,
+        label_ids: Sequence[int],
+        record_id: str,
+        window_index: int,
+        window_start: int,
+        offsets: Sequence[tuple[int, int]],
+    ) -> None:
+        """``ValueError`` naming record, window and token (labels and offsets only, no text) at the first tag of
+        a window that the CRF's constraints forbid where it stands."""
+        allowed_start, allowed_end, pairs = self.allowed
+        for position, label in enumerate(label_ids):
+            previous = label_ids[position - 1] if position else None
+            if previous is None and not allowed_start[label]:
+                move = f"{self.labels[label]} after [CLS]"
+            elif previous is not None and not pairs[previous][label]:
+                move = f"{self.labels[label]} after {self.labels[previous]}"
+            elif position == len(label_ids) - 1 and not allowed_end[label]:
+                move = f"{self.labels[label]} before [SEP]"
+            else:
+                continue
+            token = window_start + position
+            raise ValueError(
+                f"record {record_id} window {window_index} token {token} (characters "
+                f"{offsets[token][0]}-{offsets[token][1]}): gold tags {move} are not a path the {self.scheme} "
+                f"constraints allow"
+            )
 
     def _pad(self, window: dict[str, Any], count: int) -> None:
         for name, value in (

@@ -10,8 +10,9 @@ likelihood needs at least one position on per sequence; decoding gives an empty 
 
 Constraints (which tags may start, end or follow which, see ``modeling.tagging.allowed_transitions``) are stored
 as non-persistent buffers and always applied when decoding and computing marginals; with
-``constrain_training=True`` they also shape the likelihood. A forbidden move scores ``IMPOSSIBLE``, a large
-finite negative number, so log-sum-exp stays finite and gradients stay defined.
+``constrain_training=True`` they also shape the likelihood, and a gold path that makes a forbidden move is a
+``ValueError``. A forbidden move scores ``IMPOSSIBLE``, a large finite negative number, so log-sum-exp stays finite
+and gradients stay defined.
 
 This module imports torch only: it ships inside every model repository.
 """
@@ -93,16 +94,18 @@ class ConditionalRandomField(nn.Module):
             tags: ``(batch, seq)`` tag ids; values at masked-off positions are ignored.
             mask: ``(batch, seq)`` booleans, true where a tag is scored; defaults to all on.
         """
-        emissions, mask = self._validate(emissions, mask)
-        if tags.shape != mask.shape:
-            raise ValueError(f"expected tags of shape {tuple(mask.shape)}, got {tuple(tags.shape)}")
-        tags = tags.masked_fill(~mask, 0)
+        emissions, original_mask = self._validate(emissions, mask)
+        if tags.shape != original_mask.shape:
+            raise ValueError(f"expected tags of shape {tuple(original_mask.shape)}, got {tuple(tags.shape)}")
+        tags = tags.masked_fill(~original_mask, 0)
         if tags.min() < 0 or tags.max() >= self.num_tags:
             raise ValueError(
                 f"expected tag ids in [0, {self.num_tags}) at unmasked positions, "
                 f"got values in [{int(tags.min())}, {int(tags.max())}]"
             )
-        emissions, mask, tags = self._pack(emissions, mask, tags)
+        emissions, mask, tags = self._pack(emissions, original_mask, tags)
+        if self.constrain_training:
+            self._check_gold_paths(tags, mask, original_mask)
         start, end, transitions = self._scores(self.constrain_training)
         # Padded steps repeat the last alpha, so the final column holds each sequence's last real step.
         log_z = torch.logsumexp(self._forward_scores(emissions, mask, start, transitions)[:, -1] + end, dim=1)
@@ -180,6 +183,32 @@ class ConditionalRandomField(nn.Module):
             raise ValueError("every sequence needs at least one position where mask is on")
         # Scores stay in float32 even when the encoder runs in half precision.
         return emissions.float(), mask
+
+    def _check_gold_paths(self, tags: torch.Tensor, mask: torch.Tensor, original_mask: torch.Tensor) -> None:
+        """Raise ``ValueError`` at the first move of a gold path that the constraints forbid: trained with the
+        constraints, it would score ``IMPOSSIBLE`` and show up only as a loss of about 1e4. ``tags`` and ``mask``
+        are packed; the position named is in the caller's (unpacked) coordinates."""
+        last = mask.sum(dim=1) - 1
+        rows = torch.arange(tags.size(0), device=tags.device)
+        # shape: (batch, seq), false where a tag may not begin the path, follow the previous tag, or end the path
+        ok = torch.cat([self.start_allowed[tags[:, :1]], self.transition_allowed[tags[:, :-1], tags[:, 1:]]], dim=1)
+        ok = ok | ~mask
+        ok[rows, last] &= self.end_allowed[tags[rows, last]]
+        if bool(ok.all()):
+            return
+        row, step = (~ok).nonzero()[0].tolist()
+        position = int(original_mask[row].nonzero()[step])
+        tag = int(tags[row, step])
+        if step == 0 and not self.start_allowed[tag]:
+            move = f"tag {tag} may not begin a path"
+        elif step > 0 and not self.transition_allowed[tags[row, step - 1], tag]:
+            move = f"tag {tag} may not follow tag {int(tags[row, step - 1])}"
+        else:
+            move = f"tag {tag} may not end a path"
+        raise ValueError(
+            f"expected gold tag paths that the CRF's constraints allow (constrain_training=True), got sequence {row} "
+            f"at position {position}: {move}"
+        )
 
     @staticmethod
     def _pack(emissions: torch.Tensor, mask: torch.Tensor, tags: torch.Tensor | None = None):

@@ -21,7 +21,6 @@ import os
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import BertModel
 from transformers import initialization as init
@@ -45,23 +44,26 @@ class KgEntityEmbedding(nn.Module):
     (``padding_idx``, so it never trains) and the placeholder is a separate vector, so it keeps learning when the
     table is frozen (the paper: characters linked to nothing get a learned placeholder).
 
-    A frozen table is read detached: loading a checkpoint replaces parameters and resets their ``requires_grad``,
-    so the flag set here alone would not survive ``from_pretrained``; detached, the table never gets a gradient
-    and optimisers skip it.
+    A frozen table is a buffer, not a parameter, under the same name (``table.weight``, so folders saved either way
+    load either way): loading a checkpoint creates parameters with ``requires_grad=True`` whatever was set here, and
+    DDP fails on a parameter that requires a gradient but never receives one. As a buffer it gets no gradient, no
+    optimiser state and no weight decay.
     """
 
     def __init__(self, num_entities: int, dim: int, frozen: bool):
         super().__init__()
-        self.frozen = frozen
         self.table = nn.Embedding(num_entities + 1, dim, padding_idx=0)
-        self.table.weight.requires_grad_(not frozen)
+        if frozen:
+            weight = self.table.weight.detach()
+            del self.table.weight
+            self.table.register_buffer("weight", weight)
         self.placeholder = nn.Parameter(torch.empty(dim))
 
     def forward(self, entity_ids: torch.Tensor) -> torch.Tensor:
-        weight = self.table.weight.detach() if self.frozen else self.table.weight
         # shape: (batch, seq, dim); row 0 of the table is zero, so adding the placeholder there selects it
-        unlinked = (entity_ids == 0).unsqueeze(-1).to(weight.dtype)
-        return F.embedding(entity_ids, weight, padding_idx=0) + unlinked * self.placeholder.to(weight.dtype)
+        embedded = self.table(entity_ids)
+        unlinked = (entity_ids == 0).unsqueeze(-1).to(embedded.dtype)
+        return embedded + unlinked * self.placeholder.to(embedded.dtype)
 
 
 class ClinicalBertKgPreTrainedModel(BertPreTrainedModel):

@@ -173,6 +173,27 @@ def test_constrained_training_puts_no_mass_on_illegal_paths():
     assert torch.isfinite(emissions.grad).all()
 
 
+@pytest.mark.parametrize(
+    ("scheme", "gold", "message"),
+    [
+        ("BIO", ["I-A", "I-A", "O"], "sequence 1 at position 1: tag 2 may not begin a path"),
+        ("BIOES", ["B-A", "O", "O"], "sequence 1 at position 2: tag 0 may not follow tag 1"),
+        ("BIOES", ["O", "O", "B-A"], "sequence 1 at position 3: tag 1 may not end a path"),
+    ],
+)
+def test_ill_formed_gold_path_under_constrained_training_is_an_error(scheme, gold, message):
+    """Not a loss of about 1e4 (the IMPOSSIBLE score) that trains silently; positions are the caller's, [CLS] at 0."""
+    labels, crf = constrained_crf(scheme, types=("A",), constrain_training=True)
+    emissions = torch.zeros(2, 5, len(labels))
+    mask = torch.tensor([[False, True, True, True, False]] * 2)
+    tags = torch.tensor([[0, 0, 0, 0, 0], [0, *(labels.index(tag) for tag in gold), 0]])
+    with pytest.raises(ValueError, match=message):
+        crf(emissions, tags, mask)
+    assert crf(emissions[:1], tags[:1], mask[:1]).item() < 10  # a legal path still trains
+    _, unconstrained = constrained_crf(scheme, types=("A",), constrain_training=False)
+    assert unconstrained(emissions, tags, mask).item() < 10  # without constrained training every path is legal
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**16), lengths=st.lists(st.integers(0, 9), min_size=1, max_size=5))
 def test_marginals_sum_to_one_per_token(seed, lengths):

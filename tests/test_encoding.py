@@ -123,6 +123,50 @@ def test_window_layout(char_tokenizer):
     assert decoded == [(0, 5, "Time"), (5, 9, "Drug")]
 
 
+def test_windows_cut_inside_an_entity_label_its_part_as_an_entity(char_tokenizer):
+    """A window that starts or ends inside an entity holds a well-formed part of it (B- first, E- last for BIOES), so
+    its gold tags are a path the constrained CRF allows; merged, the parts give the entity back whole."""
+    text = "2019年HER2阳性，ER(+)"
+    for scheme, first, middle in [
+        ("BIO", ["B-Time", "I-Time", "I-Time", "I-Time"], ["B-Time", "I-Time", "I-Time", "B-Drug"]),
+        ("BIOES", ["B-Time", "I-Time", "I-Time", "E-Time"], ["B-Time", "I-Time", "E-Time", "S-Drug"]),
+    ]:
+        encoder = WindowEncoder(char_tokenizer, TYPES, scheme=scheme, max_length=6, stride=2)
+        decoded, rows = _round_trip(encoder, text, [(0, 5, "Time"), (5, 11, "Drug")])
+        assert [encoder.labels[i] for i in rows[0]["labels"][1:-1]] == first
+        # The second window starts inside the time and ends inside the drug.
+        assert [encoder.labels[i] for i in rows[1]["labels"][1:-1]] == middle
+        assert decoded == [(0, 5, "Time"), (5, 11, "Drug")]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "tags", "message"),
+    [
+        ("BIO", ["I-Drug", "O", "O", "O"], r"record r7 window 1 token 2 \(characters 2-3\): gold tags I-Drug after \[CLS\]"),
+        ("BIOES", ["O", "B-Drug", "O", "O"], r"record r7 window 1 token 4 \(characters 4-5\): gold tags O after B-Drug"),
+        ("BIOES", ["O", "O", "O", "B-Drug"], r"record r7 window 1 token 5 \(characters 5-6\): gold tags B-Drug before \[SEP\]"),
+    ],
+)  # fmt: skip
+def test_window_with_an_ill_formed_gold_path_names_the_record(char_tokenizer, monkeypatch, scheme, tags, message):
+    """Gold tags the constrained CRF forbids (here from a broken span -> tag step in the second window) stop the
+    encoding with record id, window, token and character offsets, and no text."""
+    import datasets_scripts.encoding as encoding
+
+    real, calls = encoding.spans_to_tags, []
+
+    def broken(spans, length, scheme):
+        calls.append(length)
+        return real(spans, length, scheme) if len(calls) == 1 else tags
+
+    monkeypatch.setattr(encoding, "spans_to_tags", broken)
+    encoder = WindowEncoder(char_tokenizer, TYPES, scheme=scheme, max_length=6, stride=2)
+    text = "2019年HER2阳性"
+    encoded = char_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    with pytest.raises(ValueError, match=message) as error:
+        encoder.encode_record(text, [], encoded["input_ids"], encoded["offset_mapping"], "r7")
+    assert "年" not in str(error.value)
+
+
 @pytest.mark.parametrize(("scheme", "stride"), [("BIOES", 1), ("BIO", 0), ("BIO", 8)])
 def test_stride_is_validated(char_tokenizer, scheme, stride):
     with pytest.raises(ValueError, match=rf"<= stride < 8 \(max_length - 2\) for {scheme}, got {stride}"):

@@ -228,6 +228,32 @@ def test_frozen_kg_table_gets_no_gradient_also_after_loading(saved_variants):
     assert torch.equal(grad[0], torch.zeros_like(grad[0]))  # the padding row never does
 
 
+def test_frozen_kg_table_is_no_parameter_however_the_model_is_built(saved_variants, tmp_path):
+    """Built, loaded, or put on a plain BERT: a frozen table is never a parameter (DDP waits for a gradient of every
+    parameter that requires one, and loading creates parameters that do), and the same file loads either way."""
+    BertModel(BertConfig(**TINY_BERT)).save_pretrained(tmp_path / "bert")
+    head = {**HEAD, "id2label": dict(enumerate(LABELS)), "special_token_ids": [PAD, CLS, SEP]}
+    tuned_folder = saved_variants / "moved" / "bio-fine-tuned-table"
+    built = {
+        "new": tiny_model(),
+        "loaded": ClinicalBertKgForCrfTagging.from_pretrained(saved_variants / "moved" / "full"),
+        "on plain BERT": ClinicalBertKgForCrfTagging.from_pretrained(tmp_path / "bert", **head),
+        "fine-tuned file loaded frozen": ClinicalBertKgForCrfTagging.from_pretrained(
+            tuned_folder, freeze_kg_embeddings=True
+        ),
+    }
+    for how, model in built.items():
+        assert "kg_embeddings.table.weight" not in dict(model.named_parameters()), how
+        table = model.kg_embeddings.table.weight
+        assert not table.requires_grad and table.shape == (NUM_ENTITIES + 1, HEAD["kg_embedding_dim"]), how
+        assert torch.equal(table[0], torch.zeros_like(table[0])) and 0.005 < table[1:].std() < 0.05, how
+    tuned = ClinicalBertKgForCrfTagging.from_pretrained(tuned_folder)
+    assert tuned.kg_embeddings.table.weight.requires_grad
+    assert "kg_embeddings.table.weight" in dict(tuned.named_parameters())
+    frozen = built["fine-tuned file loaded frozen"].kg_embeddings.table.weight
+    assert torch.equal(frozen, tuned.kg_embeddings.table.weight.detach())
+
+
 def test_load_kg_embeddings_fills_rows_from_one():
     model = tiny_model()
     embeddings = torch.randn(NUM_ENTITIES, HEAD["kg_embedding_dim"])

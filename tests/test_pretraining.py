@@ -3,6 +3,8 @@ train_mlm.py on a streamed corpus."""
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 import train_mlm
@@ -74,3 +76,4 @@ def test_train_mlm_streams_a_corpus_and_saves_an_encoder(tmp_path):
     assert type(model).__name__ == "BertForMaskedLM"
     lines = (output / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     assert lines, "the loss was logged"
+    assert json.loads(lines[-1])["learning_rate"] == 0.0  # logged as the Trainer names it; annealed at the end

@@ -1,5 +1,5 @@
 """What both training scripts share: arguments from flags and a YAML/JSON file, the Accelerator with its trackers,
-learning-rate schedules, and checkpoints that ``--resume_from_checkpoint`` can pick up."""
+optimiser parameter groups, learning-rate schedules, and checkpoints that ``--resume_from_checkpoint`` can pick up."""
 
 from __future__ import annotations
 
@@ -10,20 +10,27 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import yaml
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.tracking import GeneralTracker
 from accelerate.utils import ProjectConfiguration
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import HfArgumentParser
+from transformers.trainer_pt_utils import get_parameter_names
+
+from modeling.crf import ConditionalRandomField
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "training_state.json"
+# Parameter names never decayed, as transformers' Trainer.get_decay_parameter_names has them.
+NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
 class ConfigurationError(ValueError):
@@ -122,26 +129,64 @@ def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mix
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         # Shuffling from a seeded sampler makes an interrupted and resumed run see the same batches.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # The models' buffers are constants, equal on every process (BERT's position ids, the CRF's constraints, a
+        # frozen KG table of 44k entities x 100 = 17.6 MB): DDP need not broadcast them before every forward pass.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
 
 
+def optimizer_groups(
+    model: nn.Module,
+    weight_decay: float,
+    learning_rates: dict[str, float],
+    group_of: Callable[[str], str] | None = None,
+) -> list[dict]:
+    """AdamW parameter groups: per learning rate, one group with ``weight_decay`` and one without.
+
+    Biases and normalisation layers are not decayed (as the Trainer does), nor are the CRF's transition, start and
+    end scores: they are log-potentials, and pulling them towards zero flattens the label-to-label preferences learned.
+    ``learning_rates`` maps group names to rates; ``group_of`` names the group of a parameter name (default: the only
+    one). Each group keeps its name under ``"name"``, which :func:`learning_rates_of` reads back.
+    """
+    decayed = set(get_parameter_names(model, [nn.LayerNorm, ConditionalRandomField], NO_DECAY_NAME_PATTERNS))
+    groups: dict[tuple[str, bool], dict] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        key = group_of(name) if group_of else next(iter(learning_rates))
+        decay = name in decayed
+        group = groups.setdefault(
+            (key, decay),
+            {"name": key, "params": [], "lr": learning_rates[key], "weight_decay": weight_decay if decay else 0.0},
+        )
+        group["params"].append(parameter)
+    return list(groups.values())
+
+
+def learning_rates_of(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The current learning rate of each named group of :func:`optimizer_groups`."""
+    return {group["name"]: group["lr"] for group in optimizer.param_groups}
+
+
 class TrainingBudget:
-    """How far training has gone, in [0, 1]: the larger of the share of steps done and, with a wall-time budget,
-    the share of the time spent. A resumed run restarts the clock at the seconds already spent (kept in the
+    """How far training has gone, in [0, 1]: the larger of the share of optimiser steps done and, with a wall-time
+    budget, the share of the time spent. A resumed run restarts the clock at the seconds already spent (kept in the
     checkpoint state).
 
-    ``tick`` is called once per optimiser step by every process; the clock is then the slowest process's, so that
-    all processes see the same learning rate and stop at the same step.
+    ``tick`` is called after each optimiser step by every process, with the number of steps done; the clock is then
+    the slowest process's, so that all processes see the same learning rate and stop at the same step.
     """
 
     def __init__(self, total_steps: int, minutes: float = 0.0):
         self.total_steps, self.seconds = total_steps, 60.0 * minutes
+        self.step = 0
         self.resume(0.0)
 
     def resume(self, seconds_spent: float) -> None:
         self.started, self.elapsed = time.monotonic() - seconds_spent, seconds_spent
 
-    def tick(self, accelerator: Accelerator) -> None:
+    def tick(self, accelerator: Accelerator, step: int) -> None:
+        self.step = step
         now = torch.tensor([time.monotonic() - self.started], dtype=torch.float64, device=accelerator.device)
         self.elapsed = float(accelerator.gather(now).max()) if accelerator.num_processes > 1 else float(now)
 
@@ -149,8 +194,9 @@ class TrainingBudget:
     def out_of_time(self) -> bool:
         return bool(self.seconds) and self.elapsed >= self.seconds
 
-    def progress(self, step: int) -> float:
-        done = step / self.total_steps
+    @property
+    def progress(self) -> float:
+        done = self.step / self.total_steps
         if self.seconds:
             done = max(done, self.elapsed / self.seconds)
         return min(done, 1.0)
@@ -159,12 +205,17 @@ class TrainingBudget:
 def warmup_decay_schedule(optimizer: torch.optim.Optimizer, warmup_ratio: float, budget: TrainingBudget) -> LambdaLR:
     """Linear warm-up over the first ``warmup_ratio`` of training, then linear decay to zero at its end, where the
     end is the last step or the end of the time budget, whichever comes first: a run cut by its time budget still
-    anneals instead of stopping at its peak learning rate."""
+    anneals instead of stopping at its peak learning rate.
+
+    The rate follows ``budget`` (optimiser steps done, time spent), not the number of ``scheduler.step()`` calls:
+    under ``accelerator.prepare`` the scheduler is stepped once per process at every optimiser step, and counting
+    those calls would end the schedule after 1/N of training on N processes. Tick the budget, then step the scheduler.
+    """
     if not 0.0 <= warmup_ratio < 1.0:
         raise ConfigurationError(f"--warmup_ratio {warmup_ratio}: expected a share in [0, 1)")
 
-    def factor(step: int) -> float:
-        done = budget.progress(step)
+    def factor(_scheduler_calls: int) -> float:
+        done = budget.progress
         if done < warmup_ratio:
             return done / warmup_ratio
         return max(0.0, 1.0 - done) / (1.0 - warmup_ratio)
