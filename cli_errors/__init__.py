@@ -1,0 +1,49 @@
+"""One error style for every command: a user's mistake is one line ``error: ...`` on stderr and exit status 2 (as
+argparse does for a bad flag); a traceback only for a bug, or for anything with ``--debug``.
+
+Each command's ``if __name__ == "__main__":`` is ``run_command(main)``; errors about input, arguments and paths
+derive from :class:`UserError`, and their messages name the file, line, record id or offsets, never patient text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+DEBUG_FLAG = "--debug"
+USAGE_ERROR = 2  # argparse's status for a bad command line
+
+
+class UserError(Exception):
+    """A mistake in a command's arguments or input files, reported without a traceback."""
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """List ``--debug`` in a command's ``--help`` (:func:`run_command` acts on it)."""
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an error")
+
+
+def run_command(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run ``main(argv)`` and exit with its status; a :class:`UserError` (or a file that cannot be opened) becomes
+    ``error: <message>`` on stderr and status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        status = main(argv)
+    except (UserError, OSError) as error:
+        if DEBUG_FLAG in argv or (isinstance(error, OSError) and error.filename is None):
+            raise  # an OSError without a file is not about a path the user gave: a bug or the system
+        # Under `accelerate launch` every process meets the same error: the first one reports it.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {describe(error)}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+    sys.exit(status or 0)
+
+
+def describe(error: Exception) -> str:
+    """The one-line message of an error."""
+    if isinstance(error, OSError):
+        return f"{error.filename}: {error.strerror or 'cannot be opened'}"
+    return " ".join(str(error).split())
