@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from cli_errors import add_debug_flag, run_command
 from kg.embedding import MODELS, KgeConfig, save_kge, train
 from kg.io import read_entities, read_triples
 
@@ -60,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads; 1 is much faster on a machine shared with other jobs"
     )
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -107,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

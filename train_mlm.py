@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining
 
+from cli_errors import run_command
 from datasets_scripts.char_tokenizer import build_char_tokenizer
 from training.common import (
     ConfigurationError,
@@ -267,4 +268,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

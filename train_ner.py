@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer
 
+from cli_errors import run_command
 from datasets_scripts import (
     BREAST_CANCER_TYPES,
     CCKS_TYPES,
@@ -674,4 +675,4 @@ def save_model(accelerator, model, tokenizer, output_dir: Path, report, argument
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -27,14 +27,14 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``main(argv)`` and exit with its status; a :class:`UserError` (or a file that cannot be opened) becomes
-    ``error: <message>`` on stderr and status 2."""
+    """Run ``main(argv)`` and exit with its status; a :class:`UserError` or an ``OSError`` (a file that cannot be
+    opened, a model that cannot be found) becomes ``error: <message>`` on stderr and status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         status = main(argv)
-    except (UserError, OSError) as error:
-        if DEBUG_FLAG in argv or (isinstance(error, OSError) and error.filename is None):
-            raise  # an OSError without a file is not about a path the user gave: a bug or the system
+    except (UserError, OSError) as error:  # OSError: a path that cannot be read or written, a model not found
+        if DEBUG_FLAG in argv:
+            raise
         # Under `accelerate launch` every process meets the same error: the first one reports it.
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {describe(error)}", file=sys.stderr)
@@ -44,6 +44,6 @@ def run_command(main: Callable[[list[str]], int | None], argv: Sequence[str] | N
 
 def describe(error: Exception) -> str:
     """The one-line message of an error."""
-    if isinstance(error, OSError):
+    if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror or 'cannot be opened'}"
-    return " ".join(str(error).split())
+    return " ".join(str(error).split()) or type(error).__name__

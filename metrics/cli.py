@@ -14,16 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .entity_scores import Span, format_report, normalize_span, score_entities
+from cli_errors import UserError, add_debug_flag
+
+from .entity_scores import Span, _class_of_type, format_report, normalize_span, score_entities
 
 logger = logging.getLogger(__name__)
 
 
-class InputFileError(ValueError):
+class InputFileError(UserError, ValueError):
     """A JSON-lines input that cannot be scored; the message names the file and line."""
 
 
@@ -101,6 +102,10 @@ def _read_classes(path: str) -> dict:
         raise InputFileError(f"{path}: cannot read a JSON class mapping ({error})") from None
     if not isinstance(classes, dict):
         raise InputFileError(f"{path}: expected a JSON object mapping types to classes or classes to type lists")
+    try:
+        _class_of_type(classes)
+    except ValueError as error:  # a type in two classes
+        raise InputFileError(f"{path}: {error}") from None
     return classes
 
 
@@ -118,29 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--entity-types", help="comma-separated types to report first and in this order (default: all seen, sorted)"
     )
     parser.add_argument("--digits", type=int, default=4, help="decimals in the table (default: 4)")
+    add_debug_flag(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 on success, 2 on bad input)."""
+    """Run the command line; bad input raises :class:`InputFileError` (``python -m metrics`` reports it)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        gold = read_span_records(args.gold)
-        predicted = read_span_records(args.predictions)
-        ids = _pair_records(gold, predicted, args.gold, args.predictions)
-        classes = _read_classes(args.classes) if args.classes else None
-        entity_types = [name.strip() for name in args.entity_types.split(",")] if args.entity_types else None
-        report = score_entities(
-            [gold[record_id] for record_id in ids],
-            [predicted[record_id] for record_id in ids],
-            entity_types=entity_types,
-            classes=classes,
-            record_ids=ids,
-        )
-    except ValueError as error:  # InputFileError included; also a type placed in two classes
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    gold = read_span_records(args.gold)
+    predicted = read_span_records(args.predictions)
+    ids = _pair_records(gold, predicted, args.gold, args.predictions)
+    classes = _read_classes(args.classes) if args.classes else None
+    entity_types = [name.strip() for name in args.entity_types.split(",")] if args.entity_types else None
+    report = score_entities(
+        [gold[record_id] for record_id in ids],
+        [predicted[record_id] for record_id in ids],
+        entity_types=entity_types,
+        classes=classes,
+        record_ids=ids,
+    )
     print(report.to_json() if args.format == "json" else format_report(report, digits=args.digits))
     if args.output:
         Path(args.output).write_text(report.to_json() + "\n", encoding="utf-8")

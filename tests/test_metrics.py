@@ -19,6 +19,7 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from seqeval.scheme import IOB2
 
 import metrics
+from cli_errors import run_command
 from metrics import Score, format_report, normalize_span, score_entities
 from metrics.cli import main
 from modeling.tagging import resolve_overlaps, spans_to_tags
@@ -392,6 +393,13 @@ def write_jsonl(path: Path, records: list) -> Path:
     return path
 
 
+def exit_status(command, argv: list[str]) -> int:
+    """The exit status of ``command`` run through its ``__main__`` wrapper."""
+    with pytest.raises(SystemExit) as stopped:
+        run_command(command, argv)
+    return stopped.value.code
+
+
 def records_of(spans_per_record: list, text: str = SECRET) -> list[dict]:
     return [{"id": f"r{i}", "text": text, "entities": spans} for i, spans in enumerate(spans_per_record)]
 
@@ -467,12 +475,12 @@ def test_cli_bad_input_names_file_and_line_never_text(tmp_path, capsys, gold_lin
     gold.write_text("\ufeff" + "\n".join(gold_lines) + "\n", encoding="utf-8")
     pred.write_text("\n".join(pred_lines or ['{"id": "r0", "entities": []}']) + "\n", encoding="utf-8")
 
-    assert main([str(gold), str(pred)]) == 2
+    assert exit_status(main, [str(gold), str(pred)]) == 2
     error = capsys.readouterr().err
     assert message.format(gold=gold, pred=pred) in error
     assert SECRET not in error
 
 
 def test_cli_missing_file(tmp_path, capsys):
-    assert main([str(tmp_path / "absent.jsonl"), str(tmp_path / "absent.jsonl")]) == 2
+    assert exit_status(main, [str(tmp_path / "absent.jsonl"), str(tmp_path / "absent.jsonl")]) == 2
     assert "absent.jsonl: cannot read the file" in capsys.readouterr().err

@@ -20,13 +20,15 @@ from accelerate.utils import ProjectConfiguration
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import HfArgumentParser
 
+from cli_errors import UserError, add_debug_flag
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "training_state.json"
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(UserError, ValueError):
     """A training configuration that cannot work; raised before any training starts."""
 
 
@@ -41,6 +43,7 @@ def parse_arguments(dataclass_types, argv: list[str] | None = None, description:
     known, remaining = pre.parse_known_args(argv)
     parser = HfArgumentParser(dataclass_types, description=description)
     parser.add_argument("--config", type=Path, help="YAML or JSON file with any of the arguments below")
+    add_debug_flag(parser)
     if known.config is not None:
         if not known.config.is_file():
             raise ConfigurationError(f"configuration file {known.config} does not exist")
