@@ -280,47 +280,30 @@ def replace_when_done(path: Path) -> Iterator[Any]:
 # ---------------------------------------------------------------------------------------------- gold
 
 
-def read_gold(path: Path) -> dict[str, list[tuple[int, int, str]]]:
-    """Gold spans by record id from a span-schema JSON-lines file, a CCKS file or a Label Studio export."""
-    from datasets_scripts import read_ccks, read_label_studio
-    from metrics.cli import InputFileError, read_span_records
+def check_gold(gold_path: Path, index: InputIndex) -> None:
+    """Before predicting: every gold record is in the input, with the same text (compared by digest)."""
+    from metrics.cli import ScoredRecord, pair_records, read_scored_records
 
-    def spans(records) -> dict[str, list[tuple[int, int, str]]]:
-        return {r["id"]: [(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in records}
-
-    if detect_format(path, per_file=False) == "label-studio":
-        return spans(read_label_studio(path, strict=True).records)
-    first = next(read_jsonl(path), None)  # validates the first line, names the file and line if it is bad
-    if first is not None and _is_ccks(path):
-        return spans(read_ccks(path, strict=True).records)
-    try:
-        return read_span_records(path)
-    except InputFileError as error:
-        raise PredictInputError(str(error)) from None
-
-
-def _is_ccks(path: Path) -> bool:
-    with path.open(encoding="utf-8-sig") as handle:
-        line = next((line for line in handle if line.strip()), "{}")
-    return "originalText" in json.loads(line)
+    gold = {
+        record_id: ScoredRecord(None if record.text is None else _digest(record.text).hex(), [])
+        for record_id, record in read_scored_records(gold_path).items()
+    }
+    inputs = {record_id: ScoredRecord(digest.hex(), []) for record_id, digest in index.digests.items()}
+    pair_records(gold, inputs, gold_path, "the input", every_prediction_in_gold=False)
 
 
 def score_against_gold(gold_path: Path, predictions_path: Path, config, metrics_path: Path) -> str:
     """The metrics table of the predictions against gold (records matched by id); writes the JSON report."""
     from metrics import format_report, score_entities
-    from metrics.cli import read_span_records
+    from metrics.cli import pair_records, read_scored_records
 
-    gold = read_gold(gold_path)
-    predicted = read_span_records(predictions_path)
-    missing = [record_id for record_id in gold if record_id not in predicted]
-    if missing:
-        shown = ", ".join(repr(record_id) for record_id in missing[:10])
-        raise PredictInputError(f"{len(missing)} ids in {gold_path} were not predicted: {shown}")
-    ids = list(gold)
+    gold = read_scored_records(gold_path)
+    predicted = read_scored_records(predictions_path)
+    ids = pair_records(gold, predicted, gold_path, predictions_path, every_prediction_in_gold=False)
     types = list(dict.fromkeys(label.partition("-")[2] for label in config.id2label.values() if label != "O"))
     report = score_entities(
-        [gold[i] for i in ids],
-        [predicted[i] for i in ids],
+        [gold[i].spans for i in ids],
+        [predicted[i].spans for i in ids],
         entity_types=types,
         classes=getattr(config, "label_classes", None) or None,
         record_ids=ids,
@@ -543,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
 
     index = check_records(records(), args.on_error)
     if args.gold is not None:
-        read_gold(args.gold)  # a gold file that cannot be read stops the run before it starts
+        check_gold(args.gold, index)  # a gold file that cannot be scored stops the run before it starts
     pipe = load_pipeline(args.model, accelerator.device, args.batch_size)
     try:
         pipe._window_plan(args.max_length, args.stride)

@@ -150,6 +150,15 @@ CASES = [
         "delete <dir>/p.jsonl.partial to start afresh",
     ),
     Case(
+        "predict.py",
+        "--gold made from another input (same ids, other texts)",
+        lambda d, m: _predict(
+            d, m, _records(d, _record("a")), "-o", d / "p.jsonl", "--gold", _write(d / "g.jsonl", _span("a", SECRET))
+        ),
+        "1 records have one text in <dir>/g.jsonl and another in the input (records are matched by id: were both "
+        "made from the same input?): 'a'",
+    ),
+    Case(
         "train_ner.py",
         "training file not found",
         lambda d, m: ["--corpus=ccks2019", f"--train_file={d / 'train.jsonl'}", f"--output_dir={d / 'out'}"],
@@ -211,6 +220,21 @@ CASES = [
             str(_write(d / "classes.json", '{"A": ["TNM"], "B": ["TNM"]}')),
         ],
         "<dir>/classes.json: class mapping: type 'TNM' is in two classes",
+    ),
+    Case(
+        "python -m metrics",
+        "the same ids on different texts",
+        lambda d, m: _metrics_files(
+            d, [_span("r0", "时间"), _span("r1", SECRET)], [_span("r0", "时间"), _span("r1", "药物")]
+        ),
+        "1 records have one text in <dir>/gold.jsonl and another in <dir>/pred.jsonl (records are matched by id: "
+        "were both made from the same input?): 'r1'",
+    ),
+    Case(
+        "python -m metrics",
+        "an empty gold file",
+        lambda d, m: _metrics_files(d, [], [_span("r0", SECRET)]),
+        "<dir>/gold.jsonl: the file holds no records",
     ),
     Case(
         "python -m kg.cmekg",

@@ -413,3 +413,15 @@ def test_sigkill_leaves_no_output_and_resume_finishes_it_identically(model_dir, 
     assert output.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
     assert tasks.read_bytes() == (tmp_path / "whole.json").read_bytes()
     assert not partial.exists()
+
+
+def test_gold_with_other_texts_for_the_same_ids_is_refused_before_predicting(model_dir, tmp_path, capsys):
+    source = records_file(tmp_path)
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": f"r{i}", "text": SECRET, "entities": []} for i in range(4)])
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", gold) == 2
+    err = capsys.readouterr().err
+    assert f"error: 4 records have one text in {gold} and another in the input" in err and SECRET not in err
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.jsonl.partial").exists()
+    gold.write_text("", encoding="utf-8")
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", gold) == 2
+    assert f"error: {gold}: the file holds no records" in capsys.readouterr().err
