@@ -83,6 +83,12 @@ def _metrics_files(folder: Path, gold_lines: list[str], pred_lines: list[str]) -
     return [str(gold), str(pred)]
 
 
+def _non_empty(folder: Path) -> Path:
+    (folder / "out").mkdir()
+    (folder / "out" / "model.safetensors").write_bytes(b"another model")
+    return folder / "out"
+
+
 def _pickle_with_global(folder: Path) -> Path:
     path = folder / "evil.pkl"
     path.write_bytes(pickle.dumps(os.system))
@@ -171,6 +177,30 @@ CASES = [
         "<dir>/run.yaml: unknown argument(s) varaint",
     ),
     Case(
+        "train_ner.py",
+        "an output folder that holds another model",
+        lambda d, m: ["--corpus=ccks2019", f"--train_file={_ccks(d, CCKS_LINE)}", f"--output_dir={_non_empty(d)}"],
+        "output folder <dir>/out is not empty (model.safetensors): --overwrite_output_dir replaces it, "
+        "--resume_from_checkpoint continues the run it holds, or choose another folder",
+    ),
+    Case(
+        "train_ner.py",
+        "more records dropped than --max_bad_fraction",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE[:30])}",
+            f"--output_dir={d / 'out'}",
+        ],
+        "<dir>/ccks.jsonl: 1 of 2 records dropped (bad_json 1), more than --max_bad_fraction 0.05: fix the file "
+        "(the log names each record) or raise --max_bad_fraction",
+    ),
+    Case(
+        "train_ner.py",
+        "an empty training file",
+        lambda d, m: ["--corpus=ccks2019", f"--train_file={_ccks(d)}", f"--output_dir={d / 'out'}"],
+        "<dir>/ccks.jsonl: no usable record",
+    ),
+    Case(
         "train_mlm.py",
         "training file not found",
         lambda d, m: [f"--train_files={d / 'corpus.txt'}", f"--output_dir={d / 'out'}"],
@@ -181,6 +211,18 @@ CASES = [
         "triples file not found",
         lambda d, m: ["--triples", str(d / "triples.tsv"), "--output-dir", str(d / "kge")],
         "<dir>/triples.tsv: No such file or directory",
+    ),
+    Case(
+        "train_kge.py",
+        "an output folder that holds another model",
+        lambda d, m: [
+            "--triples",
+            str(_write(d / "t.tsv", "高血压\t症状\t头晕\n")),
+            "--output-dir",
+            str(_non_empty(d)),
+        ],
+        "output folder <dir>/out is not empty (model.safetensors): --overwrite_output_dir replaces it, --resume "
+        "continues the run it holds, or choose another folder",
     ),
     Case(
         "train_kge.py",
