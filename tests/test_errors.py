@@ -325,6 +325,13 @@ def test_debug_shows_the_traceback(tmp_path):
         run_command(predict.main, [*argv, "--debug"])
 
 
+def test_a_main_returning_its_results_exits_with_status_0():
+    # train_ner.main returns its scores (for tests and benchmarks); the command still succeeds
+    with pytest.raises(SystemExit) as stopped:
+        run_command(lambda argv: {"best_dev_f1": 0.5}, [])
+    assert stopped.value.code == 0
+
+
 def readme_table() -> str:
     rows = ["| command | mistake | message (stderr, exit status 2) |", "| --- | --- | --- |"]
     for case in CASES:
