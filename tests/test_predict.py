@@ -245,6 +245,19 @@ def test_two_processes_under_accelerate_write_the_single_process_output(model_di
     assert (tmp_path / "multi.jsonl").read_text() == (tmp_path / "single.jsonl").read_text()
     assert (tmp_path / "multi.json").read_text() == (tmp_path / "single.json").read_text()
 
+    # --resume under two processes: what a run killed after 4 records and in the middle of the 5th left behind
+    lines = (tmp_path / "single.jsonl").read_bytes().splitlines(keepends=True)
+    (tmp_path / "resumed.jsonl.partial").write_bytes(b"".join(lines[:4]) + lines[4][:10])
+    resume = [*command, "--resume"]
+    resume[resume.index(str(tmp_path / "multi.jsonl"))] = str(tmp_path / "resumed.jsonl")
+    resume[resume.index(str(tmp_path / "multi.json"))] = str(tmp_path / "resumed.json")
+    result = subprocess.run(
+        resume, env=env, capture_output=True, text=True, timeout=600, cwd=Path(predict.__file__).parent
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "single.jsonl").read_text()
+    assert (tmp_path / "resumed.json").read_text() == (tmp_path / "single.json").read_text()
+
 
 # ---------------------------------------------------------------------------------------------- nothing lost
 
