@@ -81,7 +81,7 @@ def _json_error(where: str, error: json.JSONDecodeError) -> PredictInputError:
 def read_jsonl(path: Path) -> Iterator[Record]:
     """Span-schema or CCKS JSON lines."""
     try:
-        handle = path.open(encoding="utf-8-sig", newline="\n")
+        handle = path.open("rb")
     except OSError as error:
         raise PredictInputError(f"{path}: cannot read the file ({error.strerror})") from None
     with handle:
@@ -105,14 +105,14 @@ def read_jsonl(path: Path) -> Iterator[Record]:
 
 
 def _lines(handle, path: Path) -> Iterator[str]:
-    """Lines without their line end (LF or CRLF; a lone CR stays in the text); a decoding error names the line."""
-    number = 0
-    try:
-        for line in handle:
-            number += 1
-            yield line.removesuffix("\n").removesuffix("\r")
-    except UnicodeDecodeError:
-        raise PredictInputError(f"{path}: not UTF-8 text near line {number + 1}") from None
+    """Lines without their line end (LF or CRLF; a lone CR stays in the text), decoded one at a time from a binary
+    handle so that a decoding error names its line (a text handle decodes ahead, by blocks)."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise PredictInputError(f"{path}:{number}: not UTF-8 text (byte {error.start} of the line)") from None
+        yield line.removesuffix("\n").removesuffix("\r")
 
 
 def read_label_studio_tasks(path: Path, text_key: str = "text") -> Iterator[Record]:
@@ -141,7 +141,7 @@ def read_label_studio_tasks(path: Path, text_key: str = "text") -> Iterator[Reco
 
 def read_text_lines(path: Path) -> Iterator[Record]:
     try:
-        handle = path.open(encoding="utf-8-sig", newline="\n")
+        handle = path.open("rb")
     except OSError as error:
         raise PredictInputError(f"{path}: cannot read the file ({error.strerror})") from None
     with handle:

@@ -223,7 +223,7 @@ def test_not_utf8_text_names_the_file(model_dir, tmp_path, capsys):
     path = tmp_path / "latin.txt"
     path.write_bytes(b"ok\n" + "caf\u00e9".encode("latin-1") + b"\n")
     assert run(model_dir, path, "-o", tmp_path / "out.jsonl") == 2
-    assert "latin.txt: not UTF-8 text near line" in capsys.readouterr().err
+    assert "latin.txt:2: not UTF-8 text (byte 3 of the line)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -294,7 +294,7 @@ def test_an_output_equal_to_an_input_is_refused_and_the_input_kept(model_dir, tm
         (
             b'{"id": "a", "text": "x"}\n' + "caf\u00e9".encode("latin-1") + b"\n",
             [],
-            "records.jsonl: not UTF-8 text near line",
+            "records.jsonl:2: not UTF-8 text (byte 3 of the line)",
         ),
         (b'{"id": "a", "text": "x"}\n{"id": "b", "text": \n', [], "records.jsonl:2: invalid JSON"),
         (b'{"id": "a", "text": "x"}\n', ["--max-length", "2"], "--max-length/--stride: max_length must leave room"),
