@@ -446,12 +446,10 @@ def read_partial(partial: Path, index: InputIndex) -> tuple[set[str], int, int]:
     return done, last, complete
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def load_pipeline(model: str, device, batch_size: int):
     from transformers import pipeline
+
+    from training.common import not_loadable
 
     folder = Path(model)
     if folder.exists() and not (folder / "config.json").is_file():
@@ -461,7 +459,7 @@ def load_pipeline(model: str, device, batch_size: int):
     try:
         pipe = pipeline("clinical-ner", model=model, trust_remote_code=True, device=device, batch_size=batch_size)
     except OSError as error:  # transformers' way of saying a Hub id or a folder cannot be loaded
-        raise PredictInputError(f"{model}: cannot load the model ({_first_line(error)})") from error
+        raise PredictInputError(f"{model}: {not_loadable(error)}") from error
     if pipe.device != device:
         # With torch.distributed initialised (accelerate launch), transformers pins a pipeline to the model's
         # current device (the CPU after loading) whatever `device` says: put it where this process runs.

@@ -29,6 +29,7 @@ from training.common import (
     check_output_dir,
     load_checkpoint,
     make_accelerator,
+    not_loadable,
     parse_arguments,
     prepare_output_dir,
     push_folder,
@@ -120,7 +121,11 @@ def load_documents(data: DataArguments):
 def build_model_and_tokenizer(model_args: ModelArguments, documents, mlm_only: bool):
     model_class = BertForMaskedLM if mlm_only else BertForPreTraining
     if model_args.model_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
+        name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
+            raise ConfigurationError(f"{name}: {not_loadable(error)}") from error
         model = model_class.from_pretrained(model_args.model_name_or_path)
         if len(tokenizer) > model.config.vocab_size:
             raise ConfigurationError(

@@ -62,6 +62,7 @@ from training.common import (
     check_output_dir,
     load_checkpoint,
     make_accelerator,
+    not_loadable,
     parse_arguments,
     prepare_output_dir,
     push_folder,
@@ -308,7 +309,12 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
 def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
     if model_args.encoder:
         # trust_remote_code: an encoder saved by train_ner.py has custom code, and AutoTokenizer reads its config
-        return AutoTokenizer.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)
+        try:
+            return AutoTokenizer.from_pretrained(
+                model_args.encoder, revision=model_args.revision, trust_remote_code=True
+            )
+        except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
+            raise ConfigurationError(f"--encoder {model_args.encoder}: {not_loadable(error)}") from error
     return build_char_tokenizer(train_texts)
 
 

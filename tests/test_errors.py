@@ -172,6 +172,18 @@ CASES = [
     ),
     Case(
         "train_ner.py",
+        "an encoder that is neither a folder nor on the Hub (offline)",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            f"--output_dir={d / 'out'}",
+            "--encoder=outputs/no-such-encoder",
+        ],
+        "--encoder outputs/no-such-encoder: not a model folder here, and it could not be loaded from the Hub (We "
+        "couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached files.)",
+    ),
+    Case(
+        "train_ner.py",
         "misspelt key in the --config file",
         lambda d, m: ["--config", str(_write(d / "run.yaml", "varaint: crf\n"))],
         "<dir>/run.yaml: unknown argument(s) varaint",

@@ -325,6 +325,13 @@ def write_arguments(output_dir: Path, *argument_objects) -> None:
     (output_dir / "training_args.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
 
 
+def not_loadable(error: OSError) -> str:
+    """Why ``from_pretrained`` failed, in one line: not a local folder, and the Hub did not have it (or was not
+    reachable); transformers' own message follows."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"not a model folder here, and it could not be loaded from the Hub ({first})"
+
+
 def check_hub_arguments(push_to_hub: bool, hub_model_id: str | None) -> None:
     if push_to_hub and not hub_model_id:
         raise ConfigurationError("--push_to_hub needs --hub_model_id (the Hub repository to upload to)")
