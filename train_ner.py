@@ -374,16 +374,21 @@ def build_model(model_args: ModelArguments, labels: list[str], tokenizer, classe
         if embeddings is not None:
             head.update(num_kg_entities=embeddings.size(0), kg_embedding_dim=embeddings.size(1))
     if not model_args.encoder:
-        config = config_class(
-            vocab_size=len(tokenizer),
-            hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_hidden_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            intermediate_size=model_args.intermediate_size,
-            max_position_embeddings=max(512, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0),
-            pad_token_id=tokenizer.pad_token_id,
-            **head,
-        )
+        try:
+            config = config_class(
+                vocab_size=len(tokenizer),
+                hidden_size=model_args.hidden_size,
+                num_hidden_layers=model_args.num_hidden_layers,
+                num_attention_heads=model_args.num_attention_heads,
+                intermediate_size=model_args.intermediate_size,
+                max_position_embeddings=max(
+                    512, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0
+                ),
+                pad_token_id=tokenizer.pad_token_id,
+                **head,
+            )
+        except ValueError as error:  # the config names the field and the value that cannot work
+            raise ConfigurationError(f"model configuration: {error}") from error
         model = model_class(config)
     else:
         saved = AutoConfig.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)

@@ -184,6 +184,18 @@ CASES = [
     ),
     Case(
         "train_ner.py",
+        "attention heads that do not divide the fusion width",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            f"--output_dir={d / 'out'}",
+            "--lstm_hidden_size=16",
+            "--fusion_num_heads=3",
+        ],
+        "model configuration: fusion_hidden_size (32 = 2 * lstm_hidden_size) must be divisible by fusion_num_heads (3)",
+    ),
+    Case(
+        "train_ner.py",
         "misspelt key in the --config file",
         lambda d, m: ["--config", str(_write(d / "run.yaml", "varaint: crf\n"))],
         "<dir>/run.yaml: unknown argument(s) varaint",
