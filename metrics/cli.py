@@ -199,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; bad input raises :class:`InputFileError` (``python -m metrics`` reports it)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name, path in (("GOLD", args.gold), ("PRED", args.predictions)):
+        if args.output and Path(args.output).resolve() == Path(path).resolve():
+            raise InputFileError(f"--output {args.output} is {name}: choose another path for the report")
     gold = read_scored_records(args.gold)
     predicted = read_scored_records(args.predictions)
     ids = pair_records(gold, predicted, args.gold, args.predictions)

@@ -303,6 +303,16 @@ CASES = [
         "<dir>/gold.jsonl: the file holds no records",
     ),
     Case(
+        "python -m metrics",
+        "--output equal to the gold file",
+        lambda d, m: [
+            *_metrics_files(d, [_span("r0", SECRET)], [_span("r0", SECRET)]),
+            "--output",
+            str(d / "gold.jsonl"),
+        ],
+        "--output <dir>/gold.jsonl is GOLD: choose another path for the report",
+    ),
+    Case(
         "python -m kg.cmekg",
         "a pickle that references a global",
         lambda d, m: ["--output-dir", str(d / "kg"), "--pickle", str(_pickle_with_global(d))],

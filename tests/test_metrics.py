@@ -536,3 +536,11 @@ def test_cli_reads_ccks_and_label_studio_gold(tmp_path, capsys):
     pred = write_jsonl(tmp_path / "pred.jsonl", [{"id": 4, "text": text, "entities": []}])
     assert exit_status(main, [str(tmp_path / "export.json"), str(pred), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["micro"]["support"] == 1
+
+
+def test_cli_output_equal_to_an_input_keeps_the_input(tmp_path, capsys):
+    gold = write_jsonl(tmp_path / "gold.jsonl", records_of(GOLD))
+    before = gold.read_bytes()
+    assert exit_status(main, [str(gold), str(gold), "--output", str(gold)]) == 2
+    assert capsys.readouterr().err == f"error: --output {gold} is GOLD: choose another path for the report\n"
+    assert gold.read_bytes() == before
