@@ -11,11 +11,22 @@ Input (``--format auto`` picks by content and suffix):
 * ``text``: a plain-text file with one record per line (``<stem>:<line>``; blank lines skipped), or with
   ``--per-file`` a folder whose ``.txt`` files are one record each (id: the path inside the folder; CRLF kept).
 
+A folder (without ``--per-file``) is read file by file: its ``.jsonl`` and ``.json`` files, or, when it holds none,
+its ``.txt`` files one record each. Record ids must be unique across the whole input.
+
 Output: one JSON line per record, in input order, in the span schema: ``{"id", "text", "entities": [{"start",
 "end", "label", "text", "score", "class"?}]}``. ``--label-studio FILE`` also writes a Label Studio tasks file whose
 ``predictions`` (``model_version``, ``score``, ``labels`` results with per-region scores) import as
 pre-annotations; tasks read from a Label Studio file keep their fields. ``--gold FILE`` (span schema, CCKS or a Label
 Studio export) prints the entity-level scores of :mod:`metrics` and writes them as JSON.
+
+Nothing is written before the model, every record of the input and every output path have been checked; an output
+path equal to an input (or to another output) is refused. Results go to ``OUTPUT.partial`` beside the output, which
+is renamed into place only when complete, so the output path holds the previous file or a complete new one. After
+a crash or Ctrl-C, ``--resume`` continues from the partial file: records already there are skipped by id (the
+input must still hold them with the same text), the rest are appended in input order. The Label Studio file is built
+from the complete results at the end. A record the tokenizer or model rejects stops the run (``--on-error stop``)
+or is left out (``--on-error skip``); either way it is named by file, line and id.
 
 Under ``accelerate launch`` the records are dealt out to the processes chunk by chunk; the main process gathers
 the results and writes them in input order. Messages about bad input name the file and line (or task), never the
@@ -25,8 +36,11 @@ text.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import itertools
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -34,11 +48,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli_errors import UserError, add_debug_flag, run_command
+
+logger = logging.getLogger(__name__)
+
 FORMATS = ("auto", "jsonl", "label-studio", "text")
+JSON_SUFFIXES = (".jsonl", ".json")
+PARTIAL_SUFFIX = ".partial"
 
 
-class PredictInputError(ValueError):
-    """Input that cannot be read; the message names the file and line or task, never the text."""
+class PredictInputError(UserError, ValueError):
+    """Input, model or output path that cannot be used; the message names the file and line or task, never the
+    text."""
 
 
 @dataclass
@@ -46,6 +67,7 @@ class Record:
     id: str
     text: str
     task: dict[str, Any] | None = field(default=None, repr=False)  # the Label Studio task it came from
+    where: str = ""  # file and line (or task) for messages
 
 
 # ---------------------------------------------------------------------------------------------- readers
@@ -59,11 +81,10 @@ def _json_error(where: str, error: json.JSONDecodeError) -> PredictInputError:
 def read_jsonl(path: Path) -> Iterator[Record]:
     """Span-schema or CCKS JSON lines."""
     try:
-        handle = path.open(encoding="utf-8-sig", newline="\n")
+        handle = path.open("rb")
     except OSError as error:
         raise PredictInputError(f"{path}: cannot read the file ({error.strerror})") from None
     with handle:
-        seen: set[str] = set()
         for number, line in enumerate(_lines(handle, path), start=1):
             if not line.strip():
                 continue
@@ -80,21 +101,18 @@ def read_jsonl(path: Path) -> Iterator[Record]:
                     f"{where}: expected a string field 'text' (span schema) or 'originalText' (CCKS)"
                 )
             record_id = str(obj["id"]) if obj.get("id") is not None else f"{path.stem}:{number}"
-            if record_id in seen:
-                raise PredictInputError(f"{where}: id {record_id!r} appears twice in the file")
-            seen.add(record_id)
-            yield Record(record_id, text)
+            yield Record(record_id, text, where=where)
 
 
 def _lines(handle, path: Path) -> Iterator[str]:
-    """Lines without their line end (LF or CRLF; a lone CR stays in the text); a decoding error names the line."""
-    number = 0
-    try:
-        for line in handle:
-            number += 1
-            yield line.removesuffix("\n").removesuffix("\r")
-    except UnicodeDecodeError:
-        raise PredictInputError(f"{path}: not UTF-8 text near line {number + 1}") from None
+    """Lines without their line end (LF or CRLF; a lone CR stays in the text), decoded one at a time from a binary
+    handle so that a decoding error names its line (a text handle decodes ahead, by blocks)."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise PredictInputError(f"{path}:{number}: not UTF-8 text (byte {error.start} of the line)") from None
+        yield line.removesuffix("\n").removesuffix("\r")
 
 
 def read_label_studio_tasks(path: Path, text_key: str = "text") -> Iterator[Record]:
@@ -118,31 +136,35 @@ def read_label_studio_tasks(path: Path, text_key: str = "text") -> Iterator[Reco
         if not isinstance(text, str):
             raise PredictInputError(f"{where}: expected a string field 'data.{text_key}'")
         record_id = str(task["id"]) if task.get("id") is not None else str(index)
-        yield Record(record_id, text, task)
+        yield Record(record_id, text, task, where)
 
 
 def read_text_lines(path: Path) -> Iterator[Record]:
     try:
-        handle = path.open(encoding="utf-8-sig", newline="\n")
+        handle = path.open("rb")
     except OSError as error:
         raise PredictInputError(f"{path}: cannot read the file ({error.strerror})") from None
     with handle:
         for number, line in enumerate(_lines(handle, path), start=1):
             if line.strip():
-                yield Record(f"{path.stem}:{number}", line)
+                yield Record(f"{path.stem}:{number}", line, where=f"{path}:{number}")
 
 
 def read_text_files(folder: Path) -> Iterator[Record]:
     if not folder.is_dir():
         raise PredictInputError(f"{folder}: --per-file expects a folder of .txt files")
-    for path in sorted(folder.rglob("*.txt")):
+    for path in _files(folder, (".txt",)):
         try:
             # newline="" keeps CRLF, so offsets point into the file's own characters
             with path.open(encoding="utf-8-sig", newline="") as handle:
                 text = handle.read()
         except UnicodeDecodeError as error:
             raise PredictInputError(f"{path}: not UTF-8 text (byte {error.start})") from None
-        yield Record(path.relative_to(folder).as_posix(), text)
+        yield Record(path.relative_to(folder).as_posix(), text, where=str(path))
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.suffix in suffixes and path.is_file())
 
 
 def detect_format(path: Path, per_file: bool) -> str:
@@ -159,7 +181,13 @@ def detect_format(path: Path, per_file: bool) -> str:
 
 
 def read_records(path: Path, input_format: str = "auto", per_file: bool = False, text_key: str = "text"):
-    """The records of ``path`` in file order, lazily."""
+    """The records of ``path`` (a file or a folder) in file order, lazily."""
+    if path.is_dir() and not per_file:
+        files = _files(path, JSON_SUFFIXES)
+        if files:
+            return itertools.chain.from_iterable(read_records(file, input_format, False, text_key) for file in files)
+        if not _files(path, (".txt",)):
+            raise PredictInputError(f"{path}: the folder holds no .jsonl, .json or .txt files")
     if input_format == "auto":
         input_format = detect_format(path, per_file)
     if input_format == "jsonl":
@@ -218,8 +246,8 @@ def label_studio_task(
 class LabelStudioWriter:
     """Writes a JSON list of tasks one task at a time, so that no list of all tasks is held in memory."""
 
-    def __init__(self, path: Path):
-        self.handle = path.open("w", encoding="utf-8")
+    def __init__(self, handle):
+        self.handle = handle
         self.handle.write("[")
         self.count = 0
 
@@ -227,60 +255,61 @@ class LabelStudioWriter:
         self.handle.write(("," if self.count else "") + "\n" + json.dumps(task, ensure_ascii=False))
         self.count += 1
 
-    def close(self) -> None:
+    def finish(self) -> None:
         self.handle.write("\n]\n")
-        self.handle.close()
+
+
+def partial_path(path: Path) -> Path:
+    """Where the results for ``path`` are written until they are complete."""
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+@contextlib.contextmanager
+def replace_when_done(path: Path) -> Iterator[Any]:
+    """A text file that takes the place of ``path`` only when the block completes; on an error ``path`` keeps
+    its previous content and the temporary file is removed."""
+    temporary = partial_path(path)
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            yield handle
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------- gold
 
 
-def read_gold(path: Path) -> dict[str, list[tuple[int, int, str]]]:
-    """Gold spans by record id from a span-schema JSON-lines file, a CCKS file or a Label Studio export."""
-    from datasets_scripts import read_ccks, read_label_studio
-    from metrics.cli import InputFileError, read_span_records
+def check_gold(gold_path: Path, index: InputIndex) -> None:
+    """Before predicting: every gold record is in the input, with the same text (compared by digest)."""
+    from metrics.cli import ScoredRecord, pair_records, read_scored_records
 
-    def spans(records) -> dict[str, list[tuple[int, int, str]]]:
-        return {r["id"]: [(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in records}
-
-    if detect_format(path, per_file=False) == "label-studio":
-        return spans(read_label_studio(path, strict=True).records)
-    first = next(read_jsonl(path), None)  # validates the first line, names the file and line if it is bad
-    if first is not None and _is_ccks(path):
-        return spans(read_ccks(path, strict=True).records)
-    try:
-        return read_span_records(path)
-    except InputFileError as error:
-        raise PredictInputError(str(error)) from None
-
-
-def _is_ccks(path: Path) -> bool:
-    with path.open(encoding="utf-8-sig") as handle:
-        line = next((line for line in handle if line.strip()), "{}")
-    return "originalText" in json.loads(line)
+    gold = {
+        record_id: ScoredRecord(None if record.text is None else _digest(record.text).hex(), [])
+        for record_id, record in read_scored_records(gold_path).items()
+    }
+    inputs = {record_id: ScoredRecord(digest.hex(), []) for record_id, digest in index.digests.items()}
+    pair_records(gold, inputs, gold_path, "the input", every_prediction_in_gold=False)
 
 
 def score_against_gold(gold_path: Path, predictions_path: Path, config, metrics_path: Path) -> str:
     """The metrics table of the predictions against gold (records matched by id); writes the JSON report."""
     from metrics import format_report, score_entities
-    from metrics.cli import read_span_records
+    from metrics.cli import pair_records, read_scored_records
 
-    gold = read_gold(gold_path)
-    predicted = read_span_records(predictions_path)
-    missing = [record_id for record_id in gold if record_id not in predicted]
-    if missing:
-        shown = ", ".join(repr(record_id) for record_id in missing[:10])
-        raise PredictInputError(f"{len(missing)} ids in {gold_path} were not predicted: {shown}")
-    ids = list(gold)
+    gold = read_scored_records(gold_path)
+    predicted = read_scored_records(predictions_path)
+    ids = pair_records(gold, predicted, gold_path, predictions_path, every_prediction_in_gold=False)
     types = list(dict.fromkeys(label.partition("-")[2] for label in config.id2label.values() if label != "O"))
     report = score_entities(
-        [gold[i] for i in ids],
-        [predicted[i] for i in ids],
+        [gold[i].spans for i in ids],
+        [predicted[i].spans for i in ids],
         entity_types=types,
         classes=getattr(config, "label_classes", None) or None,
         record_ids=ids,
     )
-    metrics_path.write_text(report.to_json() + "\n", encoding="utf-8")
+    with replace_when_done(metrics_path) as handle:
+        handle.write(report.to_json() + "\n")
     return format_report(report)
 
 
@@ -311,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--stride", type=int, help="tokens shared by consecutive windows (default: the stride of training)"
     )
     parser.add_argument("--chunk-size", type=int, default=32, help="records per process between two writes")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from OUTPUT.partial")
+    parser.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="a record the tokenizer or model rejects stops the run (default) or is left out of the output",
+    )
     parser.add_argument("--label-studio", type=Path, help="also write Label Studio tasks with predictions here")
     parser.add_argument("--model-version", help="Label Studio model_version (default: the model folder's name)")
     parser.add_argument("--from-name", default="label", help="Label Studio <Labels> control name")
@@ -319,13 +355,117 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-output", type=Path, help="JSON metrics (default: OUTPUT with .metrics.json)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_debug_flag(parser)
     return parser
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+
+
+def check_paths(args: argparse.Namespace, metrics_path: Path | None) -> None:
+    """Every output path can be written and is none of the inputs nor another output; nothing is written yet."""
+    inputs = {"the input": args.input, "--gold": args.gold}
+    outputs = {"--output": args.output, "--label-studio": args.label_studio, "--metrics-output": metrics_path}
+    seen = {name: path for name, path in inputs.items() if path is not None}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        if path.is_dir():
+            raise PredictInputError(f"{name} {path} is a folder: give a file path")
+        for other_name, other in seen.items():
+            if _same_file(path, other):
+                raise PredictInputError(f"{name} {path} is the same file as {other_name}: choose another path")
+        if args.input.is_dir() and args.input.resolve() in path.resolve().parents:
+            raise PredictInputError(f"{name} {path} is inside the input folder: choose a path outside it")
+        folder = path.resolve().parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise PredictInputError(f"{name} {path}: cannot write in {folder}")
+        seen[name] = path
+
+
+@dataclass
+class InputIndex:
+    """What the first pass over the input learns: each record's position and a digest of its text."""
+
+    positions: dict[str, int]
+    digests: dict[str, bytes]
+    rejected: set[str]  # ids of records the tokenizer would reject, left out under --on-error skip
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def check_records(records: Iterable[Record], on_error: str) -> InputIndex:
+    """Read the whole input once before anything is written. Ids must be unique; a record the tokenizer would
+    reject stops the run or is left out (``--on-error``)."""
+    index = InputIndex({}, {}, set())
+    for record in records:
+        if record.id in index.positions:
+            raise PredictInputError(f"{record.where}: id {record.id!r} appears twice in the input")
+        index.positions[record.id] = len(index.positions)
+        index.digests[record.id] = _digest(record.text)
+        try:
+            record.text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            # A lone surrogate ("\ud800" in JSON) makes the tokenizers library raise a TypeError in the pipeline.
+            problem = (
+                f"{record.where}: record {record.id!r}: the text holds a lone surrogate at character {error.start}"
+            )
+            if on_error == "stop":
+                raise PredictInputError(f"{problem} (--on-error skip leaves such records out)") from None
+            logger.warning("%s: left out", problem)
+            index.rejected.add(record.id)
+    if not index.positions:
+        raise PredictInputError("the input holds no records")
+    return index
+
+
+def read_partial(partial: Path, index: InputIndex) -> tuple[set[str], int, int]:
+    """The ids already in the partial file of an interrupted run, the input position of the last one, and the byte
+    length of its complete lines (a line cut by the interruption is dropped). Refuses a partial file whose records
+    are not those of the input, in input order."""
+    done: set[str] = set()
+    last, complete = -1, 0
+    restart = f"the input changed since the interrupted run: delete {partial} to start afresh"
+    with partial.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                break  # the line being written when the run was stopped
+            try:
+                obj = json.loads(line)
+                record_id, text = obj["id"], obj["text"]
+            except (ValueError, TypeError, KeyError):
+                raise PredictInputError(f"{partial}:{number}: not a line written by predict.py ({restart})") from None
+            position = index.positions.get(record_id)
+            if position is None:
+                raise PredictInputError(f"{partial}:{number}: record {record_id!r} is not in the input; {restart}")
+            if index.digests[record_id] != _digest(text) or position <= last:
+                raise PredictInputError(f"{partial}:{number}: record {record_id!r} differs from the input; {restart}")
+            done.add(record_id)
+            last, complete = position, complete + len(line)
+    return done, last, complete
 
 
 def load_pipeline(model: str, device, batch_size: int):
     from transformers import pipeline
 
-    pipe = pipeline("clinical-ner", model=model, trust_remote_code=True, device=device, batch_size=batch_size)
+    from training.common import not_loadable
+
+    folder = Path(model)
+    if folder.exists() and not (folder / "config.json").is_file():
+        raise PredictInputError(f"{model}: not a model folder (no config.json)")
+    if not folder.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        raise PredictInputError(f"{model}: no such model folder")
+    try:
+        pipe = pipeline("clinical-ner", model=model, trust_remote_code=True, device=device, batch_size=batch_size)
+    except OSError as error:  # transformers' way of saying a Hub id or a folder cannot be loaded
+        raise PredictInputError(f"{model}: {not_loadable(error)}") from error
     if pipe.device != device:
         # With torch.distributed initialised (accelerate launch), transformers pins a pipeline to the model's
         # current device (the CPU after loading) whatever `device` says: put it where this process runs.
@@ -334,8 +474,44 @@ def load_pipeline(model: str, device, batch_size: int):
     return pipe
 
 
+def tag_chunk(pipe, records: list[Record], call_kwargs: dict) -> list[list[dict[str, Any]] | str]:
+    """Each record's entities, or the name of the error the tokenizer or model raised on it."""
+    try:
+        return [to_span_entities(entities) for entities in pipe([r.text for r in records], **call_kwargs)]
+    except Exception:
+        # Some record of the batch is rejected: tag them one at a time to know which. Only the error's name is
+        # kept, since its message may quote the text.
+        results: list[list[dict[str, Any]] | str] = []
+        for record in records:
+            try:
+                results.append(to_span_entities(pipe(record.text, **call_kwargs)))
+            except Exception as error:
+                results.append(type(error).__name__)
+        return results
+
+
+def write_label_studio(path: Path, records: Iterable[Record], results_path: Path, args, model_version: str) -> None:
+    """Label Studio tasks from the complete JSON-lines results, in their order."""
+    with results_path.open(encoding="utf-8") as results, replace_when_done(path) as handle:
+        writer = LabelStudioWriter(handle)
+        lines = (json.loads(line) for line in results)
+        current = next(lines, None)
+        for record in records:
+            if current is not None and current["id"] == record.id:
+                entities = current["entities"]
+                writer.write(
+                    label_studio_task(record, entities, model_version, args.from_name, args.to_name, args.text_key)
+                )
+                current = next(lines, None)
+        writer.finish()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.chunk_size < 1:
+        raise PredictInputError("--batch-size and --chunk-size must be at least 1")
+    metrics_path = (args.metrics_output or args.output.with_suffix(".metrics.json")) if args.gold else None
+    check_paths(args, metrics_path)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from accelerate import Accelerator
     from accelerate.utils import gather_object
@@ -348,67 +524,91 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = Accelerator(cpu=args.cpu or not has_accelerator_device())
     main_process = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
-    if args.batch_size < 1 or args.chunk_size < 1:
-        print("error: --batch-size and --chunk-size must be at least 1", file=sys.stderr)
-        return 2
+
+    def records() -> Iterator[Record]:
+        return read_records(args.input, args.format, args.per_file, args.text_key)
+
+    index = check_records(records(), args.on_error)
+    if args.gold is not None:
+        check_gold(args.gold, index)  # a gold file that cannot be scored stops the run before it starts
     pipe = load_pipeline(args.model, accelerator.device, args.batch_size)
+    try:
+        pipe._window_plan(args.max_length, args.stride)
+    except ValueError as error:
+        raise PredictInputError(f"--max-length/--stride: {error}") from None
     call_kwargs = {k: v for k, v in (("max_length", args.max_length), ("stride", args.stride)) if v is not None}
     model_version = args.model_version or Path(str(args.model).rstrip("/")).name
 
-    output = writer = None
-    progress = tqdm(desc="records", unit="record", disable=not main_process or args.no_progress)
-    written = 0
+    partial = partial_path(args.output)
+    done: set[str] = set()
+    last_done, complete = -1, 0
+    if partial.exists():
+        if not args.resume:
+            raise PredictInputError(
+                f"{partial} holds the results of an interrupted run: --resume continues it, or delete it"
+            )
+        done, last_done, complete = read_partial(partial, index)
+    accelerator.wait_for_everyone()  # every process has read the partial file before it is touched
+
+    def pending(record_id: str) -> bool:
+        # Records before the last one written and missing from the partial file were left out by --on-error skip.
+        return record_id not in done and index.positions[record_id] > last_done and record_id not in index.rejected
+
+    left_out = [i for i in index.positions if not pending(i) and i not in done]
+    total = sum(map(pending, index.positions))
+    progress = tqdm(total=total, desc="records", unit="record", disable=not main_process or args.no_progress)
+    output = None
+    if main_process:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        output = partial.open("r+b" if partial.exists() else "wb")
+        output.truncate(complete)  # drops a line cut by the interruption
+        output.seek(complete)
     try:
-        records = read_records(args.input, args.format, args.per_file, args.text_key)
-        if main_process:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            output = args.output.open("w", encoding="utf-8")
-            writer = LabelStudioWriter(args.label_studio) if args.label_studio else None
-        for chunk in chunked(records, args.chunk_size * world):
+        for chunk in chunked((r for r in records() if pending(r.id)), args.chunk_size * world):
             # Dealt out round-robin, so long and short records spread over the processes.
             mine = list(range(rank, len(chunk), world))
-            found = pipe([chunk[i].text for i in mine], **call_kwargs) if mine else []
-            results = list(zip(mine, (to_span_entities(entities) for entities in found)))
+            results = list(zip(mine, tag_chunk(pipe, [chunk[i] for i in mine], call_kwargs)))
             if world > 1:
                 results = gather_object(results)
-            if main_process:
-                for index, entities in sorted(results, key=lambda item: item[0]):
-                    record = chunk[index]
-                    line = {"id": record.id, "text": record.text, "entities": entities}
-                    output.write(json.dumps(line, ensure_ascii=False) + "\n")
-                    if writer is not None:
-                        writer.write(
-                            label_studio_task(
-                                record, entities, model_version, args.from_name, args.to_name, args.text_key
-                            )
+            for position, entities in sorted(results, key=lambda item: item[0]):
+                record = chunk[position]
+                if isinstance(entities, str):
+                    problem = f"{record.where}: record {record.id!r}: the model rejected it ({entities})"
+                    if args.on_error == "stop":
+                        raise PredictInputError(
+                            f"{problem}; the results so far are in {partial}: --resume continues"
+                            " (with --on-error skip to leave such records out)"
                         )
-                written += len(chunk)
-                progress.update(len(chunk))
-    except PredictInputError as error:
-        if main_process:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+                    if main_process:
+                        logger.warning("%s: left out", problem)
+                    left_out.append(record.id)
+                elif output is not None:
+                    line = {"id": record.id, "text": record.text, "entities": entities}
+                    output.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+            if output is not None:
+                output.flush()  # a killed run keeps every complete chunk for --resume
+            progress.update(len(chunk))
     finally:
         progress.close()
         if output is not None:
             output.close()
-        if writer is not None:
-            writer.close()
     accelerator.wait_for_everyone()
     if not main_process:
         return 0
+    if args.label_studio is not None:
+        write_label_studio(args.label_studio, records(), partial, args, model_version)
+    os.replace(partial, args.output)
+    written = len(index.positions) - len(left_out)
     also = f" and {args.label_studio}" if args.label_studio else ""
     print(f"wrote {written} records to {args.output}{also} ({world} process{'es' if world > 1 else ''})")
+    if left_out:
+        shown = ", ".join(repr(record_id) for record_id in left_out[:10])
+        print(f"left out {len(left_out)} records the model rejected: {shown}", file=sys.stderr)
     if args.gold is not None:
-        metrics_path = args.metrics_output or args.output.with_suffix(".metrics.json")
-        try:
-            print(score_against_gold(args.gold, args.output, pipe.model.config, metrics_path))
-        except (PredictInputError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        print(score_against_gold(args.gold, args.output, pipe.model.config, metrics_path))
         print(f"metrics written to {metrics_path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

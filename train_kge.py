@@ -26,8 +26,10 @@ from pathlib import Path
 
 import torch
 
-from kg.embedding import MODELS, KgeConfig, save_kge, train
-from kg.io import read_entities, read_triples
+from cli_errors import add_debug_flag, run_command
+from kg.embedding import CHECKPOINT_NAME, MODELS, KgeConfig, save_kge, train
+from kg.io import KgFormatError, read_entities, read_triples
+from training.common import check_output_dir, clear_output_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--entities", type=Path, default=None, help="name<TAB>type file giving entity types")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
+    parser.add_argument(
+        "--overwrite-output-dir",
+        "--overwrite_output_dir",
+        action="store_true",
+        help="replace the contents of a non-empty output folder (a previous run's)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--model", choices=MODELS, default=defaults.model)
     parser.add_argument("--dim", type=int, default=defaults.dim)
@@ -60,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads; 1 is much faster on a machine shared with other jobs"
     )
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -90,11 +99,17 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
     )
 
+    resuming = args.resume and (args.output_dir / CHECKPOINT_NAME).is_file()
+    check_output_dir(args.output_dir, args.overwrite_output_dir, resuming, "--resume")
     triples = read_triples(args.triples)
+    if not triples:
+        raise KgFormatError(f"{args.triples}: no triples in the file")
     entity_types = None
     if args.entities is not None:
         entity_types = {entity.name: entity.type for entity in read_entities(args.entities)}
     print(f"{len(triples)} triples from {args.triples}")
+    if args.overwrite_output_dir and not resuming:
+        clear_output_dir(args.output_dir)
 
     result = train(triples, config, checkpoint_dir=args.output_dir, resume=args.resume, progress=not args.no_progress)
     paths = save_kge(result, args.output_dir, entity_types)
@@ -107,4 +122,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -19,18 +19,24 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining
 
+from cli_errors import run_command
 from datasets_scripts.char_tokenizer import build_char_tokenizer
 from training.common import (
     ConfigurationError,
     TrainingBudget,
+    check_checkpoint_arguments,
     check_hub_arguments,
+    check_output_dir,
     learning_rates_of,
     load_checkpoint,
     make_accelerator,
+    not_loadable,
     optimizer_groups,
     parse_arguments,
+    prepare_output_dir,
     push_folder,
     resolve_checkpoint,
+    run_arguments,
     save_checkpoint,
     warmup_decay_schedule,
     write_arguments,
@@ -79,6 +85,9 @@ class DataArguments:
 @dataclass
 class TrainArguments:
     output_dir: str = field(default="outputs/mlm", metadata={"help": "where the checkpoint is written"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
+    )
     per_device_train_batch_size: int = field(default=32, metadata={"help": "examples per device and step"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)"})
@@ -114,7 +123,11 @@ def load_documents(data: DataArguments):
 def build_model_and_tokenizer(model_args: ModelArguments, documents, mlm_only: bool):
     model_class = BertForMaskedLM if mlm_only else BertForPreTraining
     if model_args.model_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
+        name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
+            raise ConfigurationError(f"{name}: {not_loadable(error)}") from error
         model = model_class.from_pretrained(model_args.model_name_or_path)
         if len(tokenizer) > model.config.vocab_size:
             raise ConfigurationError(
@@ -167,6 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     if data_args.streaming and train_args.max_steps <= 0:
         raise ConfigurationError("a streamed corpus has no known length: set --max_steps")
     output_dir = Path(train_args.output_dir)
+    arguments = run_arguments(model_args, data_args, train_args)
+    resumed = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
+    if resumed is not None:
+        check_checkpoint_arguments(resumed, arguments)
+    check_output_dir(output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint")
     accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     torch.manual_seed(train_args.seed)
@@ -180,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not data_args.streaming:
         examples = list(examples)
+        if not examples:
+            raise ConfigurationError(f"{', '.join(data_args.train_files)}: no usable record (no text)")
         logger.info("%d pretraining examples", len(examples))
     collator = WholeWordMaskCollator(tokenizer, data_args.mlm_probability)
     dataloader = DataLoader(
@@ -198,13 +218,14 @@ def main(argv: list[str] | None = None) -> None:
     budget = TrainingBudget(total_steps, train_args.max_train_minutes)
     scheduler = warmup_decay_schedule(optimizer, train_args.warmup_ratio, budget)
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+    # The first write into the output folder: a run that stops at a bad corpus or model leaves it as it was.
+    prepare_output_dir(accelerator, output_dir, train_args.overwrite_output_dir and resumed is None, arguments)
     accelerator.init_trackers("train_mlm", {k: str(v) for k, v in vars(train_args).items()})
 
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0}
-    checkpoint = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
-    if checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint)
-        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+    if resumed is not None:
+        state = load_checkpoint(accelerator, resumed)
+        logger.info("resumed from %s at step %d", resumed, state["step"])
         budget.resume(state.get("seconds", 0.0))
 
     progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
@@ -263,4 +284,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer
 
+from cli_errors import run_command
 from datasets_scripts import (
     BREAST_CANCER_TYPES,
     CCKS_TYPES,
@@ -55,14 +56,20 @@ from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
     TrainingBudget,
+    check_checkpoint_arguments,
+    check_dropped_records,
     check_hub_arguments,
+    check_output_dir,
     learning_rates_of,
     load_checkpoint,
     make_accelerator,
+    not_loadable,
     optimizer_groups,
     parse_arguments,
+    prepare_output_dir,
     push_folder,
     resolve_checkpoint,
+    run_arguments,
     save_checkpoint,
     warmup_decay_schedule,
     write_arguments,
@@ -166,11 +173,18 @@ class DataArguments:
         default=0, metadata={"help": "add N copies of each training record with entity mentions replaced"}
     )
     augment_share: float = field(default=0.3, metadata={"help": "share of the mentions replaced in each copy"})
+    max_bad_fraction: float = field(
+        default=0.05,
+        metadata={"help": "stop before training when the reader drops more than this share of a file's records"},
+    )
 
 
 @dataclass
 class TrainArguments:
     output_dir: str = field(default="outputs/ner", metadata={"help": "where the best model is saved"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
+    )
     per_device_train_batch_size: int = field(default=8, metadata={"help": "windows per device and step"})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "windows per device at evaluation"})
     encoder_learning_rate: float = field(default=3e-5, metadata={"help": "learning rate of the encoder"})
@@ -234,6 +248,8 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ConfigurationError(f"--augment_copies {data_args.augment_copies}: expected a count >= 0")
     if not 0.0 <= data_args.augment_share <= 1.0:
         raise ConfigurationError(f"--augment_share {data_args.augment_share}: expected a share in [0, 1]")
+    if not 0.0 <= data_args.max_bad_fraction <= 1.0:
+        raise ConfigurationError(f"--max_bad_fraction {data_args.max_bad_fraction}: expected a share in [0, 1]")
     if model_args.family == "clinicalbert-kg":
         features = VARIANTS[model_args.family][model_args.variant]
         if any(features.values()) and not (model_args.lexicon or model_args.kg_embeddings):
@@ -263,6 +279,7 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
     """The corpus as train/validation(/test) in the span schema, its entity types and their classes."""
     if data_args.corpus == "breast_cancer":
         corpus = load_breast_cancer(data_args.train_file)
+        check_dropped_records(corpus.read_report, data_args.train_file, data_args.max_bad_fraction)
         types = [t.code for t in BREAST_CANCER_TYPES]
         return corpus, types, {code: class_of(code) for code in types}
     if data_args.corpus in ("ccks2019", "ccks2020"):
@@ -273,8 +290,12 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
             dev_fraction=0.0 if data_args.validation_file else data_args.dev_fraction,
             seed=seed,
         )
+        sources = ", ".join(path for path in (data_args.train_file, data_args.test_file) if path)
+        check_dropped_records(corpus.read_report, sources, data_args.max_bad_fraction)
         if data_args.validation_file:
-            corpus["validation"] = load(data_args.validation_file)["train"]
+            validation = load(data_args.validation_file)
+            check_dropped_records(validation.read_report, data_args.validation_file, data_args.max_bad_fraction)
+            corpus["validation"] = validation["train"]
         return corpus, [t.code for t in CCKS_TYPES], {}
     if data_args.dataset_name:
         corpus = datasets.load_dataset(data_args.dataset_name)
@@ -283,6 +304,8 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
         files = {split: path for split, path in files.items() if path}
         kind = "parquet" if data_args.train_file.endswith(".parquet") else "json"
         corpus = datasets.load_dataset(kind, data_files=files, features=FEATURES)
+    if len(corpus["train"]) == 0:
+        raise ConfigurationError(f"{data_args.dataset_name or data_args.train_file}: no usable record")
     types = sorted({e["label"] for e in corpus["train"]["entities"] for e in e})
     return corpus, types, {}
 
@@ -290,7 +313,12 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
 def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
     if model_args.encoder:
         # trust_remote_code: an encoder saved by train_ner.py has custom code, and AutoTokenizer reads its config
-        return AutoTokenizer.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)
+        try:
+            return AutoTokenizer.from_pretrained(
+                model_args.encoder, revision=model_args.revision, trust_remote_code=True
+            )
+        except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
+            raise ConfigurationError(f"--encoder {model_args.encoder}: {not_loadable(error)}") from error
     return build_char_tokenizer(train_texts)
 
 
@@ -356,16 +384,21 @@ def build_model(
         if embeddings is not None:
             head.update(num_kg_entities=embeddings.size(0), kg_embedding_dim=embeddings.size(1))
     if not model_args.encoder:
-        config = config_class(
-            vocab_size=len(tokenizer),
-            hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_hidden_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            intermediate_size=model_args.intermediate_size,
-            max_position_embeddings=max(512, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0),
-            pad_token_id=tokenizer.pad_token_id,
-            **head,
-        )
+        try:
+            config = config_class(
+                vocab_size=len(tokenizer),
+                hidden_size=model_args.hidden_size,
+                num_hidden_layers=model_args.num_hidden_layers,
+                num_attention_heads=model_args.num_attention_heads,
+                intermediate_size=model_args.intermediate_size,
+                max_position_embeddings=max(
+                    512, tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 0
+                ),
+                pad_token_id=tokenizer.pad_token_id,
+                **head,
+            )
+        except ValueError as error:  # the config names the field and the value that cannot work
+            raise ConfigurationError(f"model configuration: {error}") from error
         model = model_class(config)
     else:
         saved = AutoConfig.from_pretrained(model_args.encoder, revision=model_args.revision, trust_remote_code=True)
@@ -458,6 +491,11 @@ def main(argv: list[str] | None = None) -> dict:
     validate_arguments(model_args, data_args, train_args)
     check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
     output_dir = Path(train_args.output_dir)
+    arguments = run_arguments(model_args, data_args, train_args)
+    resumed = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
+    if resumed is not None:
+        check_checkpoint_arguments(resumed, arguments)
+    check_output_dir(output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint")
     accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
     logging.basicConfig(
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
@@ -538,14 +576,15 @@ def main(argv: list[str] | None = None) -> dict:
         averaged = weight_average(accelerator.unwrap_model(model), train_args.ema_decay)
         accelerator.register_for_checkpointing(averaged)
     scored = model if averaged is None else averaged.module
+    # The first write into the output folder: a run that stops at a bad corpus or model leaves it as it was.
+    prepare_output_dir(accelerator, output_dir, train_args.overwrite_output_dir and resumed is None, arguments)
     accelerator.init_trackers("train_ner", {k: str(v) for k, v in vars(train_args).items()})
 
     # ---- loop
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_f1": -1.0, "evals_without_gain": 0}
-    checkpoint = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
-    if checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint)
-        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+    if resumed is not None:
+        state = load_checkpoint(accelerator, resumed)
+        logger.info("resumed from %s at step %d", resumed, state["step"])
         budget.resume(state.get("seconds", 0.0))
     eval_every = train_args.eval_steps or steps_per_epoch
     checkpoint_every = train_args.checkpointing_steps or eval_every
@@ -709,4 +748,4 @@ def save_model(accelerator, model, tokenizer, output_dir: Path, report, argument
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import datasets
 
+from cli_errors import run_command
+
 from .export import add_output_arguments, configure_logging, finish
 from .label_studio import read_label_studio
 from .labels import BREAST_CANCER_TYPES
@@ -73,4 +75,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

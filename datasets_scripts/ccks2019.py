@@ -6,6 +6,8 @@ from pathlib import Path
 
 import datasets
 
+from cli_errors import run_command
+
 from .ccks import convert_main, load_ccks
 
 DESCRIPTION = """\
@@ -33,4 +35,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import datasets
 
+from cli_errors import add_debug_flag
+
 from .labels import EntityType
 
 logger = logging.getLogger(__name__)
@@ -111,6 +113,7 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--push-to-hub", metavar="REPO", help="also push to this Hub dataset repository (private)")
     parser.add_argument("--strict", action="store_true", help="stop at the first problem instead of skipping it")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each problem as it is found")
+    add_debug_flag(parser)
 
 
 def finish(

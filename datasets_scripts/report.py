@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli_errors import add_debug_flag, run_command
+
 from .ccks import ReadResult, read_ccks
 from .char_tokenizer import build_char_tokenizer
 from .encoding import IGNORE_INDEX, EncodingStats, WindowEncoder
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stride", type=int, default=64, help="tokens shared by consecutive windows")
     parser.add_argument("--max-examples", type=int, default=20, help="examples listed per finding kind")
     parser.add_argument("--strict", action="store_true", help="stop at the first problem in the file")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
 
@@ -177,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

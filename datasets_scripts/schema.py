@@ -15,6 +15,8 @@ from typing import Any
 
 import datasets
 
+from cli_errors import UserError
+
 logger = logging.getLogger(__name__)
 
 FEATURES = datasets.Features(
@@ -35,7 +37,7 @@ FEATURES = datasets.Features(
 Record = dict[str, Any]
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A problem in a corpus file, raised in strict mode; ``problem`` holds where and why."""
 
     def __init__(self, problem: Problem) -> None:

@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cli_errors import UserError, add_debug_flag, run_command
+
 from .io import Entity, Triple, write_entities, write_triples
 
 logger = logging.getLogger(__name__)
@@ -217,8 +219,12 @@ _WORD_CHARACTER = re.compile(r"\w")  # letters, digits and CJK characters
 _STRAY_QUOTES = "\"'“”‘’"
 
 
-class CMeKGFormatError(ValueError):
+class CMeKGFormatError(UserError, ValueError):
     """The CMeKG pickle does not hold a dict of dicts of lists of strings (the message names where)."""
+
+
+class RefusedPickleError(UserError, pickle.UnpicklingError):
+    """A pickle that references a global or is not a valid pickle; the message names the file."""
 
 
 class RefusingUnpickler(pickle.Unpickler):
@@ -242,7 +248,7 @@ def load_restricted_pickle(path: str | os.PathLike) -> Any:
     """Unpickle ``path`` with :class:`RefusingUnpickler`.
 
     Raises:
-        pickle.UnpicklingError: the file references a global (class, function) or is not a valid pickle; the
+        RefusedPickleError: the file references a global (class, function) or is not a valid pickle; the
             message names the file.
     """
     with open(path, "rb") as handle:
@@ -250,10 +256,10 @@ def load_restricted_pickle(path: str | os.PathLike) -> Any:
     try:
         return RefusingUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as error:
-        raise pickle.UnpicklingError(f"{path}: {error}") from None
+        raise RefusedPickleError(f"{path}: {error}") from None
     except (EOFError, ValueError, IndexError, KeyError, TypeError) as error:
         # A truncated or corrupt stream surfaces as one of these from the C unpickler.
-        raise pickle.UnpicklingError(f"{path}: not a valid pickle ({type(error).__name__}: {error})") from None
+        raise RefusedPickleError(f"{path}: not a valid pickle ({type(error).__name__}: {error})") from None
 
 
 def find_cmekg_pickle() -> Path:
@@ -453,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--pickle", type=Path, default=None, help="cmekg.pkl to read (default: pycmekg's copy)")
     parser.add_argument("--max-name-length", type=int, default=30)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -479,4 +486,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -49,6 +49,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from cli_errors import UserError
+
 from .io import Entity, read_entities, write_entities
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,10 @@ _STRUCTURAL_FIELDS = (
     "test_fraction",
     "seed",
 )
+
+
+class KgeConfigError(UserError, ValueError):
+    """Settings that cannot train, or that differ from those of the checkpoint being resumed."""
 
 
 @dataclass
@@ -144,29 +150,31 @@ class KgeConfig:
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+            raise KgeConfigError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.negative_sampling not in ("uniform", "bernoulli"):
-            raise ValueError(f"negative_sampling must be 'uniform' or 'bernoulli', got {self.negative_sampling!r}")
+            raise KgeConfigError(f"negative_sampling must be 'uniform' or 'bernoulli', got {self.negative_sampling!r}")
         if self.optimizer not in ("adam", "adagrad"):
-            raise ValueError(f"optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}")
+            raise KgeConfigError(f"optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}")
         if self.p_norm not in (1, 2):
-            raise ValueError(f"p_norm must be 1 or 2, got {self.p_norm!r}")
+            raise KgeConfigError(f"p_norm must be 1 or 2, got {self.p_norm!r}")
         for name in ("dim", "num_negatives", "batch_size", "eval_batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise KgeConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.relation_dim is not None and self.relation_dim < 1:
-            raise ValueError(f"relation_dim must be a positive integer or None, got {self.relation_dim!r}")
+            raise KgeConfigError(f"relation_dim must be a positive integer or None, got {self.relation_dim!r}")
         if self.epochs < 0 or self.eval_every < 0:
-            raise ValueError(f"epochs and eval_every must be >= 0, got {self.epochs!r} and {self.eval_every!r}")
+            raise KgeConfigError(f"epochs and eval_every must be >= 0, got {self.epochs!r} and {self.eval_every!r}")
         if self.margin <= 0 or self.learning_rate <= 0:
-            raise ValueError(f"margin and learning_rate must be > 0, got {self.margin!r} and {self.learning_rate!r}")
+            raise KgeConfigError(
+                f"margin and learning_rate must be > 0, got {self.margin!r} and {self.learning_rate!r}"
+            )
         if self.constraint_weight < 0:
-            raise ValueError(f"constraint_weight must be >= 0, got {self.constraint_weight!r}")
+            raise KgeConfigError(f"constraint_weight must be >= 0, got {self.constraint_weight!r}")
         for name in ("valid_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 0.5:
-                raise ValueError(f"{name} must be in [0, 0.5), got {getattr(self, name)!r}")
+                raise KgeConfigError(f"{name} must be in [0, 0.5), got {getattr(self, name)!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes!r}")
+            raise KgeConfigError(f"max_minutes must be > 0 or None, got {self.max_minutes!r}")
 
     @property
     def space_dim(self) -> int:
@@ -658,12 +666,12 @@ def train(
         state = torch.load(checkpoint_path, weights_only=True)
         mismatched = [name for name in _STRUCTURAL_FIELDS if state["config"][name] != getattr(config, name)]
         if mismatched:
-            raise ValueError(
+            raise KgeConfigError(
                 f"{checkpoint_path}: cannot resume, settings differ: "
                 + ", ".join(f"{n}={state['config'][n]!r} in checkpoint, {getattr(config, n)!r} now" for n in mismatched)
             )
         if state["fingerprint"] != graph.fingerprint:
-            raise ValueError(f"{checkpoint_path}: cannot resume, the checkpoint was trained on other triples")
+            raise KgeConfigError(f"{checkpoint_path}: cannot resume, the checkpoint was trained on other triples")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from cli_errors import UserError
+
 __all__ = [
     "Entity",
     "KgFormatError",
@@ -39,7 +41,7 @@ class Entity(NamedTuple):
     type: str
 
 
-class KgFormatError(ValueError):
+class KgFormatError(UserError, ValueError):
     """A malformed row in a triples or entity file; the message names the file and the 1-based line."""
 
 

@@ -1,8 +1,8 @@
 """``python -m metrics GOLD PRED [--format table|json] [--output report.json]``; see :mod:`metrics.cli`."""
 
-import sys
+from cli_errors import run_command
 
 from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -1,9 +1,12 @@
-"""``python -m metrics GOLD PRED``: score a JSON-lines prediction file against a gold one.
+"""``python -m metrics GOLD PRED``: score a prediction file against a gold one.
 
-Both files hold one record per line in the span schema, ``{"id": ..., "text": ..., "entities": [{"start", "end",
-"label"}]}``; prediction entities may name their type ``entity_group`` (pipeline and ``predict.py`` output), and
-``text`` is optional. Records are matched by ``id`` (compared as strings, so ``7`` and ``"7"`` are the same
-record). The table goes to stdout, the JSON report to ``--output``.
+Each file is read in any format ``predict.py --gold`` reads, detected from its content: JSON lines in the span
+schema, ``{"id": ..., "text": ..., "entities": [{"start", "end", "label"}]}`` (prediction entities may name their
+type ``entity_group``, as pipeline and ``predict.py`` output do, and ``text`` is optional), a CCKS file (records
+named ``<file stem>:<line>``, as ``predict.py`` names them) or a Label Studio export. Records are matched by ``id``
+(compared as strings, so ``7`` and ``"7"`` are the same record), and where both files give a record's text the
+texts must agree: the same ids on different texts mean the files were made from different inputs. A file without
+records is an error. The table goes to stdout, the JSON report to ``--output``.
 
 Bad input stops the run with a message naming the file and line (and the record id and entity index where there
 is one), never the record's text.
@@ -14,28 +17,76 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from .entity_scores import Span, format_report, normalize_span, score_entities
+from cli_errors import UserError, add_debug_flag
+
+from .entity_scores import Span, _class_of_type, format_report, normalize_span, score_entities
 
 logger = logging.getLogger(__name__)
 
 
-class InputFileError(ValueError):
-    """A JSON-lines input that cannot be scored; the message names the file and line."""
+class InputFileError(UserError, ValueError):
+    """An input that cannot be scored; the message names the file and line."""
 
 
-def read_span_records(path: str | Path) -> dict[str, list[Span]]:
-    """``{id: spans}`` from a span-schema JSON-lines file, in file order.
+@dataclass
+class ScoredRecord:
+    """What scoring needs of a record: its text (``None`` when the file does not give it) and its spans."""
+
+    text: str | None
+    spans: list[Span]
+
+
+def read_scored_records(path: str | Path) -> dict[str, ScoredRecord]:
+    """``{id: record}`` from a span-schema JSON-lines file, a CCKS file or a Label Studio export (detected from the
+    content), in file order. A file without records is an error."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16).removeprefix(b"\xef\xbb\xbf").lstrip()
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot read the file ({error.strerror})") from None
+    first_line = head.split(b"\n", 1)[0]
+    if head.startswith(b"["):
+        from datasets_scripts import read_label_studio
+
+        records = _from_reader(read_label_studio(path, strict=True).records)
+    elif b'"originalText"' in first_line and _is_json_object(first_line):
+        from datasets_scripts import read_ccks
+
+        records = _from_reader(read_ccks(path, strict=True).records)
+    else:
+        records = read_span_records(path)
+    if not records:
+        raise InputFileError(f"{path}: the file holds no records")
+    return records
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False  # the span-schema reader names the line and the problem
+
+
+def _from_reader(records) -> dict[str, ScoredRecord]:
+    return {
+        r["id"]: ScoredRecord(r["text"], [(e["start"], e["end"], e["label"]) for e in r["entities"]]) for r in records
+    }
+
+
+def read_span_records(path: str | Path) -> dict[str, ScoredRecord]:
+    """``{id: record}`` from a span-schema JSON-lines file, in file order.
 
     Blank lines are skipped and a byte-order mark at the start is ignored (CCKS files carry one). Raises
     :class:`InputFileError` for invalid JSON, a record that is not an object or lacks ``id`` or ``entities``, a
     repeated id, an invalid entity, or an entity ending past the end of ``text`` when the record has one.
     """
     path = Path(path)
-    records: dict[str, list[Span]] = {}
+    records: dict[str, ScoredRecord] = {}
     try:
         handle = path.open(encoding="utf-8-sig")
     except OSError as error:
@@ -73,24 +124,42 @@ def read_span_records(path: str | Path) -> dict[str, list[Span]]:
                         f"({len(text)} characters)"
                     )
                 spans.append(span)
-            records[record_id] = spans
+            records[record_id] = ScoredRecord(text if isinstance(text, str) else None, spans)
     return records
 
 
-def _pair_records(
-    gold: dict[str, list[Span]], predicted: dict[str, list[Span]], gold_path: str, predicted_path: str
+def pair_records(
+    gold: dict[str, ScoredRecord],
+    predicted: dict[str, ScoredRecord],
+    gold_path: str | Path,
+    predicted_path: str | Path,
+    every_prediction_in_gold: bool = True,
 ) -> list[str]:
-    """The ids to score, in gold order; an id found in only one file is an error naming it and the file."""
-    for ids, other, path, other_path in (
-        (gold, predicted, gold_path, predicted_path),
-        (predicted, gold, predicted_path, gold_path),
-    ):
+    """The ids to score, in gold order. An id found in only one file (a predicted id missing from gold is allowed
+    with ``every_prediction_in_gold=False``) or a record whose texts differ is an error naming the ids."""
+    pairs = [(gold, predicted, gold_path, predicted_path)]
+    if every_prediction_in_gold:
+        pairs.append((predicted, gold, predicted_path, gold_path))
+    for ids, other, path, other_path in pairs:
         lonely = [record_id for record_id in ids if record_id not in other]
         if lonely:
-            shown = ", ".join(repr(record_id) for record_id in lonely[:10])
-            more = f" and {len(lonely) - 10} more" if len(lonely) > 10 else ""
-            raise InputFileError(f"{len(lonely)} ids in {path} are missing from {other_path}: {shown}{more}")
+            raise InputFileError(f"{len(lonely)} ids in {path} are missing from {other_path}: {_some(lonely)}")
+    differ = [
+        record_id
+        for record_id, record in gold.items()
+        if None not in (record.text, predicted[record_id].text) and record.text != predicted[record_id].text
+    ]
+    if differ:
+        raise InputFileError(
+            f"{len(differ)} records have one text in {gold_path} and another in {predicted_path} (records are "
+            f"matched by id: were both made from the same input?): {_some(differ)}"
+        )
     return list(gold)
+
+
+def _some(ids: list[str]) -> str:
+    shown = ", ".join(repr(record_id) for record_id in ids[:10])
+    return shown + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
 def _read_classes(path: str) -> dict:
@@ -101,6 +170,10 @@ def _read_classes(path: str) -> dict:
         raise InputFileError(f"{path}: cannot read a JSON class mapping ({error})") from None
     if not isinstance(classes, dict):
         raise InputFileError(f"{path}: expected a JSON object mapping types to classes or classes to type lists")
+    try:
+        _class_of_type(classes)
+    except ValueError as error:  # a type in two classes
+        raise InputFileError(f"{path}: {error}") from None
     return classes
 
 
@@ -109,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m metrics", description="Entity-level scores of span predictions against gold spans."
     )
-    parser.add_argument("gold", help="gold JSON-lines file in the span schema")
-    parser.add_argument("predictions", help="predicted JSON-lines file (entities may use 'entity_group')")
+    parser.add_argument("gold", help="gold file: span-schema or CCKS JSON lines, or a Label Studio export")
+    parser.add_argument("predictions", help="predictions, in the same formats (entities may use 'entity_group')")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="what to print (default: table)")
     parser.add_argument("--output", help="write the JSON report to this file")
     parser.add_argument("--classes", help="JSON file mapping type -> class or class -> [types], for per-class scores")
@@ -118,29 +191,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--entity-types", help="comma-separated types to report first and in this order (default: all seen, sorted)"
     )
     parser.add_argument("--digits", type=int, default=4, help="decimals in the table (default: 4)")
+    add_debug_flag(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 on success, 2 on bad input)."""
+    """Run the command line; bad input raises :class:`InputFileError` (``python -m metrics`` reports it)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        gold = read_span_records(args.gold)
-        predicted = read_span_records(args.predictions)
-        ids = _pair_records(gold, predicted, args.gold, args.predictions)
-        classes = _read_classes(args.classes) if args.classes else None
-        entity_types = [name.strip() for name in args.entity_types.split(",")] if args.entity_types else None
-        report = score_entities(
-            [gold[record_id] for record_id in ids],
-            [predicted[record_id] for record_id in ids],
-            entity_types=entity_types,
-            classes=classes,
-            record_ids=ids,
-        )
-    except ValueError as error:  # InputFileError included; also a type placed in two classes
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    for name, path in (("GOLD", args.gold), ("PRED", args.predictions)):
+        if args.output and Path(args.output).resolve() == Path(path).resolve():
+            raise InputFileError(f"--output {args.output} is {name}: choose another path for the report")
+    gold = read_scored_records(args.gold)
+    predicted = read_scored_records(args.predictions)
+    ids = pair_records(gold, predicted, args.gold, args.predictions)
+    classes = _read_classes(args.classes) if args.classes else None
+    entity_types = [name.strip() for name in args.entity_types.split(",")] if args.entity_types else None
+    report = score_entities(
+        [gold[record_id].spans for record_id in ids],
+        [predicted[record_id].spans for record_id in ids],
+        entity_types=entity_types,
+        classes=classes,
+        record_ids=ids,
+    )
     print(report.to_json() if args.format == "json" else format_report(report, digits=args.digits))
     if args.output:
         Path(args.output).write_text(report.to_json() + "\n", encoding="utf-8")

@@ -19,6 +19,7 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from seqeval.scheme import IOB2
 
 import metrics
+from cli_errors import run_command
 from metrics import Score, format_report, normalize_span, score_entities
 from metrics.cli import main
 from modeling.tagging import resolve_overlaps, spans_to_tags
@@ -392,6 +393,13 @@ def write_jsonl(path: Path, records: list) -> Path:
     return path
 
 
+def exit_status(command, argv: list[str]) -> int:
+    """The exit status of ``command`` run through its ``__main__`` wrapper."""
+    with pytest.raises(SystemExit) as stopped:
+        run_command(command, argv)
+    return stopped.value.code
+
+
 def records_of(spans_per_record: list, text: str = SECRET) -> list[dict]:
     return [{"id": f"r{i}", "text": text, "entities": spans} for i, spans in enumerate(spans_per_record)]
 
@@ -467,12 +475,72 @@ def test_cli_bad_input_names_file_and_line_never_text(tmp_path, capsys, gold_lin
     gold.write_text("\ufeff" + "\n".join(gold_lines) + "\n", encoding="utf-8")
     pred.write_text("\n".join(pred_lines or ['{"id": "r0", "entities": []}']) + "\n", encoding="utf-8")
 
-    assert main([str(gold), str(pred)]) == 2
+    assert exit_status(main, [str(gold), str(pred)]) == 2
     error = capsys.readouterr().err
     assert message.format(gold=gold, pred=pred) in error
     assert SECRET not in error
 
 
 def test_cli_missing_file(tmp_path, capsys):
-    assert main([str(tmp_path / "absent.jsonl"), str(tmp_path / "absent.jsonl")]) == 2
+    assert exit_status(main, [str(tmp_path / "absent.jsonl"), str(tmp_path / "absent.jsonl")]) == 2
     assert "absent.jsonl: cannot read the file" in capsys.readouterr().err
+
+
+def test_cli_refuses_same_ids_on_different_texts(tmp_path, capsys):
+    # Two files made from different inputs share ids r0, r1, ... by chance: scoring them would be meaningless.
+    gold = write_jsonl(tmp_path / "gold.jsonl", records_of(GOLD, text="左乳肿块，化疗6周期后"))
+    pred = write_jsonl(tmp_path / "pred.jsonl", records_of(GOLD, text=SECRET))
+    assert exit_status(main, [str(gold), str(pred)]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"error: 3 records have one text in {gold} and another in {pred} (records are matched by id: were both made"
+        " from the same input?): 'r0', 'r1', 'r2'\n"
+    )
+    assert SECRET not in error
+
+
+@pytest.mark.parametrize("empty", ["gold", "pred"])
+def test_cli_refuses_a_file_without_records(tmp_path, capsys, empty):
+    files = {name: write_jsonl(tmp_path / f"{name}.jsonl", records_of(GOLD)) for name in ("gold", "pred")}
+    files[empty].write_text("\ufeff\n\n", encoding="utf-8")
+    assert exit_status(main, [str(files["gold"]), str(files["pred"])]) == 2
+    assert capsys.readouterr().err == f"error: {files[empty]}: the file holds no records\n"
+
+
+def test_cli_reads_ccks_and_label_studio_gold(tmp_path, capsys):
+    from datasets_scripts.fixtures import write_ccks
+
+    text = "右乳癌术后，化疗6周期。"
+    write_ccks(tmp_path / "gold.jsonl", [{"text": text, "entities": [{"start": 0, "end": 3, "label": "Disease"}]}])
+    pred = write_jsonl(
+        tmp_path / "pred.jsonl",
+        [{"id": "gold:1", "text": text, "entities": [{"start": 0, "end": 3, "label": "Disease"}]}],
+    )
+    assert exit_status(main, [str(tmp_path / "gold.jsonl"), str(pred), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["micro"]["f1"] == 1.0
+
+    export = [
+        {
+            "id": 4,
+            "data": {"text": text},
+            "annotations": [
+                {
+                    "result": [
+                        {"type": "labels", "value": {"start": 0, "end": 3, "text": "右乳癌", "labels": ["Nodule"]}}
+                    ]
+                }
+            ],
+        }
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
+    pred = write_jsonl(tmp_path / "pred.jsonl", [{"id": 4, "text": text, "entities": []}])
+    assert exit_status(main, [str(tmp_path / "export.json"), str(pred), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["micro"]["support"] == 1
+
+
+def test_cli_output_equal_to_an_input_keeps_the_input(tmp_path, capsys):
+    gold = write_jsonl(tmp_path / "gold.jsonl", records_of(GOLD))
+    before = gold.read_bytes()
+    assert exit_status(main, [str(gold), str(gold), "--output", str(gold)]) == 2
+    assert capsys.readouterr().err == f"error: --output {gold} is GOLD: choose another path for the report\n"
+    assert gold.read_bytes() == before

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from transformers.utils import logging as hf_logging
 
 import predict
+from cli_errors import run_command
 from datasets_scripts import load_breast_cancer
 from modeling.pipeline_clinical_ner import save_for_hub
 
@@ -46,7 +49,10 @@ def model_dir(tmp_path_factory):
 
 
 def run(model_dir, *args) -> int:
-    return predict.main([str(model_dir), *map(str, args), "--no-progress"])
+    """The exit status of the command, run in this process through its ``__main__`` wrapper."""
+    with pytest.raises(SystemExit) as stopped:
+        run_command(predict.main, [str(model_dir), *map(str, args), "--no-progress"])
+    return stopped.value.code
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -217,7 +223,7 @@ def test_not_utf8_text_names_the_file(model_dir, tmp_path, capsys):
     path = tmp_path / "latin.txt"
     path.write_bytes(b"ok\n" + "caf\u00e9".encode("latin-1") + b"\n")
     assert run(model_dir, path, "-o", tmp_path / "out.jsonl") == 2
-    assert "latin.txt: not UTF-8 text near line" in capsys.readouterr().err
+    assert "latin.txt:2: not UTF-8 text (byte 3 of the line)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -238,3 +244,197 @@ def test_two_processes_under_accelerate_write_the_single_process_output(model_di
     assert "wrote 11 records" in result.stdout and "(2 processes)" in result.stdout, result.stdout
     assert (tmp_path / "multi.jsonl").read_text() == (tmp_path / "single.jsonl").read_text()
     assert (tmp_path / "multi.json").read_text() == (tmp_path / "single.json").read_text()
+
+    # --resume under two processes: what a run killed after 4 records and in the middle of the 5th left behind
+    lines = (tmp_path / "single.jsonl").read_bytes().splitlines(keepends=True)
+    (tmp_path / "resumed.jsonl.partial").write_bytes(b"".join(lines[:4]) + lines[4][:10])
+    resume = [*command, "--resume"]
+    resume[resume.index(str(tmp_path / "multi.jsonl"))] = str(tmp_path / "resumed.jsonl")
+    resume[resume.index(str(tmp_path / "multi.json"))] = str(tmp_path / "resumed.json")
+    result = subprocess.run(
+        resume, env=env, capture_output=True, text=True, timeout=600, cwd=Path(predict.__file__).parent
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "single.jsonl").read_text()
+    assert (tmp_path / "resumed.json").read_text() == (tmp_path / "single.json").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- nothing lost
+
+
+def records_file(tmp_path, count: int = 4, name: str = "records.jsonl") -> Path:
+    return write_jsonl(tmp_path / name, [{"id": f"r{i}", "text": TEXTS[i % len(TEXTS)]} for i in range(count)])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["-o", "{input}"], "--output {input} is the same file as the input"),
+        (["-o", "{out}", "--label-studio", "{input}"], "--label-studio {input} is the same file as the input"),
+        (["-o", "{out}", "--label-studio", "{out}"], "--label-studio {out} is the same file as --output"),
+        (["-o", "{out}", "--gold", "{gold}", "--metrics-output", "{gold}"], "is the same file as --gold"),
+        (["-o", "{gold}", "--gold", "{gold}"], "--output {gold} is the same file as --gold"),
+    ],
+)
+def test_an_output_equal_to_an_input_is_refused_and_the_input_kept(model_dir, tmp_path, capsys, flags, message):
+    source = records_file(tmp_path)
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": f"r{i}", "text": TEXTS[i], "entities": []} for i in range(4)])
+    before = {path: path.read_bytes() for path in (source, gold)}
+    names = {"input": source, "out": tmp_path / "out.jsonl", "gold": gold}
+    assert run(model_dir, source, *(flag.format(**names) for flag in flags)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.format(**names) in err, err
+    assert {path: path.read_bytes() for path in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gold.jsonl", "records.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("content", "flags", "message"),
+    [
+        (
+            b'{"id": "a", "text": "x"}\n' + "caf\u00e9".encode("latin-1") + b"\n",
+            [],
+            "records.jsonl:2: not UTF-8 text (byte 3 of the line)",
+        ),
+        (b'{"id": "a", "text": "x"}\n{"id": "b", "text": \n', [], "records.jsonl:2: invalid JSON"),
+        (b'{"id": "a", "text": "x"}\n', ["--max-length", "2"], "--max-length/--stride: max_length must leave room"),
+        (b'{"id": "a", "text": "x"}\n', ["--stride", "99"], "--max-length/--stride: stride must be in"),
+        (b"\n\n", [], "the input holds no records"),
+    ],
+)
+def test_a_failed_run_keeps_an_existing_output_byte_for_byte(model_dir, tmp_path, capsys, content, flags, message):
+    source = tmp_path / "records.jsonl"
+    source.write_bytes(content)
+    output, tasks = tmp_path / "out.jsonl", tmp_path / "tasks.json"
+    output.write_bytes(b"previous predictions\n")
+    tasks.write_bytes(b"[previous tasks]")
+    assert run(model_dir, source, "-o", output, "--label-studio", tasks, *flags) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of the model's loading
+    assert err.startswith("error: ") and message in err, err
+    assert output.read_bytes() == b"previous predictions\n" and tasks.read_bytes() == b"[previous tasks]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "records.jsonl", "tasks.json"]
+
+
+def test_a_mistyped_model_path_is_one_line(tmp_path, capsys):
+    source = records_file(tmp_path)
+    assert run(tmp_path / "no-such-model", source, "-o", tmp_path / "out.jsonl") == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'no-such-model'}: no such model folder\n"
+    (tmp_path / "empty").mkdir()
+    assert run(tmp_path / "empty", source, "-o", tmp_path / "out.jsonl") == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'empty'}: not a model folder (no config.json)\n"
+
+
+def test_a_lone_surrogate_is_named_by_id_and_can_be_skipped(model_dir, tmp_path, capsys):
+    source = tmp_path / "records.jsonl"
+    source.write_text(
+        '{"id": "a", "text": "药物"}\n{"id": "bad-7", "text": "' + SECRET + '\\ud800"}\n{"id": "c", "text": "时间"}\n',
+        encoding="utf-8",
+    )
+    output = tmp_path / "out.jsonl"
+    assert run(model_dir, source, "-o", output) == 2
+    err = capsys.readouterr().err
+    assert f"error: {source}:2: record 'bad-7': the text holds a lone surrogate at character 7" in err
+    assert SECRET not in err and not output.exists()
+
+    assert run(model_dir, source, "-o", output, "--on-error", "skip", "--label-studio", tmp_path / "ls.json") == 0
+    captured = capsys.readouterr()
+    assert [r["id"] for r in read_jsonl(output)] == ["a", "c"]
+    assert [t["data"]["record_id"] for t in json.loads((tmp_path / "ls.json").read_text())] == ["a", "c"]
+    assert "left out 1 records the model rejected: 'bad-7'" in captured.err
+    assert SECRET not in captured.err + captured.out
+
+
+def test_a_record_the_model_rejects_stops_then_resume_can_skip_it(model_dir, tmp_path, capsys, monkeypatch):
+    rejected = "物" * 5
+
+    class RejectingPipeline:
+        """The real pipeline, except that it raises on one text (as a tokenizer or model might)."""
+
+        def __init__(self, pipe):
+            self.pipe = pipe
+
+        def __getattr__(self, name):
+            return getattr(self.pipe, name)
+
+        def __call__(self, texts, **kwargs):
+            if rejected in ([texts] if isinstance(texts, str) else texts):
+                raise RuntimeError(f"cannot tag {rejected}")  # the text in the message must not reach the user
+            return self.pipe(texts, **kwargs)
+
+    real_load = predict.load_pipeline
+    monkeypatch.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args)))
+    rows = [{"id": f"r{i}", "text": rejected if i == 3 else TEXTS[i % 4]} for i in range(6)]
+    source = write_jsonl(tmp_path / "records.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    assert run(model_dir, source, "-o", output, "--chunk-size", "2") == 2
+    err = capsys.readouterr().err
+    assert f"error: {source}:4: record 'r3': the model rejected it (RuntimeError)" in err and rejected not in err
+    assert not output.exists() and [r["id"] for r in read_jsonl(tmp_path / "out.jsonl.partial")] == ["r0", "r1", "r2"]
+
+    assert run(model_dir, source, "-o", output, "--chunk-size", "2", "--resume", "--on-error", "skip") == 0
+    assert [r["id"] for r in read_jsonl(output)] == ["r0", "r1", "r2", "r4", "r5"]
+    assert "left out 1 records the model rejected: 'r3'" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_a_folder_of_json_lines_and_label_studio_files_is_read_as_such(model_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", [{"id": "a1", "text": TEXTS[0]}, {"text": TEXTS[2]}])
+    (folder / "b.json").write_text(json.dumps([{"id": 5, "data": {"text": TEXTS[3]}}]), encoding="utf-8")
+    (folder / "notes.md").write_text("时间", encoding="utf-8")
+    assert run(model_dir, folder, "-o", tmp_path / "out.jsonl") == 0
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert [(r["id"], spans_of(r)) for r in out] == [("a1", EXPECTED[0]), ("a:2", EXPECTED[2]), ("5", EXPECTED[3])]
+
+
+def test_partial_results_are_never_silently_reused(model_dir, tmp_path, capsys):
+    source = records_file(tmp_path)
+    output = tmp_path / "out.jsonl"
+    partial = tmp_path / "out.jsonl.partial"
+    partial.write_text(json.dumps({"id": "r0", "text": TEXTS[0], "entities": []}, ensure_ascii=False) + "\n")
+    assert run(model_dir, source, "-o", output) == 2
+    assert "out.jsonl.partial holds the results of an interrupted run: --resume continues it" in capsys.readouterr().err
+    partial.write_text(json.dumps({"id": "r0", "text": "changed", "entities": []}) + "\n")
+    assert run(model_dir, source, "-o", output, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "out.jsonl.partial:1: record 'r0' differs from the input; the input changed" in err, err
+    assert not output.exists()
+
+
+def test_sigkill_leaves_no_output_and_resume_finishes_it_identically(model_dir, tmp_path):
+    rows = [{"id": f"r{i}", "text": TEXTS[i % 3] * (1 + i % 3)} for i in range(200)]
+    source = write_jsonl(tmp_path / "records.jsonl", rows)
+    assert run(model_dir, source, "-o", tmp_path / "whole.jsonl", "--label-studio", tmp_path / "whole.json") == 0
+
+    output, tasks, partial = tmp_path / "out.jsonl", tmp_path / "out.json", tmp_path / "out.jsonl.partial"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(Path(predict.__file__)), str(model_dir), str(source), "-o", str(output),
+               "--label-studio", str(tasks), "--chunk-size", "1", "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while process.poll() is None and (not partial.exists() or partial.read_bytes().count(b"\n") < 10):
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not output.exists() and not tasks.exists()
+    assert 10 <= partial.read_bytes().count(b"\n") < len(rows)
+
+    assert run(model_dir, source, "-o", output, "--label-studio", tasks, "--resume") == 0
+    assert output.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert tasks.read_bytes() == (tmp_path / "whole.json").read_bytes()
+    assert not partial.exists()
+
+
+def test_gold_with_other_texts_for_the_same_ids_is_refused_before_predicting(model_dir, tmp_path, capsys):
+    source = records_file(tmp_path)
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": f"r{i}", "text": SECRET, "entities": []} for i in range(4)])
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", gold) == 2
+    err = capsys.readouterr().err
+    assert f"error: 4 records have one text in {gold} and another in the input" in err and SECRET not in err
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.jsonl.partial").exists()
+    gold.write_text("", encoding="utf-8")
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", gold) == 2
+    assert f"error: {gold}: the file holds no records" in capsys.readouterr().err

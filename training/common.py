@@ -10,6 +10,7 @@ import logging
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import HfArgumentParser
 from transformers.trainer_pt_utils import get_parameter_names
 
+from cli_errors import UserError, add_debug_flag
 from modeling.crf import ConditionalRandomField
 
 logger = logging.getLogger(__name__)
@@ -31,9 +33,17 @@ CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "training_state.json"
 # Parameter names never decayed, as transformers' Trainer.get_decay_parameter_names has them.
 NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+RUN_ARGUMENTS_FILE = "run_arguments.json"  # in CHECKPOINTS_DIR: the configuration that wrote the checkpoints
+# What training runs leave in their output folders: --overwrite_output_dir clears only a folder holding one of them.
+TRAINING_OUTPUTS = ("training_args.json", CHECKPOINTS_DIR, "logs", "checkpoint.pt", "kge_config.json")
+# Arguments that steer a run without changing what it trains: a resumed run may change them.
+RESUMABLE_CHANGES = frozenset(
+    {"output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps", "sample_text", "push_to_hub",
+     "hub_model_id", "per_device_eval_batch_size", "max_bad_fraction"}
+)  # fmt: skip
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(UserError, ValueError):
     """A training configuration that cannot work; raised before any training starts."""
 
 
@@ -48,6 +58,7 @@ def parse_arguments(dataclass_types, argv: list[str] | None = None, description:
     known, remaining = pre.parse_known_args(argv)
     parser = HfArgumentParser(dataclass_types, description=description)
     parser.add_argument("--config", type=Path, help="YAML or JSON file with any of the arguments below")
+    add_debug_flag(parser)
     if known.config is not None:
         if not known.config.is_file():
             raise ConfigurationError(f"configuration file {known.config} does not exist")
@@ -85,17 +96,19 @@ class JsonLinesTracker(GeneralTracker):
 
     def __init__(self, run_name: str, logging_dir: str | Path):
         super().__init__()
+        # The folder is made at the first write, not here: a run that stops before training leaves no trace.
         self.path = Path(logging_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @property
     def tracker(self):
         return self.path
 
     def store_init_configuration(self, values: dict):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         (self.path.parent / "config.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
 
     def log(self, values: dict, step: int | None = None, **kwargs):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, **values}, default=float) + "\n")
 
@@ -239,6 +252,103 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
     return path
 
 
+def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str) -> None:
+    """Before anything is written: a non-empty output folder is refused unless the run continues it (``resuming``)
+    or replaces it (``overwrite``, only a training run's folder); see :func:`clear_output_dir`."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigurationError(f"output folder {output_dir} is a file")
+    if resuming or not output_dir.is_dir():
+        return
+    entries = sorted(entry.name for entry in output_dir.iterdir())
+    if not entries:
+        return
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    if not overwrite:
+        raise ConfigurationError(
+            f"output folder {output_dir} is not empty ({shown}): --overwrite_output_dir replaces it, {resume_flag} "
+            "continues the run it holds, or choose another folder"
+        )
+    if not set(entries) & set(TRAINING_OUTPUTS):
+        raise ConfigurationError(
+            f"output folder {output_dir} holds files no training run wrote ({shown}): --overwrite_output_dir replaces "
+            "only a training run's output; choose another folder"
+        )
+
+
+def clear_output_dir(output_dir: Path) -> None:
+    """``--overwrite_output_dir``: the previous run's files go, so that none of them (a test report, checkpoints of
+    another configuration) is taken for this run's."""
+    if not output_dir.is_dir():
+        return
+    for entry in output_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def run_arguments(*argument_objects) -> dict:
+    """The arguments of a run as plain JSON values, to compare with those of the run a checkpoint came from."""
+    values = {}
+    for arguments in argument_objects:
+        values.update(dataclasses.asdict(arguments))
+    return json.loads(json.dumps(values, default=str))
+
+
+def write_run_arguments(output_dir: Path, arguments: dict) -> None:
+    folder = output_dir / CHECKPOINTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_ARGUMENTS_FILE).write_text(json.dumps(arguments, indent=2), encoding="utf-8")
+
+
+def check_checkpoint_arguments(checkpoint: Path, arguments: dict) -> None:
+    """A checkpoint is resumed only by the configuration that wrote it; otherwise say what differs."""
+    saved_path = checkpoint.parent / RUN_ARGUMENTS_FILE
+    if not saved_path.is_file():
+        raise ConfigurationError(
+            f"{checkpoint}: no {RUN_ARGUMENTS_FILE} beside it, so its configuration is unknown: train afresh"
+        )
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    differ = [
+        f"{name} {saved.get(name)!r} there, {arguments.get(name)!r} now"
+        for name in sorted(set(saved) | set(arguments))
+        if name not in RESUMABLE_CHANGES and saved.get(name) != arguments.get(name)
+    ]
+    if differ:
+        raise ConfigurationError(
+            f"{checkpoint} was written by another configuration ({'; '.join(differ)}): resume with the same "
+            "arguments, or train afresh in another folder"
+        )
+
+
+def prepare_output_dir(accelerator: Accelerator, output_dir: Path, overwrite: bool, arguments: dict) -> None:
+    """After :func:`check_output_dir` and before anything else is written: clear the folder for
+    ``--overwrite_output_dir`` and record the run's arguments beside its checkpoints (main process)."""
+    if accelerator.is_main_process:
+        if overwrite:
+            clear_output_dir(output_dir)
+        write_run_arguments(output_dir, arguments)
+    accelerator.wait_for_everyone()
+
+
+def check_dropped_records(report, source: str, max_bad_fraction: float) -> None:
+    """Stop before training when a reader dropped more than ``max_bad_fraction`` of the records of ``source``, or
+    kept none; the message counts the records dropped per reason (the log names each one)."""
+    total = report.records + report.records_skipped
+    reasons = Counter(problem.kind for problem in report.problems if problem.entity is None)
+    why = ", ".join(f"{kind} {count}" for kind, count in sorted(reasons.items()))
+    if report.records == 0:
+        dropped = f" ({report.records_skipped} dropped: {why})" if report.records_skipped else ""
+        raise ConfigurationError(f"{source}: no usable record{dropped}")
+    if report.records_skipped > max_bad_fraction * total:
+        raise ConfigurationError(
+            f"{source}: {report.records_skipped} of {total} records dropped ({why}), more than --max_bad_fraction "
+            f"{max_bad_fraction}: fix the file (the log names each record) or raise --max_bad_fraction"
+        )
+    if report.records_skipped:
+        logger.warning("%s: %d of %d records dropped (%s)", source, report.records_skipped, total, why)
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, keep: int = 2) -> Path:
     """``save_state`` plus our own counters, keeping the ``keep`` newest checkpoints."""
     folder = output_dir / CHECKPOINTS_DIR / f"step_{state['step']}"
@@ -263,6 +373,13 @@ def write_arguments(output_dir: Path, *argument_objects) -> None:
     for arguments in argument_objects:
         values.update(dataclasses.asdict(arguments))
     (output_dir / "training_args.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
+
+
+def not_loadable(error: OSError) -> str:
+    """Why ``from_pretrained`` failed, in one line: not a local folder, and the Hub did not have it (or was not
+    reachable); transformers' own message follows."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"not a model folder here, and it could not be loaded from the Hub ({first})"
 
 
 def check_hub_arguments(push_to_hub: bool, hub_model_id: str | None) -> None:

@@ -1,0 +1,146 @@
+"""The training scripts never overwrite a folder by accident: a non-empty output folder is refused unless
+--overwrite_output_dir (which clears a previous run's files) or a checkpoint of the same configuration is resumed;
+a corpus that loses too many records stops before training, with the count per reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import train_kge
+import train_mlm
+import train_ner
+from datasets_scripts.fixtures import simulated_ccks_records, write_ccks
+from training.common import ConfigurationError, parse_arguments, run_arguments
+
+from .test_training import TINY, corpora, ner_args  # noqa: F401 (corpora is a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def previous_model(folder: Path) -> Path:
+    """What another run left: a model, its test report and a checkpoint."""
+    (folder / "checkpoints" / "step_9").mkdir(parents=True)
+    (folder / "checkpoints" / "step_9" / "training_state.json").write_text('{"step": 9}')
+    (folder / "model.safetensors").write_bytes(b"other model")
+    (folder / "test_results.json").write_text('{"f1": 0.9}')
+    (folder / "training_args.json").write_text('{"variant": "crf"}')
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("script", "argv"),
+    [
+        ("train_ner", lambda c, out: ner_args(c, out)),
+        ("train_ner", lambda c, out: ner_args(c, out, "--resume_from_checkpoint=latest", "--variant=crf")),
+        ("train_mlm", lambda c, out: [f"--train_files={c['breast']}", f"--output_dir={out}"]),
+        ("train_kge", lambda c, out: ["--triples", str(c["triples"]), "--output-dir", str(out)]),
+    ],
+    ids=["ner", "ner-resume-latest-without-checkpoint", "mlm", "kge"],
+)
+def test_a_non_empty_output_folder_is_untouched_without_the_flag(corpora, tmp_path, script, argv):  # noqa: F811
+    corpora = {**corpora, "triples": tmp_path / "t.tsv"}
+    corpora["triples"].write_text("高血压\t症状\t头晕\n", encoding="utf-8")
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "model.safetensors").write_bytes(b"someone's model")
+    (output / "notes.txt").write_text("keep me")
+    if "resume" in " ".join(argv(corpora, output)):
+        (output / "model.safetensors").unlink()  # --resume_from_checkpoint latest without any checkpoint
+    before = snapshot(output)
+    with pytest.raises(ConfigurationError, match=rf"output folder {output} is not empty \(.*notes.txt\): "):
+        {"train_ner": train_ner, "train_mlm": train_mlm, "train_kge": train_kge}[script].main(argv(corpora, output))
+    assert snapshot(output) == before
+
+
+def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):  # noqa: F811
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "thesis.tex").write_text("years of work")
+    with pytest.raises(ConfigurationError, match="holds files no training run wrote"):
+        train_ner.main(ner_args(corpora, output, "--overwrite_output_dir"))
+    assert snapshot(output) == {"thesis.tex": b"years of work"}
+
+
+def test_overwrite_output_dir_replaces_the_previous_run(corpora, tmp_path):  # noqa: F811
+    output = previous_model(tmp_path / "out")
+    train_ner.main(ner_args(corpora, output, "--overwrite_output_dir", "--max_steps=1", "--early_stopping_patience=0"))
+    files = {p.name for p in output.iterdir()}
+    assert "checkpoints" in files and not (output / "checkpoints" / "step_9").exists()
+    assert (output / "test_results.json").read_text() != '{"f1": 0.9}'  # this run's test scores
+    assert (output / "model.safetensors").read_bytes() != b"other model"
+    assert json.loads((output / "training_args.json").read_text())["variant"] == "dgcnn-bilstm-mha-crf"
+
+
+def test_resuming_a_checkpoint_of_another_configuration_says_what_differs(corpora, tmp_path):  # noqa: F811
+    output = previous_model(tmp_path / "out")
+    other = parse_arguments(
+        (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments),
+        ner_args(corpora, output, "--variant=crf", "--max_length=96"),
+    )
+    train_ner.validate_arguments(*other)
+    (output / "checkpoints" / "run_arguments.json").write_text(json.dumps(run_arguments(*other)))
+    before = snapshot(output)
+    with pytest.raises(ConfigurationError) as caught:
+        train_ner.main(ner_args(corpora, output, "--resume_from_checkpoint=latest"))
+    assert str(caught.value) == (
+        f"{output / 'checkpoints' / 'step_9'} was written by another configuration (max_length 96 there, 64 now; "
+        "variant 'crf' there, 'dgcnn-bilstm-mha-crf' now): resume with the same arguments, or train afresh in "
+        "another folder"
+    )
+    assert snapshot(output) == before
+
+
+def ccks_with_bad_lines(path: Path, good: int, bad: int) -> Path:
+    write_ccks(path, simulated_ccks_records(good, seed=3), crlf=False, trailing_empty_line=False)
+    with path.open("a", encoding="utf-8") as handle:
+        for index in range(bad):
+            handle.write('\n{"originalText": "患者张三' if index % 2 else '\n{"entities": []}')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "message"),
+    [
+        (
+            3,
+            7,
+            r"ccks.jsonl: 7 of 10 records dropped \(bad_json 3, missing_field 4\), more than --max_bad_fraction 0.05",
+        ),
+        (0, 4, r"ccks.jsonl: no usable record \(4 dropped: bad_json 2, missing_field 2\)"),
+        (0, 0, r"ccks.jsonl: no usable record$"),
+    ],
+)
+def test_a_corpus_losing_too_many_records_stops_before_training(tmp_path, good, bad, message):
+    path = ccks_with_bad_lines(tmp_path / "ccks.jsonl", good, bad)
+    if not good and not bad:
+        path.write_bytes(b"")
+    output = tmp_path / "out"
+    argv = ["--corpus=ccks2019", f"--train_file={path}", "--dev_fraction=0.2", f"--output_dir={output}", *TINY]
+    with pytest.raises(ConfigurationError, match=message):
+        train_ner.main(argv)
+    assert not output.exists()
+
+
+def test_max_bad_fraction_lets_a_known_share_through(tmp_path):
+    path = ccks_with_bad_lines(tmp_path / "ccks.jsonl", 10, 1)
+    argv = ["--corpus=ccks2019", f"--train_file={path}", "--dev_fraction=0.2", f"--output_dir={tmp_path / 'out'}"]
+    with pytest.raises(ConfigurationError, match=r"1 of 11 records dropped \(missing_field 1\)"):
+        train_ner.main([*argv, *TINY])
+    corpus, _, _ = train_ner.load_corpus(
+        parse_arguments((train_ner.DataArguments,), [*argv[:3], "--max_bad_fraction=0.1"])[0], seed=0
+    )
+    assert len(corpus["train"]) + len(corpus["validation"]) == 10
+
+
+def test_the_demo_replaces_its_own_output_when_run_again():
+    *_, train_args = parse_arguments(
+        (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments), ["--config", "configs/demo.yaml"]
+    )
+    assert train_args.overwrite_output_dir and train_args.output_dir == "outputs/demo"
