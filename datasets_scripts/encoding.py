@@ -11,10 +11,9 @@ one is kept by :func:`modeling.tagging.resolve_overlaps` (the longest in charact
 then the label that sorts first) and the others are *dropped*. Both are counted per type in
 :class:`EncodingStats` and logged with record id and offsets only.
 
-Decoding merges per-window tag paths with :func:`modeling.tagging.merge_window_tags` (each token from the window
-where it has the most context) and maps the spans back to characters. That merge reproduces an entity crossing a
-window edge only if the owning windows never meet at a window's first or last token: ``stride >= 1`` for BIO and
-``stride >= 2`` for BIOES, which :class:`WindowEncoder` enforces.
+Decoding merges per-window tag paths with :func:`modeling.tagging.merge_windows`, the merge the ``clinical-ner``
+pipeline uses (consecutive windows joined where they agree, so the merged entities are entities the windows
+decoded, or stitched where both windows continue them), and maps the spans back to characters.
 """
 
 from __future__ import annotations
@@ -32,11 +31,10 @@ from modeling.tagging import (
     build_label_list,
     char_to_token_spans,
     check_scheme,
-    merge_window_tags,
+    merge_windows,
     plan_windows,
     resolve_overlaps,
     spans_to_tags,
-    tags_to_spans,
     token_to_char_spans,
     window_spans,
 )
@@ -306,8 +304,8 @@ class WindowEncoder:
         if any(offset is None for offset in record_offsets):
             raise ValueError("the windows do not cover the record's tokens without gaps")
         windows_planned = [(start, start + len(tags)) for start, tags, _ in pieces]
-        tags = merge_window_tags(windows_planned, [tags for _, tags, _ in pieces], num_tokens)
-        return sorted(token_to_char_spans(tags_to_spans(tags, self.scheme), record_offsets))
+        spans, _ = merge_windows(windows_planned, [tags for _, tags, _ in pieces], num_tokens, self.scheme)
+        return sorted(token_to_char_spans(spans, record_offsets))
 
 
 def encode_dataset(dataset: datasets.Dataset, encoder: WindowEncoder, *, batch_size: int = 64) -> datasets.Dataset:

@@ -185,3 +185,15 @@ def test_dataset_map_and_long_record_round_trip():
         kept = {span for span in gold if (record["id"], *span) not in skipped}
         assert set(decoded[index]) == kept
     assert encoder.stats.unrepresentable == {}
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_evaluation_merge_invents_no_entity_where_windows_disagree(char_tokenizer, scheme):
+    """Training evaluation merges windows as the pipeline does: windows (0, 6) and (3, 9), the first seeing an entity
+    start at its edge and the second none, give no entity (the old merge gave tokens 4-5 as B-Drug, O)."""
+    encoder = WindowEncoder(char_tokenizer, TYPES, scheme=scheme, max_length=8, stride=3)
+    _, rows = _round_trip(encoder, "患者乳腺结节化疗阴", [])
+    assert [(row["window_start"], len(row["input_ids"]) - 2) for row in rows] == [(0, 6), (3, 6)]
+    first = ["O", "O", "O", "O", "B-Drug", "I-Drug" if scheme == "BIO" else "E-Drug"]
+    paths = [[encoder.label2id[tag] for tag in first], [0] * 6]
+    assert encoder.decode_record(rows, paths) == []
