@@ -236,8 +236,16 @@ class WindowEncoder:
         offsets: Sequence[tuple[int, int]],
         record_id: str,
     ) -> list[dict[str, list]]:
-        """Windows of one record already tokenised without special tokens."""
+        """Windows of one record already tokenised without special tokens.
+
+        A record without tokens (an empty text, or whitespace that a WordPiece tokenizer drops) gets no window: the
+        CRF has nothing to score there (its likelihood needs a token per sequence), and decoding gives it no
+        entities. Its gold entities are still counted, as not representable.
+        """
         token_spans = self.token_spans(text, spans, offsets, record_id)
+        if not input_ids:
+            self.stats.records += 1
+            return []
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         windows = []
         for start, end in plan_windows(len(input_ids), self.window, self.stride):

@@ -197,3 +197,32 @@ def test_evaluation_merge_invents_no_entity_where_windows_disagree(char_tokenize
     first = ["O", "O", "O", "O", "B-Drug", "I-Drug" if scheme == "BIO" else "E-Drug"]
     paths = [[encoder.label2id[tag] for tag in first], [0] * 6]
     assert encoder.decode_record(rows, paths) == []
+
+
+@pytest.mark.parametrize("tokenizer_name", ["char_tokenizer", "wordpiece_tokenizer"])
+def test_records_without_tokens_get_no_window_and_train_and_decode_with_the_others(tokenizer_name, request):
+    """An empty record, and whitespace that a WordPiece tokenizer drops, used to give a window holding only [CLS]
+    and [SEP]: the CRF likelihood of any batch holding it failed ("every sequence needs at least one position")."""
+    import torch
+
+    import train_ner
+
+    from .pipeline_helpers import random_model
+
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    records = [
+        {"id": "a", "text": "患者HER2阳性", "entities": [{"start": 2, "end": 6, "label": "TNM"}]},
+        {"id": "empty", "text": "", "entities": []},
+        {"id": "blank", "text": "\u3000 \u3000" if tokenizer_name == "wordpiece_tokenizer" else "", "entities": []},
+        {"id": "b", "text": "化疗2019", "entities": [{"start": 2, "end": 6, "label": "Time"}]},
+    ]
+    encoder = WindowEncoder(tokenizer, TYPES, max_length=6, stride=2)
+    windows = encode_dataset(to_dataset(records), encoder)
+    assert set(windows["record_index"]) == {0, 3} and encoder.stats.records == 4
+    batch = train_ner.collate(list(windows), tokenizer.pad_token_id)
+    model = random_model(tokenizer, types=list(TYPES))
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    paths = [[label for label in labels if label != IGNORE_INDEX] for labels in windows["labels"]]
+    decoded = decode_dataset(windows, paths, encoder)
+    assert decoded == {0: [(2, 6, "TNM")], 3: [(2, 6, "Time")]}  # train_ner.evaluate reads a missing record as []
