@@ -241,7 +241,7 @@ class ClinicalNerPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         window, is_last = model_inputs.pop("window"), model_inputs.pop("is_last")
-        output = self.model(**model_inputs)
+        output = self.model(**model_inputs, return_dict=True)  # whatever the config's return_dict says
         emissions = output.logits  # shape: (batch, seq, num_labels), CRF emissions
         tag_mask = getattr(output, "tag_mask", None)
         if tag_mask is None:
