@@ -349,7 +349,7 @@ def _best_cut(
     def context(window: tuple[int, int], token: int) -> int:
         return min(token - window[0], window[1] - 1 - token)
 
-    best, best_key = lo, None
+    candidates = []
     score = sum(context(right, t) for t in range(lo, hi))  # context of the tokens read, for a cut at lo
     for cut in range(lo, hi + 1):
         if cut > lo:
@@ -360,10 +360,8 @@ def _best_cut(
         stitched = bool(left_open and right_open) and before[2] == after[2]
         lost = 0 if stitched else (left_open == "cut") + (right_open == "cut")
         # Ties go to the later cut: the left window keeps a tied token, as in window_owners.
-        key = (-lost, score, cut)
-        if best_key is None or key > best_key:
-            best, best_key = cut, key
-    return best
+        candidates.append((-lost, score, cut))
+    return max(candidates)[2]
 
 
 def window_spans(spans: Iterable[Span], start: int, end: int) -> list[Span]:
