@@ -73,7 +73,7 @@ def check_entities(text, entities, scheme_types=TYPES):
         previous_end = entity["end"]
         assert entity["entity_group"] in scheme_types
         assert entity["class"] == CLASSES[entity["entity_group"]]
-        assert 0.0 < entity["score"] <= 1.0 + 1e-6
+        assert 0.0 < entity["score"] <= 1.0
 
 
 # ---------------------------------------------------------------------------------------------- properties
