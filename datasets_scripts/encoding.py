@@ -19,10 +19,9 @@ A window cut inside an entity labels the entity's part it holds as an entity of 
 (a bug, never a valid corpus) is an error naming the record, window and token, because constrained training would
 score it as a loss of about 1e4 instead of failing.
 
-Decoding merges per-window tag paths with :func:`modeling.tagging.merge_window_tags` (each token from the window
-where it has the most context) and maps the spans back to characters. That merge reproduces an entity crossing a
-window edge only if the owning windows never meet at a window's first or last token: ``stride >= 1`` for BIO and
-``stride >= 2`` for BIOES, which :class:`WindowEncoder` enforces.
+Decoding merges per-window tag paths with :func:`modeling.tagging.merge_windows`, the merge the ``clinical-ner``
+pipeline uses (consecutive windows joined where they agree, so the merged entities are entities the windows
+decoded, or stitched where both windows continue them), and maps the spans back to characters.
 """
 
 from __future__ import annotations
@@ -41,11 +40,10 @@ from modeling.tagging import (
     build_label_list,
     char_to_token_spans,
     check_scheme,
-    merge_window_tags,
+    merge_windows,
     plan_windows,
     resolve_overlaps,
     spans_to_tags,
-    tags_to_spans,
     token_to_char_spans,
     window_spans,
 )
@@ -261,8 +259,16 @@ class WindowEncoder:
         offsets: Sequence[tuple[int, int]],
         record_id: str,
     ) -> list[dict[str, list]]:
-        """Windows of one record already tokenised without special tokens."""
+        """Windows of one record already tokenised without special tokens.
+
+        A record without tokens (an empty text, or whitespace that a WordPiece tokenizer drops) gets no window: the
+        CRF has nothing to score there (its likelihood needs a token per sequence), and decoding gives it no
+        entities. Its gold entities are still counted, as not representable.
+        """
         token_spans = self.token_spans(text, spans, offsets, record_id)
+        if not input_ids:
+            self.stats.records += 1
+            return []
         features = self._record_features(text, offsets, record_id)
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         windows = []
@@ -379,8 +385,8 @@ class WindowEncoder:
         if any(offset is None for offset in record_offsets):
             raise ValueError("the windows do not cover the record's tokens without gaps")
         windows_planned = [(start, start + len(tags)) for start, tags, _ in pieces]
-        tags = merge_window_tags(windows_planned, [tags for _, tags, _ in pieces], num_tokens)
-        return sorted(token_to_char_spans(tags_to_spans(tags, self.scheme), record_offsets))
+        spans, _ = merge_windows(windows_planned, [tags for _, tags, _ in pieces], num_tokens, self.scheme)
+        return sorted(token_to_char_spans(spans, record_offsets))
 
 
 def encode_dataset(dataset: datasets.Dataset, encoder: WindowEncoder, *, batch_size: int = 64) -> datasets.Dataset:

@@ -108,7 +108,8 @@ class ConditionalRandomField(nn.Module):
             self._check_gold_paths(tags, mask, original_mask)
         start, end, transitions = self._scores(self.constrain_training)
         # Padded steps repeat the last alpha, so the final column holds each sequence's last real step.
-        log_z = torch.logsumexp(self._forward_scores(emissions, mask, start, transitions)[:, -1] + end, dim=1)
+        alphas, log_scale = self._forward_scores(emissions, mask, start, transitions)
+        log_z = torch.logsumexp(alphas[:, -1] + end, dim=1) + log_scale
         gold = self._path_score(emissions, tags, mask, start, end, transitions)
         return (log_z - gold).mean()
 
@@ -158,10 +159,11 @@ class ConditionalRandomField(nn.Module):
         # An empty sequence is computed over dummy positions whose rows are then dropped.
         emissions, mask = self._pack(emissions, original_mask | ~original_mask.any(dim=1, keepdim=True))
         start, end, transitions = self._scores(constrained=True)
-        alphas = self._forward_scores(emissions, mask, start, transitions)
+        alphas, _ = self._forward_scores(emissions, mask, start, transitions)
         betas = self._backward_scores(emissions, mask, end, transitions)
-        log_z = torch.logsumexp(alphas[:, -1] + end, dim=1)
-        packed = (alphas + betas - log_z[:, None, None]).exp() * mask.unsqueeze(2)
+        # exp(alpha + beta - log Z), with log Z = logsumexp over tags of alpha + beta at every position: the scales
+        # dropped from alpha and beta cancel, and each row is a probability distribution by construction.
+        packed = torch.softmax(alphas + betas, dim=2) * mask.unsqueeze(2)
         # Unpack: the k-th masked-on position of a sequence receives the k-th packed row.
         probabilities = torch.zeros_like(packed)
         probabilities[original_mask] = packed[mask & original_mask.any(dim=1, keepdim=True)]
@@ -242,26 +244,40 @@ class ConditionalRandomField(nn.Module):
         return score + end[last_tags]
 
     @staticmethod
-    def _forward_scores(emissions, mask, start, transitions) -> torch.Tensor:
-        """Forward log-scores ``alpha``, shape ``(batch, seq, num_tags)``; padded steps repeat the last value."""
+    def _forward_scores(emissions, mask, start, transitions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward log-scores ``alpha`` rescaled at every step, and the log of the scale they lost.
+
+        Unscaled, ``alpha`` grows by about one emission per token and reaches thousands on long windows, where
+        float32 keeps only a few decimals and marginals drifted above 1. Each step is shifted so that its largest
+        value is 0. Returns ``(alphas, log_scale)``: ``alphas`` of shape ``(batch, seq, num_tags)`` (padded steps
+        repeat the last value) and ``log_scale`` of shape ``(batch,)``, the sum of the shifts, so that the true
+        forward score of each sequence's last step is ``alphas[:, -1] + log_scale[:, None]``.
+        """
         alpha = start + emissions[:, 0]
+        shift = alpha.amax(dim=1)
+        alpha = alpha - shift.unsqueeze(1)
+        log_scale = shift
         alphas = [alpha]
         for t in range(1, emissions.size(1)):
             # shape: (batch, num_tags), log-sum over the previous tag i of alpha_i + transitions[i, j]
             step = torch.logsumexp(alpha.unsqueeze(2) + transitions, dim=1) + emissions[:, t]
-            alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
+            shift = step.amax(dim=1)
+            on = mask[:, t]
+            alpha = torch.where(on.unsqueeze(1), step - shift.unsqueeze(1), alpha)
+            log_scale = log_scale + shift * on
             alphas.append(alpha)
-        return torch.stack(alphas, dim=1)
+        return torch.stack(alphas, dim=1), log_scale
 
     @staticmethod
     def _backward_scores(emissions, mask, end, transitions) -> torch.Tensor:
-        """Backward log-scores ``beta``: at each sequence's last position ``end``; shape ``(batch, seq, num_tags)``."""
+        """Backward log-scores ``beta`` up to a constant per step (rescaled as in :meth:`_forward_scores`): at each
+        sequence's last position ``end``; shape ``(batch, seq, num_tags)``."""
         seq = emissions.size(1)
         beta = end.expand(emissions.size(0), -1)
         betas = [beta]
         for t in range(seq - 2, -1, -1):
             # shape: (batch, num_tags), log-sum over the next tag j of transitions[i, j] + emission_j + beta_j
             step = torch.logsumexp(transitions + (emissions[:, t + 1] + beta).unsqueeze(1), dim=2)
-            beta = torch.where(mask[:, t + 1].unsqueeze(1), step, end)
+            beta = torch.where(mask[:, t + 1].unsqueeze(1), step - step.amax(dim=1, keepdim=True), end)
             betas.append(beta)
         return torch.stack(betas[::-1], dim=1)

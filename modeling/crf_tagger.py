@@ -1,9 +1,11 @@
 """What every CRF tagger of this package shares: its output type and the decoding entry points.
 
 A model using :class:`CrfTaggerMixin` has ``self.crf`` and a ``forward`` that returns :class:`CrfTaggerOutput`
-with the CRF emissions as ``logits``. The CRF sees the tokens where ``attention_mask`` is on and which are not
-special tokens ([CLS], [SEP], ...): those are given by ``special_tokens_mask`` (as tokenizers return it with
-``return_special_tokens_mask=True``) or, when it is absent, by ``config.special_token_ids``.
+with the CRF emissions as ``logits`` (a tuple with ``return_dict=False``, as transformers models do). The CRF sees
+the tokens where ``attention_mask`` is on and which are not special tokens ([CLS], [SEP], ...): those are given by
+``special_tokens_mask`` (as tokenizers return it with ``return_special_tokens_mask=True``) or, when it is absent,
+by ``config.special_token_ids``, found in ``input_ids`` or, given ``inputs_embeds`` alone, by their embedding
+(pass ``special_tokens_mask`` with embeddings that are not the model's own).
 """
 
 from __future__ import annotations
@@ -127,12 +129,13 @@ class CrfTaggerMixin:
         emissions: torch.Tensor,
         encoder_outputs,
         input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
         attended: torch.Tensor,
         special_tokens_mask: torch.Tensor | None,
         labels: torch.Tensor | None,
     ) -> CrfTaggerOutput:
         """The CRF's view of the emissions: tag mask, and the loss when labels are given."""
-        tag_mask = self.tag_mask(input_ids, attended, special_tokens_mask)
+        tag_mask = self.tag_mask(input_ids, attended, special_tokens_mask, inputs_embeds)
         return CrfTaggerOutput(
             loss=self.crf_loss(emissions, labels, tag_mask) if labels is not None else None,
             logits=emissions,
@@ -142,7 +145,11 @@ class CrfTaggerMixin:
         )
 
     def tag_mask(
-        self, input_ids: torch.Tensor | None, attended: torch.Tensor, special_tokens_mask: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor | None,
+        attended: torch.Tensor,
+        special_tokens_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Boolean ``(batch, seq)``: attended tokens that are not special tokens."""
         if special_tokens_mask is not None:
@@ -153,9 +160,17 @@ class CrfTaggerMixin:
                 )
             return attended & ~special_tokens_mask.bool()
         special_ids = self.config.special_token_ids
-        if special_ids and input_ids is not None:
+        if not special_ids:
+            return attended
+        if input_ids is not None:
             return attended & ~torch.isin(input_ids, torch.tensor(special_ids, device=input_ids.device))
-        return attended
+        # Without ids a special token is known by its embedding, as transformers' multimodal models find their
+        # placeholder tokens (inputs_embeds equal to the embedding of the id).
+        table = self.get_input_embeddings()(torch.tensor(special_ids, device=inputs_embeds.device))
+        special = torch.zeros_like(attended)
+        for row in table.to(inputs_embeds.dtype):
+            special |= (inputs_embeds == row).all(dim=-1)
+        return attended & ~special
 
     def crf_loss(self, emissions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood; label values outside the tag mask (e.g. -100) are ignored."""
@@ -173,11 +188,11 @@ class CrfTaggerMixin:
     def decode(self, input_ids: torch.Tensor | None = None, **inputs) -> list[list[int]]:
         """Viterbi label-id paths, one list per sequence, over the tagged tokens (special tokens and padding
         excluded) in order. Takes the same inputs as ``forward``, without labels."""
-        output = self(input_ids=input_ids, **inputs)
+        output = self(input_ids=input_ids, **{**inputs, "return_dict": True})
         return self.crf.decode(output.logits, output.tag_mask)
 
     @torch.no_grad()
     def marginals(self, input_ids: torch.Tensor | None = None, **inputs) -> torch.Tensor:
         """``(batch, seq, num_labels)`` CRF marginal probabilities of each label; zero rows off the tag mask."""
-        output = self(input_ids=input_ids, **inputs)
+        output = self(input_ids=input_ids, **{**inputs, "return_dict": True})
         return self.crf.marginals(output.logits, output.tag_mask)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from transformers import BertModel
 from transformers.models.bert.modeling_bert import BertPreTrainedModel
+from transformers.utils import can_return_tuple
 
 from .configuration_chcancerbert import ChCancerBertConfig
 from .crf import ConditionalRandomField
@@ -91,6 +92,7 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
             return self.fusion(streams[0], streams[1], mask)
         return torch.cat(streams, dim=2)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -102,9 +104,8 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
         special_tokens_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> CrfTaggerOutput:
+    ) -> CrfTaggerOutput | tuple:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Label ids; values off the tag mask (special tokens, padding; conventionally -100) are ignored.
@@ -117,7 +118,7 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
         )  # fmt: skip
         sequence = self.dropout(outputs.last_hidden_state)
         emissions = self.classifier(self.features(sequence, attended))
-        return self.tagger_output(emissions, outputs, input_ids, attended, special_tokens_mask, labels)
+        return self.tagger_output(emissions, outputs, input_ids, inputs_embeds, attended, special_tokens_mask, labels)
 
 
 ChCancerBertForCrfTagging.register_for_auto_class("AutoModelForTokenClassification")

@@ -25,7 +25,7 @@ from torch import nn
 from transformers import BertModel
 from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertPreTrainedModel
-from transformers.utils import cached_file, logging
+from transformers.utils import cached_file, can_return_tuple, logging
 
 from .configuration_clinicalbert_kg import ClinicalBertKgConfig
 from .crf import ConditionalRandomField
@@ -241,6 +241,7 @@ class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel)
             raise ValueError(f"expected {name} in [0, {size}), got values in [{int(ids.min())}, {int(ids.max())}]")
         return ids
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -255,9 +256,8 @@ class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel)
         special_tokens_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> CrfTaggerOutput:
+    ) -> CrfTaggerOutput | tuple:
         r"""
         kg_position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Place of each token in its matched term, 0 = O (none), 1 = B, 2 = I, 3 = E, 4 = S. Required when
@@ -293,7 +293,7 @@ class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel)
         joint = self.dropout(torch.cat([part.to(dtype) for part in joint], dim=2))
 
         emissions = self.classifier(self.bilstm(joint, attended))
-        return self.tagger_output(emissions, outputs, input_ids, attended, special_tokens_mask, labels)
+        return self.tagger_output(emissions, outputs, input_ids, inputs_embeds, attended, special_tokens_mask, labels)
 
 
 ClinicalBertKgForCrfTagging.register_for_auto_class("AutoModelForTokenClassification")

@@ -15,15 +15,17 @@ How a text is tagged:
 3. Each window is Viterbi-decoded by the model's CRF (``model.crf.decode(logits, tag_mask)``, never argmax) and the
    CRF marginals (``model.crf.marginals``) give each token the probability of its decoded label. Only the decoded
    labels and those probabilities are kept, never the logits, so memory stays flat on long records.
-4. Each token takes its label from the window where it has the most context on both sides
-   (:func:`tagging.window_owners`); an entity crossing a window edge is therefore read from the windows that see
-   it with context and comes out whole. :func:`tagging.tags_to_spans` and :func:`tagging.token_to_char_spans` turn
-   the merged tags into character spans.
+4. :func:`tagging.merge_windows` joins consecutive windows at a cut in their overlap where they agree (no entity
+   crosses it, or both continue the same entity across it), near the tokens' most context
+   (:func:`tagging.window_owners`). Every entity is therefore one that a window decoded, or one stitched where the
+   windows on both sides continue it: an entity crossing a window edge comes out whole when a window sees it whole
+   or the windows agree across the overlap, and windows that disagree never invent an entity neither decoded.
+   :func:`tagging.token_to_char_spans` turns the entities into character spans.
 
 Each entity is ``{"entity_group", "score", "word", "start", "end"}`` plus ``"class"`` when the config maps entity
 types to classes. ``start``/``end`` are character offsets into the input string (end exclusive) and
 ``word == text[start:end]``. **Score**: the mean, over the entity's tokens, of the CRF marginal probability of the
-label the Viterbi path gave that token (each token's marginal from the window that owns it). It is in ``(0, 1]``;
+label the Viterbi path gave that token (each token's marginal from the window it was read from). It is in ``(0, 1]``;
 1 means the model puts all probability mass on those labels.
 
 Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
@@ -64,7 +66,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 
 from .display import EntityView, render_entities
-from .tagging import OUTSIDE, owned_ranges, plan_windows, tags_to_spans, token_to_char_spans
+from .tagging import OUTSIDE, merge_windows, plan_windows, token_to_char_spans
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +263,7 @@ class ClinicalNerPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
         window, is_last = model_inputs.pop("window"), model_inputs.pop("is_last")
-        output = self.model(**model_inputs)
+        output = self.model(**model_inputs, return_dict=True)  # whatever the config's return_dict says
         emissions = output.logits  # shape: (batch, seq, num_labels), CRF emissions
         tag_mask = getattr(output, "tag_mask", None)
         if tag_mask is None:
@@ -282,22 +284,22 @@ class ClinicalNerPipeline(ChunkPipeline):
         document = window_outputs[0]["window"].document
         windows = [(item["window"].start, item["window"].end) for item in window_outputs]
         prefix = 1 if self.tokenizer.cls_token_id is not None else 0
-        label_ids: list[int] = []
-        probabilities = []
-        for item, (lo, hi) in zip(window_outputs, owned_ranges(windows, document.num_tokens)):
-            # Window position of token t is prefix + t - window start.
-            first = prefix + lo - item["window"].start
-            label_ids.extend(item["labels"][0, first : first + hi - lo].tolist())
-            probabilities.append(item["probabilities"][0, first : first + hi - lo])
-        probability = torch.cat(probabilities) if probabilities else torch.zeros(0)
-        tags = [self.id2label[i] if i >= 0 else OUTSIDE for i in label_ids]
-        entities = []
-        token_spans = tags_to_spans(tags, self.label_scheme)
+        window_tags = []
+        for item, (start, end) in zip(window_outputs, windows):
+            ids = item["labels"][0, prefix : prefix + end - start].tolist()
+            window_tags.append([self.id2label[i] if i >= 0 else OUTSIDE for i in ids])
+        token_spans, sources = merge_windows(windows, window_tags, document.num_tokens, self.label_scheme)
         char_spans = token_to_char_spans(token_spans, document.offsets)
+        entities = []
         for (token_start, token_end, _), (start, end, label) in zip(token_spans, char_spans):
+            # Each token's probability from the window it was read from; window position = prefix + token - start.
+            probabilities = [
+                float(window_outputs[sources[t]]["probabilities"][0, prefix + t - windows[sources[t]][0]])
+                for t in range(token_start, token_end)
+            ]
             entity = {
                 "entity_group": label,
-                "score": float(probability[token_start:token_end].mean()),
+                "score": sum(probabilities) / len(probabilities),
                 "word": document.text[start:end],
                 "start": start,
                 "end": end,

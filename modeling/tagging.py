@@ -14,6 +14,7 @@ may import nothing but the standard library.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 SCHEMES = ("BIO", "BIOES")
@@ -233,7 +234,7 @@ def window_owners(windows: Sequence[tuple[int, int]], num_tokens: int) -> list[i
     Context is ``min(tokens before it, tokens after it)`` inside the window; ties go to the earlier window. Windows
     are sorted by start with non-decreasing ends, as :func:`plan_windows` makes them; only the few windows holding
     a token are looked at, so this is linear in the number of tokens. Tokens owned by one window form a contiguous
-    run, so merged tag sequences stay well formed.
+    run; :func:`merge_windows` joins consecutive runs where the windows agree.
     """
     owners = []
     first = 0  # the first window that has not ended before the current token
@@ -261,18 +262,112 @@ def owned_ranges(windows: Sequence[tuple[int, int]], num_tokens: int) -> list[tu
     return ranges
 
 
-def merge_window_tags(
-    windows: Sequence[tuple[int, int]], window_tags: Sequence[Sequence[str]], num_tokens: int
-) -> list[str]:
-    """One tag sequence for the whole text, each token's tag taken from the window that owns it."""
-    owners = window_owners(windows, num_tokens)
-    return [window_tags[owner][token - windows[owner][0]] for token, owner in enumerate(owners)]
+def merge_windows(
+    windows: Sequence[tuple[int, int]], window_tags: Sequence[Sequence[str]], num_tokens: int, scheme: str = "BIO"
+) -> tuple[list[Span], list[int]]:
+    """The entities of the whole sequence from the tags of overlapping windows (as :func:`plan_windows` makes them).
+
+    Returns ``(spans, sources)``: token spans, and for each token the index of the window it was read from.
+
+    Consecutive windows that own tokens (:func:`owned_ranges`) are joined at one cut inside their overlap: tokens
+    before it are read from the left window, the others from the right one. A cut is *clean* when no entity of
+    either window crosses it, or when both continue an entity of the same type across it; an entity that reaches
+    its window's own edge at the cut counts as continuing there, since that window cannot see further. Of the
+    cuts that leave out the fewest entities (none, when a clean one exists), the one where the tokens have the
+    most context in the windows they are read from is taken (:func:`window_owners` when the windows agree).
+
+    So every entity is one a window decoded, or one stitched at cuts where the windows on both sides continue it:
+    it starts where the window its first token is read from starts one, ends where the window of its last token
+    ends one, and each token lies inside an entity of that type in its own window. An entity crossing a window
+    edge comes out whole when a window sees it whole, or when the windows agree across their overlaps. Entities
+    cut through by a cut that is not clean are left out: no window saw them as they would come out.
+    """
+    check_scheme(scheme)
+    spans = [
+        [(start + s, start + e, label) for s, e, label in tags_to_spans(tags, scheme)]
+        for (start, _), tags in zip(windows, window_tags)
+    ]
+    order = [index for index, (lo, hi) in enumerate(owned_ranges(windows, num_tokens)) if lo < hi]
+    cuts = [0]
+    for left, right in itertools.pairwise(order):
+        cuts.append(_best_cut(windows[left], windows[right], spans[left], spans[right], cuts[-1], num_tokens))
+    cuts.append(num_tokens)
+    sources: list[int] = []
+    pieces = []  # each window's entities clipped to the tokens read from it, with how they are open at a cut
+    for window, lo, hi in zip(order, cuts, cuts[1:]):
+        sources.extend([window] * (hi - lo))
+        window_start, window_end = windows[window]
+        for start, end, label in spans[window]:
+            if start < hi and lo < end:
+                left = _opening(start < lo, start == lo == window_start > 0)
+                right = _opening(end > hi, end == hi == window_end < num_tokens)
+                pieces.append((max(start, lo), min(end, hi), label, left, right))
+    return _join_pieces(pieces), sources
+
+
+def _opening(cut: bool, edge: bool) -> str | None:
+    """How an entity is open at a cut: ``"cut"`` it goes on past it, ``"edge"`` it meets its window's edge there."""
+    return "cut" if cut else "edge" if edge else None
+
+
+def _join_pieces(pieces: Sequence[tuple[int, int, str, str | None, str | None]]) -> list[Span]:
+    """Stitch pieces that meet at a cut, both open there with the same type; drop chains cut on one side only."""
+    merged: list[Span] = []
+
+    def close(chain: list | None) -> None:
+        # chain: [start, end, label, starts whole, how it is open on the right]
+        if chain is not None and chain[3] and chain[4] != "cut":
+            merged.append((chain[0], chain[1], chain[2]))
+
+    chain = None
+    for start, end, label, left, right in pieces:
+        if chain is not None and chain[4] and left and chain[1] == start and chain[2] == label:
+            chain[1], chain[4] = end, right
+        else:
+            close(chain)
+            chain = [start, end, label, left != "cut", right]
+        if right is None:
+            close(chain)
+            chain = None
+    close(chain)
+    return merged
+
+
+def _best_cut(
+    left: tuple[int, int],
+    right: tuple[int, int],
+    left_spans: Sequence[Span],
+    right_spans: Sequence[Span],
+    previous: int,
+    num_tokens: int,
+) -> int:
+    """Where to switch from window ``left`` to window ``right`` (see :func:`merge_windows`); not before ``previous``."""
+    lo, hi = max(previous, right[0]), left[1]
+    left_at = {t: span for span in left_spans for t in range(max(span[0], lo - 1, previous), min(span[1], hi))}
+    right_at = {t: span for span in right_spans for t in range(max(span[0], lo), min(span[1], hi + 1))}
+
+    def context(window: tuple[int, int], token: int) -> int:
+        return min(token - window[0], window[1] - 1 - token)
+
+    candidates = []
+    score = sum(context(right, t) for t in range(lo, hi))  # context of the tokens read, for a cut at lo
+    for cut in range(lo, hi + 1):
+        if cut > lo:
+            score += context(left, cut - 1) - context(right, cut - 1)
+        before, after = left_at.get(cut - 1), right_at.get(cut)
+        left_open = before and _opening(before[1] > cut, before[1] == cut == left[1] < num_tokens)
+        right_open = after and _opening(after[0] < cut, after[0] == cut == right[0] > 0)
+        stitched = bool(left_open and right_open) and before[2] == after[2]
+        lost = 0 if stitched else (left_open == "cut") + (right_open == "cut")
+        # Ties go to the later cut: the left window keeps a tied token, as in window_owners.
+        candidates.append((-lost, score, cut))
+    return max(candidates)[2]
 
 
 def window_spans(spans: Iterable[Span], start: int, end: int) -> list[Span]:
     """Token spans clipped to the window ``[start, end)``, in window coordinates.
 
-    An entity crossing the window's edge is kept as its clipped part, so that after :func:`merge_window_tags` the
-    owning windows together spell it out whole.
+    An entity crossing the window's edge is kept as its clipped part, so that :func:`merge_windows` stitches it
+    back whole.
     """
     return [(max(s, start) - start, min(e, end) - start, label) for s, e, label in spans if s < end and start < e]

@@ -235,3 +235,43 @@ def test_empty_sequences_decode_to_empty_paths():
     mask = torch.tensor([[1, 1, 0], [0, 0, 0]]).bool()
     assert [len(p) for p in crf.decode(torch.randn(2, 3, 3), mask)] == [2, 0]
     assert crf.marginals(torch.randn(2, 3, 3), mask)[1].abs().sum() == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    scale=st.sampled_from([1.0, 20.0, 100.0]),
+    holes=st.floats(0.0, 0.5),
+    scheme=st.sampled_from(["BIO", "BIOES"]),
+)
+def test_marginals_of_long_windows_are_probabilities(seed, scale, holes, scheme):
+    """512-token windows with large emissions and masks with holes: the forward and backward log-scores reach
+    thousands, where float32 rounding used to push marginals above 1 (up to 1.0146 on real records)."""
+    generator = torch.Generator().manual_seed(seed)
+    _, crf = constrained_crf(scheme, types=("A", "B", "C"))
+    torch.nn.init.normal_(crf.transitions, std=scale / 10, generator=generator)
+    # A large shared offset, as a trained tagger's emissions have, keeps the log-scores far from zero.
+    emissions = torch.randn(3, 512, crf.num_tags, generator=generator) * scale + scale
+    mask = torch.rand(3, 512, generator=generator) >= holes
+    mask[1, 300:] = False  # a padded row
+    marginals = crf.marginals(emissions, mask)
+    assert marginals.min() >= 0 and marginals.max() <= 1
+    torch.testing.assert_close(marginals.sum(-1), mask.float(), atol=1e-5, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.sampled_from([1.0, 10.0, 50.0]), scheme=st.sampled_from(["BIO", "BIOES"]))
+def test_marginals_equal_brute_force_with_holes_and_large_emissions(seed, scale, scheme):
+    generator = torch.Generator().manual_seed(seed)
+    labels, crf = constrained_crf(scheme, types=("A",))
+    emissions = torch.randn(1, 6, len(labels), generator=generator) * scale + scale
+    mask = torch.tensor([[True, False, True, True, False, True]])
+    on = emissions[0, mask[0]].double()
+    all_paths, scores = enumerate_paths(crf, on, constrained=True)
+    probabilities = (scores - torch.logsumexp(scores, 0)).exp()
+    expected = torch.zeros(len(on), len(labels), dtype=torch.float64)
+    for path, probability in zip(all_paths, probabilities):
+        expected[torch.arange(len(on)), torch.tensor(path)] += probability
+    marginals = crf.marginals(emissions, mask)[0]
+    torch.testing.assert_close(marginals[mask[0]].double(), expected, atol=1e-5, rtol=0)
+    assert marginals[~mask[0]].abs().sum() == 0

@@ -249,7 +249,7 @@ def test_text_features_once_per_record_equal_the_per_window_computation(wordpiec
                             text_features=text_features, text_feature_names=FEATURE_NAMES)  # fmt: skip
     windows = encode_dataset(to_dataset([{"id": str(i), "text": t, "entities": []} for i, t in enumerate(texts)]),
                              encoder, batch_size=2)  # fmt: skip
-    assert len(calls) == len(texts) < len(windows)  # once per record, with all its tokens
+    assert len(calls) == len(texts) - 1 < len(windows)  # once per record with tokens, with all of them
     crossing = 0
     for window in windows:
         expected = lexicon.token_features(texts[window["record_index"]], window["offset_mapping"])
@@ -259,3 +259,44 @@ def test_text_features_once_per_record_equal_the_per_window_computation(wordpiec
     assert crossing >= 2
     with pytest.raises(ValueError, match="text_features and text_feature_names together"):
         WindowEncoder(wordpiece_tokenizer, TYPES, text_features=text_features)
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_evaluation_merge_invents_no_entity_where_windows_disagree(char_tokenizer, scheme):
+    """Training evaluation merges windows as the pipeline does: windows (0, 6) and (3, 9), the first seeing an entity
+    start at its edge and the second none, give no entity (the old merge gave tokens 4-5 as B-Drug, O)."""
+    encoder = WindowEncoder(char_tokenizer, TYPES, scheme=scheme, max_length=8, stride=3)
+    _, rows = _round_trip(encoder, "患者乳腺结节化疗阴", [])
+    assert [(row["window_start"], len(row["input_ids"]) - 2) for row in rows] == [(0, 6), (3, 6)]
+    first = ["O", "O", "O", "O", "B-Drug", "I-Drug" if scheme == "BIO" else "E-Drug"]
+    paths = [[encoder.label2id[tag] for tag in first], [0] * 6]
+    assert encoder.decode_record(rows, paths) == []
+
+
+@pytest.mark.parametrize("tokenizer_name", ["char_tokenizer", "wordpiece_tokenizer"])
+def test_records_without_tokens_get_no_window_and_train_and_decode_with_the_others(tokenizer_name, request):
+    """An empty record, and whitespace that a WordPiece tokenizer drops, used to give a window holding only [CLS]
+    and [SEP]: the CRF likelihood of any batch holding it failed ("every sequence needs at least one position")."""
+    import torch
+
+    import train_ner
+
+    from .pipeline_helpers import random_model
+
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    records = [
+        {"id": "a", "text": "患者HER2阳性", "entities": [{"start": 2, "end": 6, "label": "TNM"}]},
+        {"id": "empty", "text": "", "entities": []},
+        {"id": "blank", "text": "\u3000 \u3000" if tokenizer_name == "wordpiece_tokenizer" else "", "entities": []},
+        {"id": "b", "text": "化疗2019", "entities": [{"start": 2, "end": 6, "label": "Time"}]},
+    ]
+    encoder = WindowEncoder(tokenizer, TYPES, max_length=6, stride=2)
+    windows = encode_dataset(to_dataset(records), encoder)
+    assert set(windows["record_index"]) == {0, 3} and encoder.stats.records == 4
+    batch = train_ner.collate(list(windows), tokenizer.pad_token_id)
+    model = random_model(tokenizer, types=list(TYPES))
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    paths = [[label for label in labels if label != IGNORE_INDEX] for labels in windows["labels"]]
+    decoded = decode_dataset(windows, paths, encoder)
+    assert decoded == {0: [(2, 6, "TNM")], 3: [(2, 6, "Time")]}  # train_ner.evaluate reads a missing record as []

@@ -13,6 +13,7 @@ from transformers import BertConfig, BertForMaskedLM, BertForPreTraining, BertMo
 from transformers.utils import logging as hf_logging
 
 from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from modeling.crf_tagger import CrfTaggerOutput
 from modeling.tagging import build_label_list
 
 from .conftest import TINY_BERT
@@ -258,3 +259,34 @@ def test_modeling_imports_only_stdlib_torch_transformers_and_siblings():
                     assert node.module, (path, "use `from .module import name`")
                 else:
                     assert node.module.split(".")[0] in allowed, (path, node.module)
+
+
+def test_return_dict_false_gives_a_tuple_as_transformers_models_do():
+    model = ChCancerBertForCrfTagging(tiny_config()).eval()
+    inputs, labels = batch()
+    output = model(**inputs, labels=labels, output_hidden_states=True)
+    as_tuple = model(**inputs, labels=labels, output_hidden_states=True, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 4
+    for got, expected in zip(as_tuple, (output.loss, output.logits, output.tag_mask)):
+        torch.testing.assert_close(got, expected)
+    assert len(as_tuple[3]) == TINY_BERT["num_hidden_layers"] + 1
+    model.config.return_dict = False  # the config's setting applies when the call does not say
+    logits, tag_mask = model(**inputs)
+    torch.testing.assert_close(logits, output.logits)
+    assert torch.equal(tag_mask, output.tag_mask)
+    assert model.decode(**inputs) == model.crf.decode(output.logits, output.tag_mask)
+    torch.testing.assert_close(model.marginals(**inputs), model.crf.marginals(output.logits, output.tag_mask))
+    assert isinstance(model(**inputs, return_dict=True), CrfTaggerOutput)
+
+
+def test_inputs_embeds_keep_special_tokens_outside_the_crf():
+    """Without input_ids, [CLS], [SEP] and padding are recognised by their embeddings (they used to be tagged)."""
+    model = ChCancerBertForCrfTagging(tiny_config()).eval()
+    inputs, labels = batch()
+    embedded = {"inputs_embeds": model.get_input_embeddings()(inputs["input_ids"]), **inputs}
+    del embedded["input_ids"]
+    by_ids = model(**inputs, labels=labels)
+    by_embeddings = model(**embedded, labels=labels)
+    assert torch.equal(by_embeddings.tag_mask, by_ids.tag_mask)
+    torch.testing.assert_close(by_embeddings.loss, by_ids.loss)
+    assert model.decode(**embedded) == model.decode(**inputs)

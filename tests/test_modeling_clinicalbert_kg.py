@@ -339,3 +339,31 @@ def test_set_lexicon_checks_categories_and_entity_rows():
         model.set_lexicon(TermLexicon([("乳腺癌", "Disease", 6)], CATEGORIES))
     model.set_lexicon(None)
     assert model.lexicon is None and model.config.lexicon_sha256 is None
+
+
+def test_return_dict_false_gives_a_tuple_as_transformers_models_do():
+    model = tiny_model()
+    inputs, labels = batch(model)
+    output = model(**inputs, labels=labels)
+    as_tuple = model(**inputs, labels=labels, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 3
+    for got, expected in zip(as_tuple, (output.loss, output.logits, output.tag_mask)):
+        torch.testing.assert_close(got, expected)
+    model.config.return_dict = False
+    logits, tag_mask = model(**inputs)
+    torch.testing.assert_close(logits, output.logits)
+    assert torch.equal(tag_mask, output.tag_mask)
+    assert model.decode(**inputs) == model.crf.decode(output.logits, output.tag_mask)
+
+
+def test_inputs_embeds_keep_special_tokens_outside_the_crf():
+    """Without input_ids, [CLS], [SEP] and padding are recognised by their embeddings (they used to be tagged)."""
+    model = tiny_model()
+    inputs, labels = batch(model)
+    embedded = {"inputs_embeds": model.get_input_embeddings()(inputs["input_ids"]), **inputs}
+    del embedded["input_ids"]
+    by_ids = model(**inputs, labels=labels)
+    by_embeddings = model(**embedded, labels=labels)
+    assert torch.equal(by_embeddings.tag_mask, by_ids.tag_mask)
+    torch.testing.assert_close(by_embeddings.loss, by_ids.loss)
+    assert model.decode(**embedded) == model.decode(**inputs)

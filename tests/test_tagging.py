@@ -12,7 +12,7 @@ from modeling.tagging import (
     allowed_transitions,
     build_label_list,
     char_to_token_spans,
-    merge_window_tags,
+    merge_windows,
     plan_windows,
     resolve_overlaps,
     spans_to_tags,
@@ -123,7 +123,9 @@ def test_windows_merge_back_to_the_whole_sequence(case, window, overlap, scheme)
     assert windows[0][0] == 0 and windows[-1][1] == length
     assert all(a[1] - b[0] >= stride and b[1] - b[0] == window for a, b in itertools.pairwise(windows))
     window_tags = [spans_to_tags(window_spans(spans, start, end), end - start, scheme) for start, end in windows]
-    assert tags_to_spans(merge_window_tags(windows, window_tags, length), scheme) == spans
+    merged, sources = merge_windows(windows, window_tags, length, scheme)
+    assert merged == spans
+    assert sources == window_owners(windows, length)  # windows that agree are joined where each token has most context
 
 
 def test_window_owner_prefers_the_most_context():
@@ -148,3 +150,78 @@ def test_window_owners_equal_a_search_over_every_window(num_tokens, window, data
         holding = [(min(token - s, e - 1 - token), -i) for i, (s, e) in enumerate(windows) if s <= token < e]
         expected.append(-max(holding)[1])
     assert window_owners(windows, num_tokens) == expected
+
+
+# ---------------------------------------------------------------------------------------------- merging that disagrees
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_windows_that_disagree_invent_no_entity(scheme):
+    """The first window sees an entity start at its edge, the second (with more context there) sees none: the old
+    token-by-token merge read B-X from the first window and O from the second, an entity neither decoded."""
+    first = ["O", "O", "O", "O", "B-X", "I-X" if scheme == "BIO" else "E-X"]
+    merged, sources = merge_windows([(0, 6), (3, 9)], [first, ["O"] * 6], 9, scheme)
+    assert merged == []
+    assert len(sources) == 9 and all(windows_hold(sources, [(0, 6), (3, 9)]))
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_an_entity_one_window_sees_whole_comes_out_whole(scheme):
+    """Tokens 4-6 are an entity that crosses the first window's edge; the second window sees it whole. Whatever the
+    first window makes of its clipped view, the entity comes out as the second window decoded it."""
+    windows = [(0, 6), (3, 9)]
+    second = spans_to_tags([(1, 4, "X")], 6, scheme)  # tokens 4..6 in the record
+    for first_spans in ([], [(4, 6, "X")], [(4, 6, "Y")], [(5, 6, "X")], [(2, 6, "X")]):
+        first = spans_to_tags(first_spans, 6, scheme)
+        merged, _ = merge_windows(windows, [first, second], 9, scheme)
+        expected = [(2, 7, "X")] if first_spans == [(2, 6, "X")] else [(4, 7, "X")]  # (2, 6): both continue it
+        assert merged == expected, first_spans
+
+
+@st.composite
+def covering_windows(draw, num_tokens):
+    """Windows sorted by start with non-decreasing ends covering every token: plan_windows's, or any such list."""
+    if num_tokens == 0 or draw(st.booleans()):
+        window = draw(st.integers(1, max(1, num_tokens)))
+        return plan_windows(num_tokens, window, draw(st.integers(0, window - 1)))
+    windows = [(0, draw(st.integers(1, num_tokens)))]
+    while windows[-1][1] < num_tokens:
+        start = draw(st.integers(windows[-1][0], windows[-1][1]))
+        end = draw(st.integers(max(windows[-1][1], start + 1), num_tokens))
+        windows.append((start, end))
+    return windows
+
+
+def windows_hold(sources, windows):
+    return (windows[window][0] <= token < windows[window][1] for token, window in enumerate(sources))
+
+
+@settings(max_examples=400, deadline=None)
+@given(num_tokens=st.integers(0, 40), scheme=st.sampled_from(["BIO", "BIOES"]), data=st.data())
+def test_merged_entities_are_decoded_or_consistently_stitched(num_tokens, scheme, data):
+    """Adversarial windows (any tags, ill-formed included): every merged entity is an entity its windows decoded,
+    or one stitched at cuts where the windows on both sides continue it with the same type."""
+    windows = data.draw(covering_windows(num_tokens))
+    labels = build_label_list(["X", "Y"], scheme)
+    window_tags = [data.draw(st.lists(st.sampled_from(labels), min_size=e - s, max_size=e - s)) for s, e in windows]
+    merged, sources = merge_windows(windows, window_tags, num_tokens, scheme)
+
+    assert len(sources) == num_tokens and all(windows_hold(sources, windows))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(merged)) and all(s < e for s, e, _ in merged)
+    decoded = [
+        {t: (ws + s, ws + e, label) for s, e, label in tags_to_spans(tags, scheme) for t in range(ws + s, ws + e)}
+        for (ws, _), tags in zip(windows, window_tags)
+    ]
+    for start, end, label in merged:
+        own = [decoded[sources[t]].get(t) for t in range(start, end)]  # the entity each token is in, in its window
+        assert all(span is not None and span[2] == label for span in own)
+        assert own[0][0] == start and own[-1][1] == end
+        for t in range(start + 1, end):
+            before, after = own[t - 1 - start], own[t - start]
+            if sources[t] == sources[t - 1]:
+                assert before == after  # one entity of one window, not two adjacent ones
+            else:  # a cut inside the entity: both windows continue it, or meet their own edge there
+                assert before[1] > t or before[1] == t == windows[sources[t - 1]][1]
+                assert after[0] < t or after[0] == t == windows[sources[t]][0]
+        if len(set(sources[start:end])) == 1:
+            assert (start, end, label) in decoded[sources[start]].values()
