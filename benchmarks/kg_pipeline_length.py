@@ -23,20 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.pipeline_speed import simulated_text  # noqa: E402  (the same simulated records)
+
 ENCODER = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
 MAX_LENGTH, STRIDE = 128, 32
-
-
-def simulated_text(chars: int, seed: int) -> str:
-    from datasets_scripts.fixtures import simulated_breast_cancer_records
-
-    pieces, total, index = [], 0, 0
-    while total < chars:
-        record = simulated_breast_cancer_records(count=1, seed=seed * 1000 + index, long_records=0)[0]["text"]
-        pieces.append(record)
-        total += len(record)
-        index += 1
-    return "".join(pieces)[:chars]
 
 
 def build(folder: Path) -> None:
