@@ -15,6 +15,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors.torch import save_file
 from transformers.pipelines import SUPPORTED_TASKS
 
+import train_mlm
 import train_ner
 from datasets_scripts.fixtures import (
     simulated_breast_cancer_records,
@@ -198,3 +199,27 @@ def test_the_demo_configuration_says_its_records_are_simulated(tmp_path):
     assert {r.dataset_name for r in card.data.eval_results} == {"breast_cancer_simulated.json (simulated records)"}
     assert card.data.datasets is None
     assert "**Trained on simulated records only**" in card.text and "- **Simulated records**" in card.text
+
+
+def test_card_of_a_pretrained_encoder(tmp_path, run_isolated):
+    """train_mlm.py wrote no card at all: now a fill-mask card that names its files and runs."""
+    (tmp_path / "data").mkdir()
+    texts = tmp_path / "data" / "notes.txt"
+    records = simulated_breast_cancer_records(12, seed=3, long_records=0)
+    texts.write_text("\n".join(record["text"] for record in records), encoding="utf-8")
+    output = tmp_path / "mlm"
+    train_mlm.main([
+        f"--train_files={texts}", f"--output_dir={output}", "--max_steps=2", "--per_device_train_batch_size=8",
+        "--max_seq_length=64", "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2",
+        "--intermediate_size=64", "--simulated_data",
+    ])  # fmt: skip
+    card = ModelCard.load(output / "README.md")
+    metadata = card.data.to_dict()
+    assert metadata["pipeline_tag"] == "fill-mask" in SUPPORTED_TASKS and "base_model" not in metadata
+    assert "- Corpus: plain text, one document per line, from `notes.txt`.\n- Examples: " in card.text
+    assert "**Trained on simulated text only**" in card.text and "- **Simulated records**" in card.text
+    assert "trained from scratch" in card.text and str(texts.parent) not in card.content
+    snippets = re.findall(r"```python\n(.*?)```", card.text, flags=re.DOTALL)
+    assert len(snippets) == 1
+    filled = ast.literal_eval(run_isolated(snippets[0]).strip().splitlines()[-1])
+    assert len(filled) == 5 and all({"score", "token_str", "sequence"} <= set(fill) for fill in filled)

@@ -21,6 +21,7 @@ CORPUS_FORMATS = {
     "ccks2020": "CCKS2020 JSON lines",
     "spans": "span-schema records (JSON lines or Parquet)",
 }
+SIMULATED = "**Simulated records** (`--simulated_data`): made up, not taken from any patient."
 METRICS = {"precision": "precision", "recall": "recall", "f1": "F1"}
 
 
@@ -47,10 +48,14 @@ def _head_summary(config) -> str:
     return ", ".join([*parts, "CRF"])
 
 
+def on_hub(name: str | None) -> bool:
+    """Whether ``name`` (a model or dataset argument) is a Hub id rather than a folder here."""
+    return bool(name) and not Path(name).exists()
+
+
 def hub_dataset(data_args) -> str | None:
     """The Hub dataset the run loaded, if any (``--dataset_name`` that is not a folder here)."""
-    name = data_args.dataset_name
-    return name if name and not Path(name).exists() else None
+    return data_args.dataset_name if on_hub(data_args.dataset_name) else None
 
 
 def describe_data(data_args, train_records: int, reports: dict[str, EntityReport]) -> tuple[str, str, list[str]]:
@@ -85,10 +90,7 @@ def describe_data(data_args, train_records: int, reports: dict[str, EntityReport
     name = source
     if data_args.simulated_data:
         name += " (simulated records)"
-        lines.append(
-            "**Simulated records** (`--simulated_data`): texts and annotations written to exercise the code, not "
-            "taken from any patient."
-        )
+        lines.append(SIMULATED)
     return source, name, lines
 
 
@@ -106,7 +108,6 @@ def build_model_card(output_dir: Path, config, model_args, data_args, train_args
     reports = saved_reports(output_dir)
     model_name = train_args.hub_model_id or output_dir.name
     dataset_type, dataset_name, data_lines = describe_data(data_args, train_records, reports)
-    encoder_on_hub = model_args.encoder and not Path(model_args.encoder).exists()
     card_data = ModelCardData(
         language="zh",
         license="apache-2.0",
@@ -115,7 +116,7 @@ def build_model_card(output_dir: Path, config, model_args, data_args, train_args
         # the CRF-decoding pipeline, never argmax over the emissions).
         pipeline_tag="token-classification",
         tags=["custom_code", "token-classification", "named-entity-recognition", "medical", "clinical", "crf"],
-        base_model=model_args.encoder if encoder_on_hub else None,
+        base_model=model_args.encoder if on_hub(model_args.encoder) else None,
         # Hub dataset ids only: a local corpus has none, and a made-up id would point at someone else's dataset.
         datasets=[hub_dataset(data_args)] if hub_dataset(data_args) else None,
         metrics=list(METRICS),
@@ -171,4 +172,50 @@ def write_model_card(output_dir: Path, config, model_args, data_args, train_args
     """Write (or rewrite, once the test split is scored) ``README.md`` in ``output_dir``."""
     path = output_dir / "README.md"
     build_model_card(output_dir, config, model_args, data_args, train_args, train_records).save(path)
+    return path
+
+
+def write_pretraining_card(
+    output_dir: Path, model_args, data_args, train_args, steps: int, examples: int | None
+) -> Path:
+    """Write ``README.md`` for a ``train_mlm.py`` encoder: what it was trained from and on (files by name), how; no
+    scores (there is no held-out split)."""
+    base = model_args.model_name_or_path
+    files = ", ".join(f"`{Path(path).name}`" for path in data_args.train_files)
+    data_lines = [f"Corpus: plain text, one document per {data_args.sample_by}, from {files}."]
+    if examples is not None:
+        data_lines.append(f"Examples: {examples} sequences.")
+    if data_args.lexicon_file:
+        data_lines.append(f"Whole-word masking keeps the terms of `{Path(data_args.lexicon_file).name}` whole.")
+    if data_args.simulated_data:
+        data_lines.append(SIMULATED)
+    card_data = ModelCardData(
+        language="zh",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="fill-mask",
+        tags=["bert", "fill-mask", "medical", "clinical"],
+        base_model=base if on_hub(base) else None,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATES / "pretraining.md"),
+        model_name=train_args.hub_model_id or output_dir.name,
+        repo_id=train_args.hub_model_id or str(output_dir),
+        origin=f"further from `{base if on_hub(base) else Path(base).name}`" if base else "from scratch",
+        nsp=not data_args.mlm_only,
+        simulated=data_args.simulated_data,
+        data_lines=data_lines,
+        objective="masked LM" if data_args.mlm_only else "masked LM and next-sentence prediction",
+        mlm_probability=data_args.mlm_probability,
+        max_seq_length=data_args.max_seq_length,
+        learning_rate=train_args.learning_rate,
+        batch_size=train_args.per_device_train_batch_size,
+        accumulation=train_args.gradient_accumulation_steps,
+        warmup=train_args.warmup_ratio,
+        steps=steps,
+        seed=train_args.seed,
+    )
+    path = output_dir / "README.md"
+    card.save(path)
     return path
