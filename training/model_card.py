@@ -1,6 +1,7 @@
-"""The model card of a saved tagger: ``huggingface_hub``'s ``ModelCard`` from a ``model_cards/`` template, with the
-metadata (``datasets``, ``model-index``) and the description of the data taken from what the run used, and the
-scores from the reports saved in the same folder, so that the card always agrees with them."""
+"""Model cards of the saved models (taggers of ``train_ner.py``, encoders of ``train_mlm.py``): ``huggingface_hub``'s
+``ModelCard`` from a ``model_cards/`` template, with the metadata (``datasets``, ``model-index``) and the description
+of the data taken from what the run used, and a tagger's scores from the reports saved in the same folder, so that
+the card always agrees with them."""
 
 from __future__ import annotations
 
