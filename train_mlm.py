@@ -41,6 +41,7 @@ from training.common import (
     warmup_decay_schedule,
     write_arguments,
 )
+from training.model_card import write_pretraining_card
 from training.pretraining_data import WholeWordMaskCollator, WordSegmenter, pretraining_examples
 
 logger = logging.getLogger("train_mlm")
@@ -79,6 +80,10 @@ class DataArguments:
     mlm_only: bool = field(default=False, metadata={"help": "masked LM without next-sentence prediction"})
     lexicon_file: str | None = field(
         default=None, metadata={"help": "domain terms (one per line) that whole-word masking keeps whole"}
+    )
+    simulated_data: bool = field(
+        default=False,
+        metadata={"help": "the corpus is simulated (no real patient's records): the model card says so"},
     )
 
 
@@ -277,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.unwrap_model(model).save_pretrained(output_dir, save_function=accelerator.save)
         tokenizer.save_pretrained(output_dir)
         write_arguments(output_dir, model_args, data_args, train_args)
+        count = None if data_args.streaming else len(examples)
+        write_pretraining_card(output_dir, model_args, data_args, train_args, state["step"], count)
         if train_args.push_to_hub:
             push_folder(output_dir, train_args.hub_model_id)
         logger.info("saved the pretrained encoder to %s", output_dir)

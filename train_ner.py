@@ -166,6 +166,10 @@ class DataArguments:
     dataset_name: str | None = field(
         default=None, metadata={"help": "corpus=spans: a Hub dataset or a folder of Parquet splits in the span schema"}
     )
+    simulated_data: bool = field(
+        default=False,
+        metadata={"help": "the corpus is simulated (no real patient's records): the model card says so"},
+    )
     dev_fraction: float = field(default=0.1, metadata={"help": "CCKS without a validation file: seeded dev share"})
     max_length: int = field(default=128, metadata={"help": "tokens per window, [CLS] and [SEP] included"})
     stride: int = field(default=32, metadata={"help": "tokens shared by consecutive windows of a long record"})
@@ -708,6 +712,10 @@ def main(argv: list[str] | None = None) -> dict:
         if accelerator.is_main_process:
             (output_dir / "test_results.json").write_text(report.to_json(), encoding="utf-8")
             logger.info("test split, best model:\n%s", format_report(report))
+            # The card was written when the model was saved, before the test split was scored: add the test scores.
+            write_model_card(
+                output_dir, accelerator.unwrap_model(best).config, model_args, data_args, train_args, train_records
+            )
     if accelerator.is_main_process:
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         logger.info("best dev strict F1 %.4f; model saved to %s", state["best_f1"], output_dir)
@@ -743,7 +751,7 @@ def save_model(accelerator, model, tokenizer, output_dir: Path, report, argument
         write_arguments(output_dir, *arguments)
         (output_dir / "eval_results.json").write_text(report.to_json(), encoding="utf-8")
         (output_dir / "eval_report.txt").write_text(format_report(report) + "\n", encoding="utf-8")
-        write_model_card(output_dir, unwrapped.config, report, *arguments, train_records)
+        write_model_card(output_dir, unwrapped.config, *arguments, train_records)
     accelerator.wait_for_everyone()
 
 

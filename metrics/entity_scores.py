@@ -100,6 +100,25 @@ class EntityReport:
         """The report as JSON; labels are written as UTF-8 text, not escaped."""
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EntityReport:
+        """The report that ``to_dict`` wrote (e.g. read back from a saved ``eval_results.json``)."""
+
+        def table(name: str) -> dict[str, Score]:
+            return {key: Score(**score) for key, score in values[name].items()}
+
+        return cls(
+            micro=Score(**values["micro"]),
+            macro=Score(**values["macro"]),
+            per_type=table("per_type"),
+            per_class=table("per_class"),
+            type_overlap=Score(**values["type_overlap"]),
+            type_overlap_per_type=table("type_overlap_per_type"),
+            exact_boundary=Score(**values["exact_boundary"]),
+            num_records=values["num_records"],
+            unclassified_types=tuple(values["unclassified_types"]),
+        )
+
 
 def _ratio(numerator: float, denominator: float) -> float:
     # The zero-division convention is 0.0 everywhere (seqeval's zero_division=0)
