@@ -17,7 +17,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .crf import ConditionalRandomField
-from .pipeline_clinical_ner import clinical_ner_custom_pipelines
+from .pipeline_clinical_ner import PIPELINE_CLASSES, clinical_ner_custom_pipelines
 
 
 @dataclass
@@ -41,7 +41,8 @@ class CrfTaggerOutput(ModelOutput):
 def fill_tagger_config_defaults(config, config_class: str, model_class: str) -> None:
     """What every tagger config sets in ``__post_init__`` when loading did not: ``auto_map`` for ``AutoConfig``,
     ``AutoModel`` and ``AutoModelForTokenClassification`` (``register_for_auto_class`` records only one class),
-    ``custom_pipelines`` so that ``pipeline("clinical-ner", model=..., trust_remote_code=True)`` finds its class.
+    ``custom_pipelines`` so that ``pipeline("clinical-ner" or "token-classification", model=...,
+    trust_remote_code=True)`` finds the CRF pipeline classes.
     Class paths are ``"module.Class"`` as written in a model repository."""
     if getattr(config, "auto_map", None) is None:
         config.auto_map = {
@@ -93,6 +94,10 @@ def init_crf_weights(crf: ConditionalRandomField) -> None:
 
 class CrfTaggerMixin:
     """Tag mask, loss and decoding for a model with a ``crf`` attribute."""
+
+    #: Which pipeline class serves each task for this model, from the model's own copy of the pipeline file:
+    #: ``pipeline(task, model=<model object>)`` finds it there (``pipeline_clinical_ner._TaskDispatch``).
+    pipeline_classes = PIPELINE_CLASSES
 
     def encode(
         self,
