@@ -15,7 +15,7 @@ from transformers.utils import logging as hf_logging
 from modeling.pipeline_clinical_ner import ClinicalNerPipeline, CrfTokenClassificationPipeline, save_for_hub
 from modeling.tagging import tags_to_spans
 
-from .pipeline_helpers import TYPES, random_model, spans, wordpiece_tokenizer
+from .pipeline_helpers import TYPES, char_tokenizer, random_model, spans, wordpiece_tokenizer
 
 hf_logging.set_verbosity_error()
 
@@ -61,6 +61,21 @@ def test_model_object_gives_the_clinical_ner_entities(model, tokenizer):
     simple = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="SIMPLE")
     got = simple(TEXTS, max_length=12, stride=3, batch_size=1)
     assert [e["score"] for r in got for e in r] == pytest.approx([e["score"] for r in expected for e in r])
+
+
+def test_character_tokenizer_every_strategy_gives_the_clinical_ner_entities():
+    """With the character tokenizer each token is a word: every strategy is "simple", in BIOES as in BIO."""
+    tokenizer = char_tokenizer()
+    model = random_model(tokenizer, seed=1, scheme="BIOES")
+    expected = ClinicalNerPipeline(model=model, tokenizer=tokenizer, device=-1)(TEXTS, max_length=10, stride=2)
+    assert sum(map(len, expected)) > 10
+    pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, device=-1)
+    for strategy in STRATEGIES:
+        got = pipe(TEXTS, max_length=10, stride=2, batch_size=3, aggregation_strategy=strategy)
+        assert [spans(r) for r in got] == [spans(r) for r in expected], strategy
+    tokens = pipe(TEXTS[1], max_length=10, stride=2, ignore_labels=[])  # one token per character, CRLF too
+    assert [e["start"] for e in tokens] == list(range(len(TEXTS[1])))
+    assert tags_to_spans([e["entity"] for e in tokens], "BIOES") == spans(expected[1])
 
 
 def _inside_ascii_run(text: str, position: int) -> bool:
