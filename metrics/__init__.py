@@ -3,6 +3,10 @@ type and per class; the same numbers as an ``evaluate`` module and on the comman
 
 >>> import evaluate, metrics
 >>> metric = evaluate.load(metrics.EVALUATE_MODULE_PATH)  # a local path: loads offline
+
+For transformers' ``Trainer`` on a CRF tagger, :class:`metrics.trainer.CrfEntityMetrics` gives ``compute_metrics`` and
+``preprocess_logits_for_metrics`` (CRF decoding, strict entity scores); it imports torch and transformers, so it is
+not imported here.
 """
 
 from pathlib import Path

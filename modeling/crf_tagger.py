@@ -17,7 +17,10 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .crf import ConditionalRandomField
-from .pipeline_clinical_ner import clinical_ner_custom_pipelines
+from .pipeline_clinical_ner import PIPELINE_CLASSES, clinical_ner_custom_pipelines
+
+#: transformers' label for a token no loss scores (``nn.CrossEntropyLoss``'s default ``ignore_index``).
+IGNORE_INDEX = -100
 
 
 @dataclass
@@ -41,7 +44,8 @@ class CrfTaggerOutput(ModelOutput):
 def fill_tagger_config_defaults(config, config_class: str, model_class: str) -> None:
     """What every tagger config sets in ``__post_init__`` when loading did not: ``auto_map`` for ``AutoConfig``,
     ``AutoModel`` and ``AutoModelForTokenClassification`` (``register_for_auto_class`` records only one class),
-    ``custom_pipelines`` so that ``pipeline("clinical-ner", model=..., trust_remote_code=True)`` finds its class.
+    ``custom_pipelines`` so that ``pipeline("clinical-ner" or "token-classification", model=...,
+    trust_remote_code=True)`` finds the CRF pipeline classes.
     Class paths are ``"module.Class"`` as written in a model repository."""
     if getattr(config, "auto_map", None) is None:
         config.auto_map = {
@@ -94,6 +98,10 @@ def init_crf_weights(crf: ConditionalRandomField) -> None:
 class CrfTaggerMixin:
     """Tag mask, loss and decoding for a model with a ``crf`` attribute."""
 
+    #: Which pipeline class serves each task for this model, from the model's own copy of the pipeline file:
+    #: ``pipeline(task, model=<model object>)`` finds it there (``pipeline_clinical_ner._TaskDispatch``).
+    pipeline_classes = PIPELINE_CLASSES
+
     def encode(
         self,
         input_ids: torch.Tensor | None,
@@ -134,8 +142,16 @@ class CrfTaggerMixin:
         special_tokens_mask: torch.Tensor | None,
         labels: torch.Tensor | None,
     ) -> CrfTaggerOutput:
-        """The CRF's view of the emissions: tag mask, and the loss when labels are given."""
+        """The CRF's view of the emissions: tag mask, and the loss when labels are given.
+
+        A token labelled ``-100`` (transformers' ignored label: special tokens, padding, the word pieces after a
+        word's first) is left out of the tag mask like a special token, so the CRF reads the labelled tokens as one
+        sequence (it accepts masks with holes); the output's ``tag_mask`` says which tokens it scored."""
         tag_mask = self.tag_mask(input_ids, attended, special_tokens_mask, inputs_embeds)
+        if labels is not None:
+            if labels.shape != tag_mask.shape:
+                raise ValueError(f"expected labels of shape {tuple(tag_mask.shape)}, got {tuple(labels.shape)}")
+            tag_mask = tag_mask & (labels != IGNORE_INDEX)
         return CrfTaggerOutput(
             loss=self.crf_loss(emissions, labels, tag_mask) if labels is not None else None,
             logits=emissions,
@@ -173,9 +189,7 @@ class CrfTaggerMixin:
         return attended & ~special
 
     def crf_loss(self, emissions: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood; label values outside the tag mask (e.g. -100) are ignored."""
-        if labels.shape != mask.shape:
-            raise ValueError(f"expected labels of shape {tuple(mask.shape)}, got {tuple(labels.shape)}")
+        """Mean negative log-likelihood; label values outside the tag mask are ignored."""
         scored = labels[mask]
         if scored.numel() and (scored.min() < 0 or scored.max() >= self.config.num_labels):
             raise ValueError(

@@ -108,7 +108,8 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
     ) -> CrfTaggerOutput | tuple:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Label ids; values off the tag mask (special tokens, padding; conventionally -100) are ignored.
+            Label ids; -100 leaves a token out of the CRF (special tokens, padding, the word pieces after a
+            word's first), as do special tokens and padding whatever their label.
         special_tokens_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
             1 for tokens the CRF must not see; defaults to the tokens in `config.special_token_ids`.
         """

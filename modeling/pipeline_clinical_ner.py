@@ -44,8 +44,15 @@ number of windows); training computes them the same way (``datasets_scripts.enco
 The model must be a CRF tagger: ``model.crf`` and a ``forward`` returning ``logits`` (CRF emissions) and
 ``tag_mask``; ``special_tokens_mask`` is passed when ``forward`` takes it.
 
-This file ships inside every model repository (``config.json`` names it in ``custom_pipelines``): it imports the
-standard library, torch, transformers and sibling files only. :func:`save_for_hub` writes a complete repository.
+The standard task works too, with transformers' output format and arguments (:class:`CrfTokenClassificationPipeline`:
+``aggregation_strategy``, ``ignore_labels``), decoded the same way:
+
+>>> tagger = pipeline("token-classification", model="path/or/repo", trust_remote_code=True, aggregation_strategy="simple")
+
+This file ships inside every model repository (``config.json`` names it in ``custom_pipelines`` for
+``clinical-ner``, ``token-classification`` and ``ner``): it imports the standard library, torch, transformers and
+sibling files only. :func:`save_for_hub` writes a complete repository. Importing it (which importing a model class
+does) lets ``pipeline(task, model=<model object>, tokenizer=...)`` choose these classes too (:func:`register_pipeline`).
 """
 
 from __future__ import annotations
@@ -64,9 +71,10 @@ from transformers import AutoModelForTokenClassification
 from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
+from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
 from .display import EntityView, render_entities
-from .tagging import OUTSIDE, merge_windows, plan_windows, token_to_char_spans
+from .tagging import OUTSIDE, Span, merge_windows, plan_windows, spans_to_tags, tags_to_spans, token_to_char_spans
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +85,22 @@ DEFAULT_MAX_LENGTH = 512
 _NO_LIMIT = 1_000_000
 
 
+#: Standard task names served by :class:`CrfTokenClassificationPipeline`. transformers looks a task name up in
+#: ``custom_pipelines`` before resolving aliases, so the alias "ner" needs its own entry.
+TOKEN_CLASSIFICATION_TASKS = ("token-classification", "ner")
+
+
 def clinical_ner_custom_pipelines() -> dict[str, dict[str, Any]]:
-    """The ``custom_pipelines`` entry of a model config, a fresh dict each call (transformers edits it in place)."""
+    """The ``custom_pipelines`` entry of a model config, a fresh dict each call (transformers edits it in place):
+    ``clinical-ner`` and the standard ``token-classification`` (and its alias ``ner``), so that
+    ``pipeline(task, model=FOLDER_OR_REPO, trust_remote_code=True)`` runs the CRF for either task name."""
     return {
-        TASK: {
-            "impl": f"{Path(__file__).stem}.ClinicalNerPipeline",
+        task: {
+            "impl": f"{Path(__file__).stem}.{cls.__name__}",
             "pt": ["AutoModelForTokenClassification"],
             "type": "text",
         }
+        for task, cls in PIPELINE_CLASSES.items()
     }
 
 
@@ -95,6 +111,7 @@ class _Document:
     text: str
     input_ids: torch.Tensor  # shape: (num_tokens,)
     offsets: list[tuple[int, int]]
+    word_ids: list[int | None]  # the tokenizer's word of each token (its pre-tokenizer's split)
     features: dict[str, torch.Tensor]  # model.text_features of the whole text, each of shape (num_tokens,)
 
     @property
@@ -214,7 +231,11 @@ class ClinicalNerPipeline(ChunkPipeline):
         )
         offsets = [tuple(pair) for pair in encoding["offset_mapping"]]
         document = _Document(
-            text, torch.tensor(encoding["input_ids"], dtype=torch.long), offsets, self._features(text, offsets)
+            text,
+            torch.tensor(encoding["input_ids"], dtype=torch.long),
+            offsets,
+            encoding.word_ids(),
+            self._features(text, offsets),
         )
         del encoding
         plan = plan_windows(document.num_tokens, window, stride)
@@ -261,7 +282,7 @@ class ClinicalNerPipeline(ChunkPipeline):
         inputs["window"] = _Window(document, start, end)
         return inputs
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any], keep_marginals: bool = False) -> dict[str, Any]:
         window, is_last = model_inputs.pop("window"), model_inputs.pop("is_last")
         output = self.model(**model_inputs, return_dict=True)  # whatever the config's return_dict says
         emissions = output.logits  # shape: (batch, seq, num_labels), CRF emissions
@@ -278,36 +299,54 @@ class ClinicalNerPipeline(ChunkPipeline):
         marginals = self.model.crf.marginals(emissions, tag_mask)  # shape: (batch, seq, num_labels)
         # shape: (batch, seq); marginal probability of the decoded label, 0 off the tag mask
         probabilities = marginals.gather(2, labels.clamp(min=0).unsqueeze(2)).squeeze(2) * (labels >= 0)
-        return {"labels": labels, "probabilities": probabilities.float(), "window": window, "is_last": is_last}
+        output = {"labels": labels, "probabilities": probabilities.float(), "window": window, "is_last": is_last}
+        if keep_marginals:
+            output["marginals"] = marginals.float()
+        return output
 
-    def postprocess(self, window_outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    @property
+    def _prefix(self) -> int:
+        """Position of a window's first text token: 1 after ``[CLS]``, 0 for a tokenizer without one."""
+        return 1 if self.tokenizer.cls_token_id is not None else 0
+
+    def _merge(self, window_outputs: list[dict[str, Any]]) -> tuple[_Document, list[Span], list[tuple[int, int]]]:
+        """The document, its entities as token spans (:func:`tagging.merge_windows`), and for each token the window
+        it is read from and its position there."""
         document = window_outputs[0]["window"].document
         windows = [(item["window"].start, item["window"].end) for item in window_outputs]
-        prefix = 1 if self.tokenizer.cls_token_id is not None else 0
         window_tags = []
         for item, (start, end) in zip(window_outputs, windows):
-            ids = item["labels"][0, prefix : prefix + end - start].tolist()
+            ids = item["labels"][0, self._prefix : self._prefix + end - start].tolist()
             window_tags.append([self.id2label[i] if i >= 0 else OUTSIDE for i in ids])
         token_spans, sources = merge_windows(windows, window_tags, document.num_tokens, self.label_scheme)
-        char_spans = token_to_char_spans(token_spans, document.offsets)
-        entities = []
-        for (token_start, token_end, _), (start, end, label) in zip(token_spans, char_spans):
-            # Each token's probability from the window it was read from; window position = prefix + token - start.
-            probabilities = [
-                float(window_outputs[sources[t]]["probabilities"][0, prefix + t - windows[sources[t]][0]])
-                for t in range(token_start, token_end)
-            ]
-            entity = {
-                "entity_group": label,
-                "score": sum(probabilities) / len(probabilities),
-                "word": document.text[start:end],
-                "start": start,
-                "end": end,
-            }
-            if label in self.label_classes:
-                entity["class"] = self.label_classes[label]
-            entities.append(entity)
-        return entities
+        read_from = [(w, self._prefix + t - windows[w][0]) for t, w in enumerate(sources)]
+        return document, token_spans, read_from
+
+    def _entity(self, document: _Document, token_span: Span, scores: list[float]) -> dict[str, Any]:
+        """An entity dict for tokens ``[start, end)``, its score the mean of ``scores``."""
+        ((start, end, label),) = token_to_char_spans([token_span], document.offsets)
+        entity = {
+            "entity_group": label,
+            "score": sum(scores) / len(scores),
+            "word": document.text[start:end],
+            "start": start,
+            "end": end,
+        }
+        if label in self.label_classes:
+            entity["class"] = self.label_classes[label]
+        return entity
+
+    def postprocess(self, window_outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        document, token_spans, read_from = self._merge(window_outputs)
+        return [
+            # Each token's probability from the window it was read from.
+            self._entity(
+                document,
+                (start, end, label),
+                [float(window_outputs[w]["probabilities"][0, p]) for w, p in read_from[start:end]],
+            )
+            for start, end, label in token_spans
+        ]
 
     # ------------------------------------------------------------------ batching
 
@@ -352,23 +391,179 @@ class ClinicalNerPipeline(ChunkPipeline):
         return render_entities(text, self(text, **kwargs), labels=list(dict.fromkeys(types)))
 
 
+class CrfTokenClassificationPipeline(ClinicalNerPipeline):
+    """transformers' ``token-classification`` task (alias ``ner``) for a CRF tagger: the output format of
+    :class:`transformers.TokenClassificationPipeline`, read from the path ``clinical-ner`` decodes (same windows,
+    Viterbi decoding and merge), never from the argmax of the emissions.
+
+    Each token takes its label on the merged CRF path (the ``clinical-ner`` entities written in the label scheme)
+    and, as score, the CRF marginal probability of that label in the window it was read from.
+
+    Call parameters, besides those of ``clinical-ner`` (``max_length``, ``stride``; ``batch_size``, ``device``):
+        aggregation_strategy: ``"none"`` (the default, as in transformers): one dict per token,
+            ``{"entity", "score", "index", "word", "start", "end"}``, ``index`` its position in
+            ``tokenizer(text)["input_ids"]`` and ``word`` the token. ``"simple"``: entity groups
+            ``{"entity_group", "score", "word", "start", "end"}`` (plus ``"class"``, as ``clinical-ner``): the
+            ``clinical-ner`` entities, each scored by the mean of its tokens' scores. ``"first"``, ``"average"``,
+            ``"max"``: groups as ``"simple"``, except that a word (a word of the tokenizer's pre-tokenizer: with
+            WordPiece a run of ASCII letters and digits, each CJK character alone) is never split between groups.
+            Its tokens take one label, chosen among the labels the CRF gave them: the first token's, the one with
+            the highest marginal probability averaged over the word's tokens, or the label of its most probable
+            token; the word's score is that probability. Groups are read from the labels leniently, as
+            :func:`tagging.tags_to_spans` reads them.
+        ignore_labels: labels left out, ``["O"]`` by default (compared with ``entity`` per token, ``entity_group``
+            per group; without ``"O"``, the runs outside entities come out as ``"O"`` groups).
+
+    It keeps each window's marginal probabilities (``(seq, num_labels)``, as the standard pipeline keeps logits),
+    which ``clinical-ner`` does not need.
+    """
+
+    def _sanitize_parameters(
+        self,
+        max_length: int | None = None,
+        stride: int | None = None,
+        aggregation_strategy: str | AggregationStrategy | None = None,
+        ignore_labels: list[str] | None = None,
+    ):
+        preprocess, _, _ = super()._sanitize_parameters(max_length=max_length, stride=stride)
+        postprocess = {}
+        if aggregation_strategy is not None:
+            if isinstance(aggregation_strategy, str):
+                aggregation_strategy = aggregation_strategy.lower()
+            postprocess["aggregation_strategy"] = AggregationStrategy(aggregation_strategy)
+        if ignore_labels is not None:
+            postprocess["ignore_labels"] = list(ignore_labels)
+        return preprocess, {"keep_marginals": True}, postprocess
+
+    def postprocess(
+        self,
+        window_outputs: list[dict[str, Any]],
+        aggregation_strategy: AggregationStrategy = AggregationStrategy.NONE,
+        ignore_labels: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        ignore_labels = [OUTSIDE] if ignore_labels is None else ignore_labels
+        document, token_spans, read_from = self._merge(window_outputs)
+        label2id = {label: index for index, label in self.id2label.items()}
+
+        def probability(token: int, label: str) -> float:
+            window, position = read_from[token]
+            return float(window_outputs[window]["marginals"][0, position, label2id[label]])
+
+        tags = spans_to_tags(token_spans, document.num_tokens, self.label_scheme)
+        scores = [probability(token, tag) for token, tag in enumerate(tags)]
+        if aggregation_strategy == AggregationStrategy.NONE:
+            tokens = self.tokenizer.convert_ids_to_tokens(document.input_ids.tolist())
+            entities = [
+                {
+                    "entity": tag,
+                    "score": score,
+                    "index": self._prefix + token,
+                    "word": tokens[token],
+                    "start": document.offsets[token][0],
+                    "end": document.offsets[token][1],
+                }
+                for token, (tag, score) in enumerate(zip(tags, scores))
+            ]
+            return [entity for entity in entities if entity["entity"] not in ignore_labels]
+        # Units to group: tokens ("simple") or words, each (first token, end token, label, score).
+        if aggregation_strategy == AggregationStrategy.SIMPLE:
+            units = [(token, token + 1, tag, score) for token, (tag, score) in enumerate(zip(tags, scores))]
+        else:
+            units = []
+            for start, end in _word_ranges(document.word_ids):
+                if aggregation_strategy == AggregationStrategy.FIRST:
+                    tag, score = tags[start], scores[start]
+                elif aggregation_strategy == AggregationStrategy.MAX:
+                    best = max(range(start, end), key=scores.__getitem__)
+                    tag, score = tags[best], scores[best]
+                else:  # AVERAGE
+                    averages = {
+                        tag: sum(probability(t, tag) for t in range(start, end)) / (end - start)
+                        for tag in dict.fromkeys(tags[start:end])
+                    }
+                    tag = max(averages, key=averages.__getitem__)
+                    score = averages[tag]
+                units.append((start, end, tag, score))
+        unit_tags = [tag for _, _, tag, _ in units]
+        groups = tags_to_spans(unit_tags, self.label_scheme)
+        groups += [(start, end, OUTSIDE) for start, end in _runs(unit_tags, OUTSIDE)]
+        return [
+            self._entity(document, (units[start][0], units[end - 1][1], label), [u[3] for u in units[start:end]])
+            for start, end, label in sorted(groups)
+            if label not in ignore_labels
+        ]
+
+
+def _word_ranges(word_ids: list[int | None]) -> list[tuple[int, int]]:
+    """Token ranges ``[start, end)`` of consecutive tokens of the same word (a token of no word is one alone)."""
+    ranges: list[tuple[int, int]] = []
+    for token, word in enumerate(word_ids):
+        if ranges and word is not None and word == word_ids[token - 1]:
+            ranges[-1] = (ranges[-1][0], token + 1)
+        else:
+            ranges.append((token, token + 1))
+    return ranges
+
+
+def _runs(tags: list[str], tag: str) -> list[tuple[int, int]]:
+    """Maximal runs ``[start, end)`` of ``tag``."""
+    runs: list[tuple[int, int]] = []
+    for position, value in enumerate(tags):
+        if value != tag:
+            continue
+        if runs and runs[-1][1] == position:
+            runs[-1] = (runs[-1][0], position + 1)
+        else:
+            runs.append((position, position + 1))
+    return runs
+
+
+#: The pipeline class of each task a CRF tagger serves; a model's ``pipeline_classes`` (see :class:`_TaskDispatch`).
+PIPELINE_CLASSES = {
+    TASK: ClinicalNerPipeline,
+    **dict.fromkeys(TOKEN_CLASSIFICATION_TASKS, CrfTokenClassificationPipeline),
+}
+
+
+class _TaskDispatch:
+    """What transformers' pipeline registry holds for ``clinical-ner`` and ``token-classification`` once this file is
+    imported (:func:`register_pipeline`).
+
+    ``pipeline(task, model=<model object>)`` reads no ``custom_pipelines`` (only ``pipeline(task, model=PATH)``
+    does), so a CRF tagger object would get ``KeyError: Unknown task`` for ``clinical-ner`` and the argmax of its
+    emissions from the standard ``token-classification``. A model gets the class its own code names for the task
+    (``model.pipeline_classes``, this file's copy as it shipped with the model); any other model gets transformers'
+    ``TokenClassificationPipeline`` (or, for ``clinical-ner``, the refusal of :class:`ClinicalNerPipeline`).
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+
+    def __new__(cls, model, task: str = "", **kwargs):
+        fallback = ClinicalNerPipeline if task == TASK else TokenClassificationPipeline
+        pipeline_class = getattr(model, "pipeline_classes", {}).get(task, fallback)
+        return pipeline_class(model=model, task=task, **kwargs)
+
+
 def _single(items: list[dict[str, Any]]) -> dict[str, Any]:
     (item,) = items
     return item
 
 
 def register_pipeline() -> None:
-    """Register ``clinical-ner`` with transformers, so that ``pipeline("clinical-ner", model=model_object,
-    tokenizer=...)`` works in this process and the pipeline's ``save_pretrained`` writes ``custom_pipelines``.
-    Calling it again is harmless."""
+    """Make ``pipeline("clinical-ner" or "token-classification", model=<model object>, tokenizer=...)`` choose the
+    CRF pipelines for a CRF tagger (see :class:`_TaskDispatch`). Run when this file is imported, which importing
+    either model class does; calling it again is harmless."""
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    registered = PIPELINE_REGISTRY.supported_tasks.get(TASK)
-    if registered is not None and registered.get("impl") is ClinicalNerPipeline:
-        return
-    PIPELINE_REGISTRY.register_pipeline(
-        TASK, pipeline_class=ClinicalNerPipeline, pt_model=AutoModelForTokenClassification, type="text"
-    )
+    # Written into the registry directly: PIPELINE_REGISTRY.register_pipeline would warn that token-classification
+    # is overwritten, though every model but a CRF tagger keeps the standard class.
+    tasks = PIPELINE_REGISTRY.supported_tasks
+    tasks[TASK] = {"impl": _TaskDispatch, "pt": (AutoModelForTokenClassification,), "type": "text"}
+    tasks["token-classification"] = {**tasks["token-classification"], "impl": _TaskDispatch}
 
 
 def pipeline_files() -> list[Path]:
@@ -398,3 +593,6 @@ def save_for_hub(model, tokenizer, folder: str | os.PathLike, **save_kwargs) -> 
             shutil.copyfile(path, target)
     logger.info("saved a clinical-ner model repository to %s", folder)
     return folder
+
+
+register_pipeline()
