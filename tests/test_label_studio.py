@@ -1,13 +1,22 @@
-"""Label Studio without a server: the labeling config predict.py writes, the reader's prediction mode, and the ML
-backend's endpoints (``serve_label_studio``) answered over HTTP on 127.0.0.1."""
+"""Label Studio: the labeling config predict.py writes, the reader's prediction mode, the ML backend's endpoints
+(``serve_label_studio``) over HTTP on 127.0.0.1; then (slow) a real Label Studio server: predict.py's tasks imported,
+exported as JSON and JSON-MIN and read back, an annotator's edit through the API, and the ML backend connected."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +26,7 @@ import predict
 from datasets_scripts import read_label_studio
 from modeling.pipeline_clinical_ner import save_for_hub
 from serve_label_studio import Backend, BackendServer
+from train_ner import DataArguments, load_corpus
 
 from .pipeline_helpers import char_tokenizer, hand_set_model
 from .test_predict import run
@@ -168,3 +178,192 @@ def test_ml_backend_refuses_what_it_cannot_answer(backend_url, path, body, statu
     url, _ = backend_url
     answer_status, answer = call(url + path, body)
     assert answer_status == status and answer["error"].startswith(message)
+
+
+# ---------------------------------------------------------------------------------------------- a real server
+# Label Studio lives in its own virtual environment, so that its pins never touch the project's; `.ci/run` makes
+# it: python3 -m venv .venv-label-studio && .venv-label-studio/bin/pip install label-studio==1.23.2
+
+LABEL_STUDIO_VENV = Path(os.environ.get("LABEL_STUDIO_VENV", Path(__file__).parents[1] / ".venv-label-studio"))
+STARTUP_SECONDS = 240  # about 30 s on 2 CPU cores, more while other jobs run
+EXPORT_SECONDS = 60
+RECORDS = {
+    "r1": "患者于时间行药物物化疗，\r\n结节 药物。",
+    "r2": "时间间 HER2（＋）",
+    "r3": "左乳腺癌改良根治术",
+    "r4": "药物物 时间 药物",
+}
+
+
+class LabelStudio:
+    """The REST API of a running Label Studio, with the legacy token of the user created at start."""
+
+    def __init__(self, url: str, token: str):
+        self.url = url
+        self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+
+    def __call__(self, method: str, path: str, body=None, raw: bool = False):
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(self.url + path, data=data, headers=self.headers, method=method)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            content = response.read()
+        return content if raw else json.loads(content or b"null")
+
+    def project(self, title: str, label_config: str) -> int:
+        return self("POST", "/api/projects/", {"title": title, "label_config": label_config})["id"]
+
+    def export(self, project: int, folder: Path) -> tuple[Path, Path]:
+        """A JSON export with predictions serialised (not just their ids) and its JSON-MIN conversion."""
+        snapshot = self("POST", f"/api/projects/{project}/exports/",
+                        {"serialization_options": {"predictions": {"only_id": False}}})["id"]  # fmt: skip
+        detail = f"/api/projects/{project}/exports/{snapshot}"
+        wait_for(lambda: self("GET", detail)["status"] == "completed", EXPORT_SECONDS, "the JSON export")
+        self("POST", f"{detail}/convert", {"export_type": "JSON_MIN"})
+        converted = lambda: [f["status"] for f in self("GET", detail)["converted_formats"]] == ["completed"]  # noqa: E731
+        wait_for(converted, EXPORT_SECONDS, "the JSON-MIN conversion")
+        paths = folder / f"export-{project}.json", folder / f"export-{project}-min.json"
+        for path, kind in zip(paths, ("JSON", "JSON_MIN")):
+            path.write_bytes(self("GET", f"{detail}/download?exportType={kind}", raw=True))
+        return paths
+
+
+def wait_for(condition, seconds: float, what: str, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"Label Studio exited with status {process.returncode} before {what}")
+        with contextlib.suppress(OSError):  # refused connections while it starts
+            if condition():
+                return
+        time.sleep(1)
+    raise AssertionError(f"no {what} within {seconds} s")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory):
+    program = LABEL_STUDIO_VENV / "bin" / "label-studio"
+    if not program.is_file():
+        pytest.skip(f"label-studio is not installed in {LABEL_STUDIO_VENV} (set LABEL_STUDIO_VENV, or see .ci/run)")
+    data = tmp_path_factory.mktemp("label-studio")
+    port, token = free_port(), secrets.token_hex(20)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # `Authorization: Token` for the user made at start
+        "ML_BLOCK_LOCAL_IP": "false",  # the ML backend under test listens on 127.0.0.1
+    }
+    command = [program, "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
+               "--data-dir", data, "--username", "annotator@example.com", "--password", secrets.token_hex(12),
+               "--user-token", token]  # fmt: skip
+    with (data / "server.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    client = LabelStudio(f"http://127.0.0.1:{port}", token)
+    try:
+        wait_for(lambda: client("GET", "/health") is not None, STARTUP_SECONDS, "answer on /health", process)
+        yield client
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: the server and whatever it started
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def predicted_records(model_dir, tmp_path) -> tuple[dict[str, dict], Path, str]:
+    """predict.py's output by record id, its Label Studio tasks file and its labeling config."""
+    source = tmp_path / "records.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in RECORDS.items()),
+                      encoding="utf-8")  # fmt: skip
+    out, tasks, config = tmp_path / "out.jsonl", tmp_path / "tasks.json", tmp_path / "config.xml"
+    assert run(model_dir, source, "-o", out, "--label-studio", tasks, "--label-studio-config", config,
+               "--model-version", "tiny-v1") == 0  # fmt: skip
+    by_id = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    return by_id, tasks, config.read_text(encoding="utf-8")
+
+
+def spans(entities) -> list[tuple[int, int, str]]:
+    return [(e["start"], e["end"], e["label"]) for e in entities]
+
+
+@pytest.mark.slow
+def test_label_studio_round_trip_with_an_annotator_edit(label_studio, model_dir, tmp_path):
+    predicted, tasks_file, config = predicted_records(model_dir, tmp_path)
+    project = label_studio.project("clinical-ner round trip", config)
+    imported = label_studio("POST", f"/api/projects/{project}/import", json.loads(tasks_file.read_bytes()))
+    assert (imported["task_count"], imported["prediction_count"]) == (len(RECORDS), len(RECORDS))
+
+    # The annotator accepts each pre-annotation as it is, then edits one task: one span moved, one deleted.
+    tasks = label_studio("GET", f"/api/tasks/?project={project}&page_size=100")["tasks"]
+    record_of = {str(task["id"]): task["data"]["record_id"] for task in tasks}
+    annotations = {}
+    for task in tasks:
+        (prediction,) = label_studio("GET", f"/api/tasks/{task['id']}/")["predictions"]
+        body = {"result": prediction["result"], "parent_prediction": prediction["id"], "lead_time": 1.0}
+        annotations[task["data"]["record_id"]] = label_studio("POST", f"/api/tasks/{task['id']}/annotations/", body)
+    edited = annotations["r1"]
+    time_span, chemotherapy, _ = edited["result"]
+    assert (time_span["value"]["start"], time_span["value"]["end"]) == (3, 5)
+    text = RECORDS["r1"]
+    moved = {**time_span, "value": {**time_span["value"], "start": 2, "end": 4, "text": text[2:4]}}
+    label_studio("PATCH", f"/api/annotations/{edited['id']}/", {"result": [moved, chemotherapy]})
+    expected = {task_id: spans(predicted[record_id]["entities"]) for task_id, record_id in record_of.items()}
+    r1 = next(task_id for task_id, record_id in record_of.items() if record_id == "r1")
+    expected[r1] = [(2, 4, "Time"), (6, 9, "Chemotherapy")]
+
+    export, export_min = label_studio.export(project, tmp_path)
+    # The model's predictions come back as predict.py wrote them: spans, labels, scores and model_version.
+    result = read_label_studio(export, predictions=True, strict=True)
+    assert {r["id"]: record_of[r["id"]] for r in result.records} == record_of
+    for record in result.records:
+        assert record["model_version"] == "tiny-v1"
+        assert record["text"] == RECORDS[record_of[record["id"]]]
+        assert record["entities"] == [
+            {k: e[k] for k in ("start", "end", "label", "text", "score")}
+            for e in predicted[record_of[record["id"]]]["entities"]
+        ]
+    # The annotations, in both export formats: the pre-annotations as accepted, and the edit.
+    for path in (export, export_min):
+        result = read_label_studio(path, strict=True)
+        assert {r["id"]: spans(r["entities"]) for r in result.records} == expected
+    # What train_ner.py --corpus breast_cancer trains and evaluates on.
+    corpus, _, _ = load_corpus(DataArguments(corpus="breast_cancer", train_file=str(export)), seed=0)
+    assert corpus.read_report.records_skipped == 0
+    assert {r["id"]: spans(r["entities"]) for split in corpus.values() for r in split} == expected
+
+
+@pytest.mark.slow
+def test_the_ml_backend_pre_annotates_tasks_in_label_studio(label_studio, model_dir, tmp_path):
+    predicted, _, config = predicted_records(model_dir, tmp_path)
+    pipe = predict.load_pipeline(str(model_dir), torch.device("cpu"), 4)
+    server = BackendServer(Backend(pipe, "tiny-backend"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        project = label_studio.project("clinical-ner backend", config)
+        tasks = [{"data": {"text": text, "record_id": record_id}} for record_id, text in RECORDS.items()]
+        assert label_studio("POST", f"/api/projects/{project}/import", tasks)["prediction_count"] == 0
+        backend_url = "http://{}:{}".format(*server.server_address[:2])
+        backend = label_studio("POST", "/api/ml/", {"project": project, "url": backend_url, "title": "clinical-ner"})
+        assert backend["url"] == backend_url
+        label_studio("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+                     {"project": project, "selectedItems": {"all": True, "excluded": []}})  # fmt: skip
+        export, _ = label_studio.export(project, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    record_of = {str(task["id"]): task["data"]["record_id"] for task in json.loads(export.read_bytes())}
+    result = read_label_studio(export, predictions=True, strict=True)
+    assert len(result.records) == len(RECORDS)
+    for record in result.records:
+        assert record["model_version"] == "tiny-backend"
+        assert record["entities"] == [
+            {k: e[k] for k in ("start", "end", "label", "text", "score")}
+            for e in predicted[record_of[record["id"]]]["entities"]
+        ]
