@@ -3,8 +3,9 @@
     python -m serve_label_studio MODEL [--port 9090] [--host 127.0.0.1] [--model-version NAME]
 
 Then connect it to a project (Settings > Model, or ``POST /api/ml`` with ``{"project", "url"}``) and ask for
-predictions (the Data Manager's "Retrieve Predictions"). Label Studio refuses a backend on a local address unless
-it runs with ``ML_BLOCK_LOCAL_IP=false``.
+predictions (the Data Manager's "Retrieve Predictions"). Label Studio 1.23 refuses a backend on a local address
+unless it runs with ``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=false`` (the second for the webhook
+it registers beside the backend; this backend answers that webhook 404, it does not train).
 
 The endpoints are those Label Studio 1.23 calls (``label_studio/ml/api_connector.py``):
 

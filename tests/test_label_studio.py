@@ -205,8 +205,11 @@ class LabelStudio:
     def __call__(self, method: str, path: str, body=None, raw: bool = False):
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         request = urllib.request.Request(self.url + path, data=data, headers=self.headers, method=method)
-        with urllib.request.urlopen(request, timeout=120) as response:
-            content = response.read()
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                content = response.read()
+        except urllib.error.HTTPError as error:  # the reason Label Studio gives is in the body
+            raise AssertionError(f"{method} {path}: {error.code} {error.read()[:2000]!r}") from None
         return content if raw else json.loads(content or b"null")
 
     def project(self, title: str, label_config: str) -> int:
@@ -255,7 +258,10 @@ def label_studio(tmp_path_factory):
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # `Authorization: Token` for the user made at start
-        "ML_BLOCK_LOCAL_IP": "false",  # the ML backend under test listens on 127.0.0.1
+        # The ML backend under test listens on 127.0.0.1: Label Studio refuses local addresses for the backend
+        # (ML_BLOCK_LOCAL_IP) and for the webhook it adds with it (SSRF_PROTECTION_ENABLED).
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
     }
     command = [program, "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
                "--data-dir", data, "--username", "annotator@example.com", "--password", secrets.token_hex(12),
