@@ -170,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     pipe = load_pipeline(args.model, torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.batch_size)
     model_version = args.model_version or Path(str(args.model).rstrip("/")).name
-    with BackendServer(Backend(pipe, model_version), args.host, args.port) as server:
+    try:
+        server = BackendServer(Backend(pipe, model_version), args.host, args.port)
+    except OSError as error:  # a port in use, or an address this machine does not have
+        raise UserError(f"--host/--port: cannot listen on {args.host}:{args.port} ({error.strerror})") from None
+    with server:
         host, port = server.server_address[:2]
         logger.info("Label Studio ML backend for %s on http://%s:%s (Ctrl-C stops it)", model_version, host, port)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop

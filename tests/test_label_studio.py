@@ -23,6 +23,8 @@ import torch
 from transformers.utils import logging as hf_logging
 
 import predict
+import serve_label_studio
+from cli_errors import run_command
 from datasets_scripts import read_label_studio
 from modeling.pipeline_clinical_ner import save_for_hub
 from serve_label_studio import Backend, BackendServer
@@ -178,6 +180,23 @@ def test_ml_backend_refuses_what_it_cannot_answer(backend_url, path, body, statu
     url, _ = backend_url
     answer_status, answer = call(url + path, body)
     assert answer_status == status and answer["error"].startswith(message)
+
+
+def test_ml_backend_command_mistakes_are_one_line(model_dir, tmp_path, capsys):
+    def status(*args) -> int:
+        with pytest.raises(SystemExit) as stopped:
+            run_command(serve_label_studio.main, [*map(str, args)])
+        return stopped.value.code
+
+    assert status(tmp_path / "modle") == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'modle'}: no such model folder\n"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert status(model_dir, "--port", port) == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of loading the model
+    assert last_line == f"error: --host/--port: cannot listen on 127.0.0.1:{port} (Address already in use)"
 
 
 # ---------------------------------------------------------------------------------------------- a real server
