@@ -19,8 +19,8 @@ Output: one JSON line per record, in input order, in the span schema: ``{"id", "
 ``predictions`` (``model_version``, ``score``, ``labels`` results with per-region scores) import as
 pre-annotations; tasks read from a Label Studio file keep their fields. ``--label-studio-config FILE`` writes the
 labeling configuration (XML) of a project those tasks import into: a ``<Labels>`` control with the model's entity
-types and the ``<Text>`` it annotates, named as the predictions name them. ``--gold FILE`` (span schema, CCKS or a Label
-Studio export) prints the entity-level scores of :mod:`metrics` and writes them as JSON.
+types and the ``<Text>`` it annotates, named as the predictions name them. ``--gold FILE`` (span schema, CCKS or a
+Label Studio export) prints the entity-level scores of :mod:`metrics` and writes them as JSON.
 
 Nothing is written before the model, every record of the input and every output path have been checked; an output
 path equal to an input (or to another output) is refused. Results go to ``OUTPUT.partial`` beside the output, which

@@ -241,7 +241,10 @@ class LabelStudio:
         detail = f"/api/projects/{project}/exports/{snapshot}"
         wait_for(lambda: self("GET", detail)["status"] == "completed", EXPORT_SECONDS, "the JSON export")
         self("POST", f"{detail}/convert", {"export_type": "JSON_MIN"})
-        converted = lambda: [f["status"] for f in self("GET", detail)["converted_formats"]] == ["completed"]  # noqa: E731
+
+        def converted() -> bool:
+            return [f["status"] for f in self("GET", detail)["converted_formats"]] == ["completed"]
+
         wait_for(converted, EXPORT_SECONDS, "the JSON-MIN conversion")
         paths = folder / f"export-{project}.json", folder / f"export-{project}-min.json"
         for path, kind in zip(paths, ("JSON", "JSON_MIN")):
