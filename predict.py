@@ -17,8 +17,10 @@ its ``.txt`` files one record each. Record ids must be unique across the whole i
 Output: one JSON line per record, in input order, in the span schema: ``{"id", "text", "entities": [{"start",
 "end", "label", "text", "score", "class"?}]}``. ``--label-studio FILE`` also writes a Label Studio tasks file whose
 ``predictions`` (``model_version``, ``score``, ``labels`` results with per-region scores) import as
-pre-annotations; tasks read from a Label Studio file keep their fields. ``--gold FILE`` (span schema, CCKS or a Label
-Studio export) prints the entity-level scores of :mod:`metrics` and writes them as JSON.
+pre-annotations; tasks read from a Label Studio file keep their fields. ``--label-studio-config FILE`` writes the
+labeling configuration (XML) of a project those tasks import into: a ``<Labels>`` control with the model's entity
+types and the ``<Text>`` it annotates, named as the predictions name them. ``--gold FILE`` (span schema, CCKS or a
+Label Studio export) prints the entity-level scores of :mod:`metrics` and writes them as JSON.
 
 Nothing is written before the model, every record of the input and every output path have been checked; an output
 path equal to an input (or to another output) is refused. Results go to ``OUTPUT.partial`` beside the output, which
@@ -47,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from cli_errors import UserError, add_debug_flag, run_command
 
@@ -243,6 +246,20 @@ def label_studio_task(
     return {"data": {text_key: record.text, "record_id": record.id}, "predictions": [prediction]}
 
 
+def label_studio_config(entity_types: Iterable[str], from_name: str, to_name: str, text_key: str) -> str:
+    """The labeling configuration of a Label Studio project for tasks written by :func:`label_studio_task`."""
+    labels = "".join(f"\n    <Label value={quoteattr(name)}/>" for name in entity_types)
+    return (
+        f"<View>\n  <Labels name={quoteattr(from_name)} toName={quoteattr(to_name)}>{labels}\n  </Labels>\n"
+        f"  <Text name={quoteattr(to_name)} value={quoteattr('$' + text_key)}/>\n</View>\n"
+    )
+
+
+def entity_types(config) -> list[str]:
+    """The model's entity types in label order, from ``id2label`` (``B-Drug``, ``I-Drug`` -> ``Drug``)."""
+    return list(dict.fromkeys(label.partition("-")[2] for label in config.id2label.values() if label != "O"))
+
+
 class LabelStudioWriter:
     """Writes a JSON list of tasks one task at a time, so that no list of all tasks is held in memory."""
 
@@ -300,7 +317,7 @@ def score_against_gold(gold_path: Path, predictions_path: Path, config, metrics_
     gold = read_scored_records(gold_path)
     predicted = read_scored_records(predictions_path)
     ids = pair_records(gold, predicted, gold_path, predictions_path, every_prediction_in_gold=False)
-    types = list(dict.fromkeys(label.partition("-")[2] for label in config.id2label.values() if label != "O"))
+    types = entity_types(config)
     report = score_entities(
         [gold[i].spans for i in ids],
         [predicted[i].spans for i in ids],
@@ -348,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a record the tokenizer or model rejects stops the run (default) or is left out of the output",
     )
     parser.add_argument("--label-studio", type=Path, help="also write Label Studio tasks with predictions here")
+    parser.add_argument(
+        "--label-studio-config", type=Path, help="also write the Label Studio labeling config for the model's labels"
+    )
     parser.add_argument("--model-version", help="Label Studio model_version (default: the model folder's name)")
     parser.add_argument("--from-name", default="label", help="Label Studio <Labels> control name")
     parser.add_argument("--to-name", default="text", help="Label Studio <Text> object name")
@@ -368,7 +388,12 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_paths(args: argparse.Namespace, metrics_path: Path | None) -> None:
     """Every output path can be written and is none of the inputs nor another output; nothing is written yet."""
     inputs = {"the input": args.input, "--gold": args.gold}
-    outputs = {"--output": args.output, "--label-studio": args.label_studio, "--metrics-output": metrics_path}
+    outputs = {
+        "--output": args.output,
+        "--label-studio": args.label_studio,
+        "--label-studio-config": args.label_studio_config,
+        "--metrics-output": metrics_path,
+    }
     seen = {name: path for name, path in inputs.items() if path is not None}
     for name, path in outputs.items():
         if path is None:
@@ -597,9 +622,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.label_studio is not None:
         write_label_studio(args.label_studio, records(), partial, args, model_version)
+    if args.label_studio_config is not None:
+        config = label_studio_config(entity_types(pipe.model.config), args.from_name, args.to_name, args.text_key)
+        with replace_when_done(args.label_studio_config) as handle:
+            handle.write(config)
     os.replace(partial, args.output)
     written = len(index.positions) - len(left_out)
-    also = f" and {args.label_studio}" if args.label_studio else ""
+    also = "".join(f" and {path}" for path in (args.label_studio, args.label_studio_config) if path)
     print(f"wrote {written} records to {args.output}{also} ({world} process{'es' if world > 1 else ''})")
     if left_out:
         shown = ", ".join(repr(record_id) for record_id in left_out[:10])

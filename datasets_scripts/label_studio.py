@@ -8,6 +8,10 @@ Of several annotations per task the newest one that is not cancelled is used (by
 JSON-MIN: a list of flat rows ``{"id", "text", <control name>: [{start, end, text, labels}], "annotation_id",
 "created_at", "updated_at", ...}``, one row per annotation; the newest row per task id is used.
 
+With ``predictions=True`` the newest prediction of each task is read instead of its annotations (from a JSON
+export with predictions serialised; JSON-MIN holds none): entities then carry their region's ``score`` and records
+the prediction's ``model_version``, so pre-annotations can be compared with what the model wrote.
+
 Record ids are the task ids. Offsets are checked against ``value.text``; messages name the task id and offsets only.
 """
 
@@ -32,6 +36,7 @@ def read_label_studio(
     types: tuple[EntityType, ...] = BREAST_CANCER_TYPES,
     text_key: str = "text",
     strict: bool = False,
+    predictions: bool = False,
 ) -> ReadResult:
     """Read a Label Studio JSON or JSON-MIN export (detected from its content).
 
@@ -53,7 +58,12 @@ def read_label_studio(
         )
     labels = alias_table(types)
     is_full = any(isinstance(task, dict) and ("data" in task or "annotations" in task) for task in tasks)
-    rows = _full_export_rows(tasks, text_key, sink) if is_full else _min_export_rows(tasks, text_key, sink)
+    if predictions and not is_full:
+        raise CorpusError(Problem("wrong_type", "predictions are only in a JSON export, not in JSON-MIN", str(path)))
+    if is_full:
+        rows = _full_export_rows(tasks, text_key, sink, "predictions" if predictions else "annotations")
+    else:
+        rows = _min_export_rows(tasks, text_key, sink)
     records = [record for row in rows if (record := _to_record(*row, labels, sink)) is not None]
     sink.report.records = len(records)
     sink.report.entities = sum(len(record["entities"]) for record in records)
@@ -91,11 +101,12 @@ def _task_id(task: Any, index: int, sink: ProblemSink) -> str | None:
     return str(task["id"])
 
 
-# A row is (record id, text, regions): regions are the {start, end, text, labels} dicts of one annotation.
-Row = tuple[str, str, list[Any]]
+# A row is (record id, text, regions, model version): regions are the {start, end, text, labels} dicts of one
+# annotation, or of one prediction with each region's "score" added; the model version is a prediction's, else None.
+Row = tuple[str, str, list[Any], str | None]
 
 
-def _full_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink) -> list[Row]:
+def _full_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink, source: str) -> list[Row]:
     rows = []
     for index, task in enumerate(tasks):
         record_id = _task_id(task, index, sink)
@@ -104,18 +115,33 @@ def _full_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink) -> lis
             continue
         data = task.get("data")
         text = data.get(text_key) if isinstance(data, dict) else None
-        annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+        candidates = [a for a in task.get(source) or [] if isinstance(a, dict) and not a.get("was_cancelled")]
         if not isinstance(text, str):
             sink("missing_field", f"missing field 'data.{text_key}' (a string)", record_id=record_id)
-        elif not annotations:
-            sink("no_annotation", "no annotation that is not cancelled", record_id=record_id)
+        elif not candidates:
+            kind, reason = (
+                ("no_prediction", "no prediction")
+                if source == "predictions"
+                else ("no_annotation", "no annotation that is not cancelled")
+            )
+            sink(kind, reason, record_id=record_id)
         else:
-            newest = max(annotations, key=lambda a: _newest_key(a, "id"))
+            newest = max(candidates, key=lambda a: _newest_key(a, "id"))
             regions = [r for r in newest.get("result") or [] if isinstance(r, dict) and r.get("type") == "labels"]
-            rows.append((record_id, text, [region.get("value") for region in regions]))
+            values = [_value(region, source == "predictions") for region in regions]
+            model_version = newest.get("model_version") if source == "predictions" else None
+            rows.append((record_id, text, values, model_version))
             continue
         sink.report.records_skipped += 1
     return rows
+
+
+def _value(region: dict[str, Any], with_score: bool) -> Any:
+    """A region's ``value``, with the region's ``score`` added when asked and both are there."""
+    value = region.get("value")
+    if with_score and isinstance(value, dict) and region.get("score") is not None:
+        return {**value, "score": region["score"]}
+    return value
 
 
 def _min_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink) -> list[Row]:
@@ -149,24 +175,34 @@ def _min_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink) -> list
             and any("labels" in v or "start" in v for v in value)
             for region in value
         ]
-        rows.append((record_id, text, regions))
+        rows.append((record_id, text, regions, None))
     return rows
 
 
-def _to_record(record_id: str, text: str, regions: list[Any], labels: dict[str, str], sink: ProblemSink) -> Record:
-    spans: set[tuple[int, int, str]] = set()
+def _to_record(
+    record_id: str, text: str, regions: list[Any], model_version: str | None, labels: dict[str, str], sink: ProblemSink
+) -> Record:
+    spans: dict[tuple[int, int, str], Any] = {}  # entity -> its region's score (None when it has none)
     for index, value in enumerate(regions):
         problems = _check_region(value, text, labels, spans)
         for kind, reason in problems:
             sink(kind, reason, record_id=record_id, entity=index)
             sink.report.entities_skipped += 1
-    return make_record(record_id, text, sorted(spans))
+    record = make_record(record_id, text, sorted(spans))
+    for entity in record["entities"]:
+        score = spans[entity["start"], entity["end"], entity["label"]]
+        if score is not None:
+            entity["score"] = score
+    if model_version is not None:
+        record["model_version"] = model_version
+    return record
 
 
 def _check_region(
-    value: Any, text: str, labels: dict[str, str], spans: set[tuple[int, int, str]]
+    value: Any, text: str, labels: dict[str, str], spans: dict[tuple[int, int, str], Any]
 ) -> list[tuple[str, str]]:
-    """Add the region's entities (one per label) to ``spans``; return the problems, one per skipped entity."""
+    """Add the region's entities (one per label, with the region's score) to ``spans``; return the problems, one
+    per skipped entity."""
     if not isinstance(value, dict):
         return [("wrong_type", "region value is not a JSON object")]
     for key in ("start", "end", "labels"):
@@ -186,5 +222,5 @@ def _check_region(
         elif (start, end, detail) in spans:
             problems.append(("duplicate_entity", f"duplicate entity (start={start}, end={end}, {detail})"))
         else:
-            spans.add((start, end, detail))
+            spans[start, end, detail] = value.get("score")
     return problems
