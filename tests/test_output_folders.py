@@ -1,10 +1,12 @@
 """The training scripts never overwrite a folder by accident: a non-empty output folder is refused unless
 --overwrite_output_dir (which clears a previous run's files) or a checkpoint of the same configuration is resumed;
-a corpus that loses too many records stops before training, with the count per reason."""
+a corpus that loses too many records stops before training, with the count per reason. The converters (corpus to
+Parquet, CMeKG to triples) refuse a non-empty --output-dir too, and replace it only with a complete new folder."""
 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,10 @@ import pytest
 import train_kge
 import train_mlm
 import train_ner
+from cli_errors import UserError
+from datasets_scripts import ccks2019
 from datasets_scripts.fixtures import simulated_ccks_records, write_ccks
+from kg import cmekg
 from training.common import ConfigurationError, parse_arguments, run_arguments
 
 from .test_training import TINY, corpora, ner_args  # noqa: F401 (corpora is a fixture)
@@ -144,3 +149,57 @@ def test_the_demo_replaces_its_own_output_when_run_again():
         (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments), ["--config", "configs/demo.yaml"]
     )
     assert train_args.overwrite_output_dir and train_args.output_dir == "outputs/demo"
+
+
+# ---------------------------------------------------------------------------------------------------- converters
+
+
+def convert_ccks(tmp_path: Path, output: Path, *extra: str, records: int = 6) -> None:
+    corpus = write_ccks(tmp_path / "ccks.jsonl", simulated_ccks_records(records, seed=4))
+    ccks2019.main([str(corpus), "--output-dir", str(output), *extra])
+
+
+def convert_cmekg(tmp_path: Path, output: Path, *extra: str, records: int = 6) -> None:
+    graph = tmp_path / "cmekg.pkl"
+    symptoms = ["头晕", "头痛", "心悸"][: records // 3]
+    graph.write_bytes(pickle.dumps({"高血压": {"临床症状及体征": symptoms, "药物治疗": ["硝苯地平"]}}))
+    cmekg.main(["--pickle", str(graph), "--output-dir", str(output), *extra])
+
+
+CONVERTERS = {"ccks2019": convert_ccks, "cmekg": convert_cmekg}
+
+
+@pytest.mark.parametrize("convert", CONVERTERS.values(), ids=list(CONVERTERS))
+def test_a_converter_refuses_a_non_empty_output_folder(tmp_path, convert):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match=rf"output folder {output} is not empty \(notes.txt\): --overwrite-output-dir"):
+        convert(tmp_path, output)
+    with pytest.raises(UserError, match=r"holds files this command did not write \(notes.txt\)"):
+        convert(tmp_path, output, "--overwrite-output-dir")
+    assert snapshot(output) == {"notes.txt": b"keep me"}
+
+
+@pytest.mark.parametrize("convert", CONVERTERS.values(), ids=list(CONVERTERS))
+def test_a_converter_replaces_its_output_only_when_complete(tmp_path, convert, monkeypatch):
+    output = tmp_path / "out"
+    convert(tmp_path, output)
+    first = snapshot(output)
+
+    # Another input, and a run that fails while writing (the disk fills up at the last file, README.md or
+    # counts.json): the output folder keeps the previous files, all of them, and no half-written folder is left.
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        convert(tmp_path, output, "--overwrite-output-dir", records=9)
+    monkeypatch.undo()
+    assert snapshot(output) == first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    convert(tmp_path, output, "--overwrite-output-dir", records=9)
+    second = snapshot(output)
+    assert second.keys() == first.keys() and second != first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
