@@ -59,10 +59,13 @@ from training.common import (
     check_checkpoint_arguments,
     check_dropped_records,
     check_hub_arguments,
+    check_max_bad_fraction,
     check_output_dir,
     learning_rates_of,
     load_checkpoint,
+    main_process_first,
     make_accelerator,
+    max_bad_fraction_field,
     not_loadable,
     optimizer_groups,
     parse_arguments,
@@ -173,10 +176,7 @@ class DataArguments:
         default=0, metadata={"help": "add N copies of each training record with entity mentions replaced"}
     )
     augment_share: float = field(default=0.3, metadata={"help": "share of the mentions replaced in each copy"})
-    max_bad_fraction: float = field(
-        default=0.05,
-        metadata={"help": "stop before training when the reader drops more than this share of a file's records"},
-    )
+    max_bad_fraction: float = max_bad_fraction_field()
 
 
 @dataclass
@@ -248,8 +248,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ConfigurationError(f"--augment_copies {data_args.augment_copies}: expected a count >= 0")
     if not 0.0 <= data_args.augment_share <= 1.0:
         raise ConfigurationError(f"--augment_share {data_args.augment_share}: expected a share in [0, 1]")
-    if not 0.0 <= data_args.max_bad_fraction <= 1.0:
-        raise ConfigurationError(f"--max_bad_fraction {data_args.max_bad_fraction}: expected a share in [0, 1]")
+    check_max_bad_fraction(data_args.max_bad_fraction)
     if model_args.family == "clinicalbert-kg":
         features = VARIANTS[model_args.family][model_args.variant]
         if any(features.values()) and not (model_args.lexicon or model_args.kg_embeddings):
@@ -508,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict:
                 accelerator.device)  # fmt: skip
 
     # ---- data
-    with accelerator.main_process_first():
+    with main_process_first(accelerator):
         corpus, types, classes = load_corpus(data_args, train_args.seed)
     if "validation" not in corpus:
         raise ConfigurationError("the corpus has no validation split: give --validation_file or --dev_fraction > 0")

@@ -151,6 +151,33 @@ def test_the_demo_replaces_its_own_output_when_run_again():
     assert train_args.overwrite_output_dir and train_args.output_dir == "outputs/demo"
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (2, r"corpus.txt: 2 of 5 records dropped \(bad_encoding 2\), more than --max_bad_fraction 0.05"),
+        (0, r"corpus.txt: no usable record$"),
+    ],
+)
+def test_train_mlm_stops_on_a_corpus_losing_too_many_documents(tmp_path, bad, message):
+    corpus = tmp_path / "corpus.txt"
+    lines = ["患者左肺结节。".encode()] * (3 if bad else 0) + [b"\xd5\xc5\xc8\xfd"] * bad  # GBK, not UTF-8
+    corpus.write_bytes(b"\n\n".join(lines))
+    output = tmp_path / "out"
+    with pytest.raises(ConfigurationError, match=message):
+        train_mlm.main([f"--train_files={corpus}", f"--output_dir={output}", "--max_steps=1"])
+    assert not output.exists()
+
+
+def test_train_mlm_leaves_out_documents_that_are_not_utf8(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes("第一段。\n第一段续。\n\n".encode() + b"\xff\n" + "第二段。\n\n第三段。".encode())
+    args = [f"--train_files={corpus}", "--sample_by=paragraph"]
+    data_args = parse_arguments((train_mlm.DataArguments,), [*args, "--max_bad_fraction=0.5"])[0]
+    assert train_mlm.load_documents(data_args) == ["第一段。\n第一段续。", "第三段。"]
+    with pytest.raises(ConfigurationError, match=r"1 of 3 records dropped \(bad_encoding 1\)"):
+        train_mlm.load_documents(parse_arguments((train_mlm.DataArguments,), args)[0])
+
+
 # ---------------------------------------------------------------------------------------------------- converters
 
 

@@ -11,7 +11,8 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -146,6 +147,21 @@ def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mix
         # frozen KG table of 44k entities x 100 = 17.6 MB): DDP need not broadcast them before every forward pass.
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
+
+
+@contextmanager
+def main_process_first(accelerator: Accelerator) -> Iterator[None]:
+    """``accelerator.main_process_first()``, except that the other processes are released also when the main one
+    fails in the block (a corpus with too many bad records, a model that cannot be loaded): they then meet the same
+    error themselves and every process exits with its one-line message, instead of waiting at the barrier until the
+    launcher kills them, with a traceback from each."""
+    if not accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+    try:
+        yield
+    finally:
+        if accelerator.is_main_process:
+            accelerator.wait_for_everyone()
 
 
 def optimizer_groups(
@@ -329,6 +345,19 @@ def prepare_output_dir(accelerator: Accelerator, output_dir: Path, overwrite: bo
             clear_output_dir(output_dir)
         write_run_arguments(output_dir, arguments)
     accelerator.wait_for_everyone()
+
+
+def max_bad_fraction_field():
+    """``--max_bad_fraction``, the same in every training script that reads a corpus."""
+    return dataclasses.field(
+        default=0.05,
+        metadata={"help": "stop before training when the reader drops more than this share of a file's records"},
+    )
+
+
+def check_max_bad_fraction(max_bad_fraction: float) -> None:
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise ConfigurationError(f"--max_bad_fraction {max_bad_fraction}: expected a share in [0, 1]")
 
 
 def check_dropped_records(report, source: str, max_bad_fraction: float) -> None:
