@@ -42,6 +42,8 @@ from datasets_scripts import (
     load_ccks2020,
 )
 from datasets_scripts.augment import augment_records
+from datasets_scripts.schema import to_dataset
+from datasets_scripts.spans import read_span_jsonl
 from kg import read_entities
 from metrics import format_report, score_entities
 from modeling import (
@@ -296,13 +298,19 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
             check_dropped_records(validation.read_report, data_args.validation_file, data_args.max_bad_fraction)
             corpus["validation"] = validation["train"]
         return corpus, [t.code for t in CCKS_TYPES], {}
+    files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+    files = {split: path for split, path in files.items() if path}
     if data_args.dataset_name:
         corpus = datasets.load_dataset(data_args.dataset_name)
+    elif data_args.train_file.endswith(".parquet"):
+        corpus = datasets.load_dataset("parquet", data_files=files, features=FEATURES)
     else:
-        files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
-        files = {split: path for split, path in files.items() if path}
-        kind = "parquet" if data_args.train_file.endswith(".parquet") else "json"
-        corpus = datasets.load_dataset(kind, data_files=files, features=FEATURES)
+        # JSON lines are read like the CCKS files: bad lines are dropped, logged and counted per file.
+        corpus = datasets.DatasetDict()
+        for split, path in files.items():
+            result = read_span_jsonl(path)
+            check_dropped_records(result.report, path, data_args.max_bad_fraction)
+            corpus[split] = to_dataset(result.records)
     if len(corpus["train"]) == 0:
         raise ConfigurationError(f"{data_args.dataset_name or data_args.train_file}: no usable record")
     types = sorted({e["label"] for e in corpus["train"]["entities"] for e in e})

@@ -230,3 +230,25 @@ def test_a_converter_replaces_its_output_only_when_complete(tmp_path, convert, m
     second = snapshot(output)
     assert second.keys() == first.keys() and second != first
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_span_schema_corpus_drops_and_counts_what_it_cannot_use(tmp_path):
+    def span_line(record_id: str, *entities: tuple[int, int, str]) -> str:
+        spans = [{"start": s, "end": e, "label": label} for s, e, label in entities]
+        return json.dumps({"id": record_id, "text": "左乳结节，ER阳性。", "entities": spans}, ensure_ascii=False)
+
+    good = [span_line("a", (0, 4, "Nodule")), span_line("b", (5, 7, "ER"), (3, 99, "ER")), span_line("c")]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join([*good, '{"id": "d", "text": "患者张三', '{"id": "e", "entities": []}']) + "\n")
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(good[0] + "\n")
+    argv = ["--corpus=spans", f"--train_file={train}", f"--validation_file={dev}", f"--output_dir={tmp_path / 'o'}"]
+    with pytest.raises(
+        ConfigurationError, match=r"train.jsonl: 2 of 5 records dropped \(bad_json 1, missing_field 1\)"
+    ):
+        train_ner.main([*argv, *TINY])
+    assert not (tmp_path / "o").exists()
+    data_args = parse_arguments((train_ner.DataArguments,), [*argv[:3], "--max_bad_fraction=0.5"])[0]
+    corpus, types, _ = train_ner.load_corpus(data_args, seed=0)
+    assert corpus["train"]["id"] == ["a", "b", "c"] and types == ["ER", "Nodule"]
+    assert corpus["train"][1]["entities"] == [{"start": 5, "end": 7, "label": "ER", "text": "ER"}]  # (3, 99) dropped
