@@ -8,6 +8,7 @@ half-way (a bad input, Ctrl-C) leaves the output folder as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Collection, Iterator
@@ -19,6 +20,17 @@ from . import UserError
 OVERWRITE_FLAG = "--overwrite-output-dir"
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """``folder`` can be written in or created: the nearest existing folder at or above it is one this user may
+    write in. Checked by every process before any work, so that a run does not fail on it at its end (under
+    ``accelerate launch``, on the main process alone while the others wait at a barrier)."""
+    existing = folder.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what}: cannot write in {existing}")
+
+
 def folder_entries(folder: Path) -> list[str]:
     """The names in ``folder`` (none if it does not exist); a file in its place is an error."""
     if folder.exists() and not folder.is_dir():
@@ -26,7 +38,7 @@ def folder_entries(folder: Path) -> list[str]:
     return sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else []
 
 
-def shown(entries: list[str]) -> str:
+def listed(entries: list[str]) -> str:
     """The first few names of a folder, for a message."""
     return ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
 
@@ -35,17 +47,18 @@ def check_output_folder(folder: Path, overwrite: bool, outputs: Collection[str])
     """A non-empty ``folder`` is refused, unless ``overwrite`` and it holds nothing but ``outputs`` (the names the
     command writes): the whole folder is replaced, so anything else in it would be lost."""
     entries = folder_entries(folder)
+    check_writable(folder.parent, f"output folder {folder}")  # the new folder is made beside it
     if not entries:
         return
     if not overwrite:
         raise UserError(
-            f"output folder {folder} is not empty ({shown(entries)}): {OVERWRITE_FLAG} replaces it, or choose "
+            f"output folder {folder} is not empty ({listed(entries)}): {OVERWRITE_FLAG} replaces it, or choose "
             "another folder"
         )
     foreign = [name for name in entries if name not in outputs]
     if foreign:
         raise UserError(
-            f"output folder {folder} holds files this command did not write ({shown(foreign)}): {OVERWRITE_FLAG} "
+            f"output folder {folder} holds files this command did not write ({listed(foreign)}): {OVERWRITE_FLAG} "
             "replaces only a folder of its own output; choose another folder"
         )
 

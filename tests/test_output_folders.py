@@ -64,6 +64,22 @@ def test_a_non_empty_output_folder_is_untouched_without_the_flag(corpora, tmp_pa
     assert snapshot(output) == before
 
 
+@pytest.mark.parametrize("script", ["train_ner", "train_mlm", "train_kge"])
+def test_an_output_folder_that_cannot_be_written_stops_before_reading(corpora, tmp_path, script, monkeypatch):  # noqa: F811
+    """Checked on every process before the corpus is read: under accelerate launch, the main process alone failed
+    to make the folder after loading, while the others waited at a barrier."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder is needed")
+    output = blocker / "out"
+    argv = {
+        "train_ner": ner_args(corpora, output),
+        "train_mlm": [f"--train_files={corpora['breast']}", f"--output_dir={output}"],
+        "train_kge": ["--triples", str(tmp_path / "missing.tsv"), "--output-dir", str(output)],
+    }[script]
+    with pytest.raises(UserError, match=rf"^output folder {output}: cannot write in {blocker}$"):
+        {"train_ner": train_ner, "train_mlm": train_mlm, "train_kge": train_kge}[script].main(argv)
+
+
 def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):  # noqa: F811
     output = tmp_path / "out"
     output.mkdir()

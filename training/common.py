@@ -26,6 +26,7 @@ from transformers import HfArgumentParser
 from transformers.trainer_pt_utils import get_parameter_names
 
 from cli_errors import UserError, add_debug_flag
+from cli_errors.output_folder import check_writable, folder_entries, listed
 from modeling.crf import ConditionalRandomField
 
 logger = logging.getLogger(__name__)
@@ -271,14 +272,11 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
 def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str) -> None:
     """Before anything is written: a non-empty output folder is refused unless the run continues it (``resuming``)
     or replaces it (``overwrite``, only a training run's folder); see :func:`clear_output_dir`."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigurationError(f"output folder {output_dir} is a file")
-    if resuming or not output_dir.is_dir():
+    entries = folder_entries(output_dir)
+    check_writable(output_dir, f"output folder {output_dir}")
+    if resuming or not entries:
         return
-    entries = sorted(entry.name for entry in output_dir.iterdir())
-    if not entries:
-        return
-    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    shown = listed(entries)
     if not overwrite:
         raise ConfigurationError(
             f"output folder {output_dir} is not empty ({shown}): --overwrite_output_dir replaces it, {resume_flag} "
