@@ -3,7 +3,8 @@ never overwritten by accident, and replaced only by a complete new folder.
 
 A command checks its ``--output-dir`` with :func:`check_output_folder` before it reads anything, and writes into
 :func:`replacing_folder`, a folder beside it that takes its place when everything is written: a run that fails
-half-way (a bad input, Ctrl-C) leaves the output folder as it was.
+half-way (a bad input, Ctrl-C) leaves the output folder as it was. :func:`check_writable` is also how the training
+scripts and ``predict.py`` check their output paths before any work.
 """
 
 from __future__ import annotations
