@@ -52,6 +52,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from cli_errors import UserError, add_debug_flag, run_command
+from cli_errors.output_folder import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -405,11 +406,7 @@ def check_paths(args: argparse.Namespace, metrics_path: Path | None) -> None:
                 raise PredictInputError(f"{name} {path} is the same file as {other_name}: choose another path")
         if args.input.is_dir() and args.input.resolve() in path.resolve().parents:
             raise PredictInputError(f"{name} {path} is inside the input folder: choose a path outside it")
-        folder = path.resolve().parent
-        while not folder.exists():
-            folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise PredictInputError(f"{name} {path}: cannot write in {folder}")
+        check_writable(path.parent, f"{name} {path}")
         seen[name] = path
 
 

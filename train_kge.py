@@ -2,7 +2,8 @@
 
 Reads a triples file (``head<TAB>relation<TAB>tail``, e.g. from ``python -m kg.cmekg``), trains with the margin
 ranking loss on a seeded train/valid/test split, reports filtered MRR and Hits@1/3/10 on the held-out test sample
-and writes to ``--output-dir``:
+and writes to ``--output-dir``. No triple is dropped, so there is no ``--max_bad_fraction``: a line that is not a
+UTF-8 triple (or ``--entities`` row) stops the run naming file and line; a triple listed twice counts once.
 
 * ``entity_embeddings.safetensors``: ``entity_embeddings`` (num_entities x dim) and the relation parameters;
 * ``entities.tsv``: row ``i`` = ``name<TAB>type`` of embedding row ``i`` (types from ``--entities``, else Other);

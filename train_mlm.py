@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -25,11 +24,15 @@ from training.common import (
     ConfigurationError,
     TrainingBudget,
     check_checkpoint_arguments,
+    check_dropped_records,
     check_hub_arguments,
+    check_max_bad_fraction,
     check_output_dir,
     learning_rates_of,
     load_checkpoint,
+    main_process_first,
     make_accelerator,
+    max_bad_fraction_field,
     not_loadable,
     optimizer_groups,
     parse_arguments,
@@ -42,7 +45,7 @@ from training.common import (
     write_arguments,
 )
 from training.model_card import write_pretraining_card
-from training.pretraining_data import WholeWordMaskCollator, WordSegmenter, pretraining_examples
+from training.pretraining_data import TextCorpus, WholeWordMaskCollator, WordSegmenter, pretraining_examples
 
 logger = logging.getLogger("train_mlm")
 
@@ -85,6 +88,7 @@ class DataArguments:
         default=False,
         metadata={"help": "the corpus is simulated (no real patient's records): the model card says so"},
     )
+    max_bad_fraction: float = max_bad_fraction_field()
 
 
 @dataclass
@@ -120,9 +124,10 @@ def load_documents(data: DataArguments):
         raise ConfigurationError(f"training file(s) not found: {', '.join(missing)}")
     if data.sample_by not in ("line", "paragraph"):
         raise ConfigurationError(f"sample_by must be 'line' or 'paragraph', got {data.sample_by!r}")
-    return datasets.load_dataset(
-        "text", data_files=data.train_files, sample_by=data.sample_by, split="train", streaming=data.streaming
-    )
+    corpus = TextCorpus(data.train_files, data.sample_by)
+    # A pass over the files before training, also when streaming: documents that are not UTF-8 are left out.
+    check_dropped_records(corpus.read_report(), ", ".join(data.train_files), data.max_bad_fraction)
+    return corpus if data.streaming else list(corpus)
 
 
 def build_model_and_tokenizer(model_args: ModelArguments, documents, mlm_only: bool):
@@ -143,7 +148,7 @@ def build_model_and_tokenizer(model_args: ModelArguments, documents, mlm_only: b
         tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path)
     else:
         tokenizer = build_char_tokenizer(
-            (row["text"] for row in documents),
+            documents,
             min_frequency=model_args.min_char_frequency,
             model_max_length=model_args.max_position_embeddings,
         )
@@ -160,7 +165,7 @@ def build_model_and_tokenizer(model_args: ModelArguments, documents, mlm_only: b
 
 
 class PretrainingExamples(torch.utils.data.IterableDataset):
-    """Examples made on the fly from a (possibly streamed) ``datasets`` corpus with a ``text`` column."""
+    """Examples made on the fly from documents (a list, or a :class:`TextCorpus` streamed from disk)."""
 
     def __init__(self, documents, tokenizer, segmenter, max_length, next_sentence_prediction, seed):
         super().__init__()
@@ -174,7 +179,7 @@ class PretrainingExamples(torch.utils.data.IterableDataset):
         )
 
     def __iter__(self):
-        yield from pretraining_examples((row["text"] for row in self.documents), **self.options)
+        yield from pretraining_examples(self.documents, **self.options)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         (ModelArguments, DataArguments, TrainArguments), argv, description=__doc__
     )
     check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
+    check_max_bad_fraction(data_args.max_bad_fraction)
     if data_args.streaming and train_args.max_steps <= 0:
         raise ConfigurationError("a streamed corpus has no known length: set --max_steps")
     output_dir = Path(train_args.output_dir)
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     torch.manual_seed(train_args.seed)
 
-    with accelerator.main_process_first():
+    with main_process_first(accelerator):
         documents = load_documents(data_args)
         model, tokenizer = build_model_and_tokenizer(model_args, documents, data_args.mlm_only)
     segmenter = WordSegmenter(data_args.lexicon_file)

@@ -42,6 +42,8 @@ from datasets_scripts import (
     load_ccks2020,
 )
 from datasets_scripts.augment import augment_records
+from datasets_scripts.schema import to_dataset
+from datasets_scripts.spans import read_span_jsonl
 from kg import read_entities
 from metrics import format_report, score_entities
 from modeling import (
@@ -59,10 +61,13 @@ from training.common import (
     check_checkpoint_arguments,
     check_dropped_records,
     check_hub_arguments,
+    check_max_bad_fraction,
     check_output_dir,
     learning_rates_of,
     load_checkpoint,
+    main_process_first,
     make_accelerator,
+    max_bad_fraction_field,
     not_loadable,
     optimizer_groups,
     parse_arguments,
@@ -177,10 +182,7 @@ class DataArguments:
         default=0, metadata={"help": "add N copies of each training record with entity mentions replaced"}
     )
     augment_share: float = field(default=0.3, metadata={"help": "share of the mentions replaced in each copy"})
-    max_bad_fraction: float = field(
-        default=0.05,
-        metadata={"help": "stop before training when the reader drops more than this share of a file's records"},
-    )
+    max_bad_fraction: float = max_bad_fraction_field()
 
 
 @dataclass
@@ -252,8 +254,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ConfigurationError(f"--augment_copies {data_args.augment_copies}: expected a count >= 0")
     if not 0.0 <= data_args.augment_share <= 1.0:
         raise ConfigurationError(f"--augment_share {data_args.augment_share}: expected a share in [0, 1]")
-    if not 0.0 <= data_args.max_bad_fraction <= 1.0:
-        raise ConfigurationError(f"--max_bad_fraction {data_args.max_bad_fraction}: expected a share in [0, 1]")
+    check_max_bad_fraction(data_args.max_bad_fraction)
     if model_args.family == "clinicalbert-kg":
         features = VARIANTS[model_args.family][model_args.variant]
         if any(features.values()) and not (model_args.lexicon or model_args.kg_embeddings):
@@ -301,13 +302,19 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
             check_dropped_records(validation.read_report, data_args.validation_file, data_args.max_bad_fraction)
             corpus["validation"] = validation["train"]
         return corpus, [t.code for t in CCKS_TYPES], {}
+    files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+    files = {split: path for split, path in files.items() if path}
     if data_args.dataset_name:
         corpus = datasets.load_dataset(data_args.dataset_name)
+    elif data_args.train_file.endswith(".parquet"):
+        corpus = datasets.load_dataset("parquet", data_files=files, features=FEATURES)
     else:
-        files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
-        files = {split: path for split, path in files.items() if path}
-        kind = "parquet" if data_args.train_file.endswith(".parquet") else "json"
-        corpus = datasets.load_dataset(kind, data_files=files, features=FEATURES)
+        # JSON lines are read like the CCKS files: bad lines are dropped, logged and counted per file.
+        corpus = datasets.DatasetDict()
+        for split, path in files.items():
+            result = read_span_jsonl(path)
+            check_dropped_records(result.report, path, data_args.max_bad_fraction)
+            corpus[split] = to_dataset(result.records)
     if len(corpus["train"]) == 0:
         raise ConfigurationError(f"{data_args.dataset_name or data_args.train_file}: no usable record")
     types = sorted({e["label"] for e in corpus["train"]["entities"] for e in e})
@@ -512,7 +519,7 @@ def main(argv: list[str] | None = None) -> dict:
                 accelerator.device)  # fmt: skip
 
     # ---- data
-    with accelerator.main_process_first():
+    with main_process_first(accelerator):
         corpus, types, classes = load_corpus(data_args, train_args.seed)
     if "validation" not in corpus:
         raise ConfigurationError("the corpus has no validation split: give --validation_file or --dev_fraction > 0")

@@ -16,7 +16,7 @@ import datasets
 
 from cli_errors import run_command
 
-from .export import add_output_arguments, configure_logging, finish
+from .export import add_output_arguments, check_output_dir, configure_logging, finish
 from .label_studio import read_label_studio
 from .labels import BREAST_CANCER_TYPES
 from .schema import to_dataset
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--salt", default="", help="changes the split assignment (keep it fixed once published)")
     add_output_arguments(parser)
     args = parser.parse_args(argv)
+    check_output_dir(args)
     configure_logging(args.verbose)
     dataset_dict = load_breast_cancer(args.input, text_key=args.text_key, salt=args.salt, strict=args.strict)
     finish(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from .export import add_output_arguments, configure_logging, finish
+from .export import add_output_arguments, check_output_dir, configure_logging, finish
 from .labels import CCKS_TYPES, alias_table
 from .schema import ProblemSink, ReadReport, Record, check_entity, make_record, to_dataset
 
@@ -158,6 +158,7 @@ def convert_main(argv: list[str] | None, load, *, pretty_name: str, description:
     parser.add_argument("--seed", type=int, default=42)
     add_output_arguments(parser)
     args = parser.parse_args(argv)
+    check_output_dir(args)
     configure_logging(args.verbose)
     dataset_dict = load(args.input, args.test_file, dev_fraction=args.dev_fraction, seed=args.seed, strict=args.strict)
     finish(args, dataset_dict, pretty_name=pretty_name, types=CCKS_TYPES, description=description)

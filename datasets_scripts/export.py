@@ -13,10 +13,13 @@ from pathlib import Path
 import datasets
 
 from cli_errors import add_debug_flag
+from cli_errors.output_folder import OVERWRITE_FLAG, check_output_folder, replacing_folder
 
 from .labels import EntityType
 
 logger = logging.getLogger(__name__)
+
+OUTPUTS = ("data", "README.md")  # what write_corpus puts in the output folder
 
 
 def type_counts(dataset_dict: datasets.DatasetDict) -> dict[str, Counter[str]]:
@@ -82,17 +85,15 @@ def dataset_card(
 
 
 def write_corpus(dataset_dict: datasets.DatasetDict, output_dir: str | Path, card: str) -> list[Path]:
-    """Write ``data/<split>.parquet`` per split and ``README.md``; returns the paths written."""
+    """Write ``data/<split>.parquet`` per split and ``README.md``; returns the paths written. The folder is replaced
+    only once every file is written (see :func:`check_output_dir` for when it may be replaced)."""
     output_dir = Path(output_dir)
-    (output_dir / "data").mkdir(parents=True, exist_ok=True)
-    written = []
-    for split, dataset in dataset_dict.items():
-        path = output_dir / "data" / f"{split}.parquet"
-        dataset.to_parquet(str(path))
-        written.append(path)
-    readme = output_dir / "README.md"
-    readme.write_text(card, encoding="utf-8")
-    written.append(readme)
+    with replacing_folder(output_dir) as staging:
+        (staging / "data").mkdir()
+        for split, dataset in dataset_dict.items():
+            dataset.to_parquet(str(staging / "data" / f"{split}.parquet"))
+        (staging / "README.md").write_text(card, encoding="utf-8")
+    written = [*(output_dir / "data" / f"{split}.parquet" for split in dataset_dict), output_dir / "README.md"]
     logger.info("wrote %s", ", ".join(str(p) for p in written))
     return written
 
@@ -110,10 +111,18 @@ def push_corpus(dataset_dict: datasets.DatasetDict, repo_id: str, card: str, *, 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every corpus command shares."""
     parser.add_argument("--output-dir", required=True, type=Path, help="folder for data/<split>.parquet and README.md")
+    parser.add_argument(
+        OVERWRITE_FLAG, action="store_true", help="replace a non-empty output folder (one this command wrote)"
+    )
     parser.add_argument("--push-to-hub", metavar="REPO", help="also push to this Hub dataset repository (private)")
     parser.add_argument("--strict", action="store_true", help="stop at the first problem instead of skipping it")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each problem as it is found")
     add_debug_flag(parser)
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """Before reading the corpus: a non-empty ``--output-dir`` is refused unless ``--overwrite-output-dir``."""
+    check_output_folder(args.output_dir, args.overwrite_output_dir, OUTPUTS)
 
 
 def finish(

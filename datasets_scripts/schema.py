@@ -124,12 +124,12 @@ class ProblemSink:
 
 
 def check_entity(
-    text_length: int, start: Any, end: Any, label: Any, labels: dict[str, str]
+    text_length: int, start: Any, end: Any, label: Any, labels: dict[str, str] | None
 ) -> tuple[str, str] | tuple[None, str]:
     """Validate one entity's offsets and label.
 
     Returns ``(None, code)`` when it is good, else ``(kind, reason)``. ``labels`` maps accepted spellings to codes
-    (see :func:`datasets_scripts.labels.alias_table`).
+    (see :func:`datasets_scripts.labels.alias_table`); ``None`` takes any label name as its own code.
     """
     from .labels import to_code
 
@@ -143,7 +143,7 @@ def check_entity(
         return "reversed_span", f"reversed span (start={start}, end={end})"
     if start < 0 or end > text_length:
         return "out_of_range", f"offsets out of range (start={start}, end={end}, text length {text_length})"
-    code = to_code(label, labels)
+    code = label if labels is None else to_code(label, labels)
     if code is None:
         known = ", ".join(sorted(set(labels.values())))
         return "unknown_label", f"unknown label {label!r} (start={start}, end={end}): expected one of {known}"

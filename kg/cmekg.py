@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cli_errors import UserError, add_debug_flag, run_command
+from cli_errors.output_folder import OVERWRITE_FLAG, check_output_folder, replacing_folder
 
 from .io import Entity, Triple, write_entities, write_triples
 
@@ -454,20 +455,28 @@ def import_cmekg(graph: Mapping[str, Mapping[str, list[str]]], *, max_name_lengt
     return CMeKGImport(triples=triples, entities=entities, counts=counts)
 
 
+OUTPUTS = ("triples.tsv", "entities.tsv", "counts.json")  # what the command writes in --output-dir
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Import CMeKG (from pycmekg) as triples.tsv + entities.tsv.")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--pickle", type=Path, default=None, help="cmekg.pkl to read (default: pycmekg's copy)")
     parser.add_argument("--max-name-length", type=int, default=30)
+    parser.add_argument(
+        OVERWRITE_FLAG, action="store_true", help="replace a non-empty output folder (one this command wrote)"
+    )
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    check_output_folder(args.output_dir, args.overwrite_output_dir, OUTPUTS)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     result = import_cmekg(load_cmekg(args.pickle), max_name_length=args.max_name_length)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_triples(args.output_dir / "triples.tsv", result.triples)
-    write_entities(args.output_dir / "entities.tsv", result.entities)
-    (args.output_dir / "counts.json").write_text(json.dumps(result.counts, ensure_ascii=False, indent=2) + "\n")
+    with replacing_folder(args.output_dir) as staging:
+        write_triples(staging / "triples.tsv", result.triples)
+        write_entities(staging / "entities.tsv", result.entities)
+        counts_json = json.dumps(result.counts, ensure_ascii=False, indent=2) + "\n"
+        (staging / "counts.json").write_text(counts_json, encoding="utf-8")
 
     counts = result.counts
     print(

@@ -47,10 +47,14 @@ class KgFormatError(UserError, ValueError):
 
 def _rows(path: str | os.PathLike, width: int, columns: str) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)`` for every non-blank line, checking the field count and empty fields."""
-    # utf-8-sig drops a BOM if present: files saved by Windows tools start with one.
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
+    # Decoded line by line, so that a line that is not UTF-8 is named by its own number; utf-8-sig drops a BOM if
+    # present: files saved by Windows tools start with one.
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise KgFormatError(f"{path}:{line_number}: not UTF-8 text (byte {error.start} of the line)") from None
             if not line.strip():
                 continue
             fields = line.split("\t")

@@ -89,6 +89,11 @@ def _non_empty(folder: Path) -> Path:
     return folder / "out"
 
 
+def _write_bytes(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
 def _pickle_with_global(folder: Path) -> Path:
     path = folder / "evil.pkl"
     path.write_bytes(pickle.dumps(os.system))
@@ -231,6 +236,16 @@ CASES = [
         "training file(s) not found: <dir>/corpus.txt",
     ),
     Case(
+        "train_mlm.py",
+        "more documents dropped than --max_bad_fraction (a line that is not UTF-8)",
+        lambda d, m: [
+            "--train_files=" + str(_write_bytes(d / "corpus.txt", b"ok\n\xd5\xc5\n")),
+            f"--output_dir={d}/o",
+        ],
+        "<dir>/corpus.txt: 1 of 2 records dropped (bad_encoding 1), more than --max_bad_fraction 0.05: fix the file "
+        "(the log names each record) or raise --max_bad_fraction",
+    ),
+    Case(
         "train_kge.py",
         "triples file not found",
         lambda d, m: ["--triples", str(d / "triples.tsv"), "--output-dir", str(d / "kge")],
@@ -255,6 +270,17 @@ CASES = [
         "<dir>/t.tsv:1: expected 3 tab-separated fields (head, relation, tail), got 2: '高血压\\t症状'",
     ),
     Case(
+        "train_kge.py",
+        "a triples file that is not UTF-8",
+        lambda d, m: [
+            "--triples",
+            str(_write_bytes(d / "t.tsv", b"a\tb\tc\n\xd5\xc5\tr\tc\n")),
+            "--output-dir",
+            f"{d}/o",
+        ],
+        "<dir>/t.tsv:2: not UTF-8 text (byte 0 of the line)",
+    ),
+    Case(
         "python -m datasets_scripts.report",
         "--strict and an entity past the end of its record",
         lambda d, m: [
@@ -270,6 +296,13 @@ CASES = [
         "corpus file not found",
         lambda d, m: ["--format", "ccks2019", str(d / "missing.jsonl")],
         "<dir>/missing.jsonl: No such file or directory",
+    ),
+    Case(
+        "python -m datasets_scripts.ccks2019",
+        "an output folder that holds other files",
+        lambda d, m: [str(_ccks(d, CCKS_LINE)), "--output-dir", str(_non_empty(d))],
+        "output folder <dir>/out is not empty (model.safetensors): --overwrite-output-dir replaces it, or choose "
+        "another folder",
     ),
     Case(
         "python -m metrics",

@@ -1,10 +1,12 @@
 """The training scripts never overwrite a folder by accident: a non-empty output folder is refused unless
 --overwrite_output_dir (which clears a previous run's files) or a checkpoint of the same configuration is resumed;
-a corpus that loses too many records stops before training, with the count per reason."""
+a corpus that loses too many records stops before training, with the count per reason. The converters (corpus to
+Parquet, CMeKG to triples) refuse a non-empty --output-dir too, and replace it only with a complete new folder."""
 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,10 @@ import pytest
 import train_kge
 import train_mlm
 import train_ner
+from cli_errors import UserError
+from datasets_scripts import ccks2019
 from datasets_scripts.fixtures import simulated_ccks_records, write_ccks
+from kg import cmekg
 from training.common import ConfigurationError, parse_arguments, run_arguments
 
 from .test_training import TINY, corpora, ner_args  # noqa: F401 (corpora is a fixture)
@@ -57,6 +62,22 @@ def test_a_non_empty_output_folder_is_untouched_without_the_flag(corpora, tmp_pa
     with pytest.raises(ConfigurationError, match=rf"output folder {output} is not empty \(.*notes.txt\): "):
         {"train_ner": train_ner, "train_mlm": train_mlm, "train_kge": train_kge}[script].main(argv(corpora, output))
     assert snapshot(output) == before
+
+
+@pytest.mark.parametrize("script", ["train_ner", "train_mlm", "train_kge"])
+def test_an_output_folder_that_cannot_be_written_stops_before_reading(corpora, tmp_path, script, monkeypatch):  # noqa: F811
+    """Checked on every process before the corpus is read: under accelerate launch, the main process alone failed
+    to make the folder after loading, while the others waited at a barrier."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder is needed")
+    output = blocker / "out"
+    argv = {
+        "train_ner": ner_args(corpora, output),
+        "train_mlm": [f"--train_files={corpora['breast']}", f"--output_dir={output}"],
+        "train_kge": ["--triples", str(tmp_path / "missing.tsv"), "--output-dir", str(output)],
+    }[script]
+    with pytest.raises(UserError, match=rf"^output folder {output}: cannot write in {blocker}$"):
+        {"train_ner": train_ner, "train_mlm": train_mlm, "train_kge": train_kge}[script].main(argv)
 
 
 def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):  # noqa: F811
@@ -144,3 +165,106 @@ def test_the_demo_replaces_its_own_output_when_run_again():
         (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments), ["--config", "configs/demo.yaml"]
     )
     assert train_args.overwrite_output_dir and train_args.output_dir == "outputs/demo"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (2, r"corpus.txt: 2 of 5 records dropped \(bad_encoding 2\), more than --max_bad_fraction 0.05"),
+        (0, r"corpus.txt: no usable record$"),
+    ],
+)
+def test_train_mlm_stops_on_a_corpus_losing_too_many_documents(tmp_path, bad, message):
+    corpus = tmp_path / "corpus.txt"
+    lines = ["患者左肺结节。".encode()] * (3 if bad else 0) + [b"\xd5\xc5\xc8\xfd"] * bad  # GBK, not UTF-8
+    corpus.write_bytes(b"\n\n".join(lines))
+    output = tmp_path / "out"
+    with pytest.raises(ConfigurationError, match=message):
+        train_mlm.main([f"--train_files={corpus}", f"--output_dir={output}", "--max_steps=1"])
+    assert not output.exists()
+
+
+def test_train_mlm_leaves_out_documents_that_are_not_utf8(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes("第一段。\n第一段续。\n\n".encode() + b"\xff\n" + "第二段。\n\n第三段。".encode())
+    args = [f"--train_files={corpus}", "--sample_by=paragraph"]
+    data_args = parse_arguments((train_mlm.DataArguments,), [*args, "--max_bad_fraction=0.5"])[0]
+    assert train_mlm.load_documents(data_args) == ["第一段。\n第一段续。", "第三段。"]
+    with pytest.raises(ConfigurationError, match=r"1 of 3 records dropped \(bad_encoding 1\)"):
+        train_mlm.load_documents(parse_arguments((train_mlm.DataArguments,), args)[0])
+
+
+# ---------------------------------------------------------------------------------------------------- converters
+
+
+def convert_ccks(tmp_path: Path, output: Path, *extra: str, records: int = 6) -> None:
+    corpus = write_ccks(tmp_path / "ccks.jsonl", simulated_ccks_records(records, seed=4))
+    ccks2019.main([str(corpus), "--output-dir", str(output), *extra])
+
+
+def convert_cmekg(tmp_path: Path, output: Path, *extra: str, records: int = 6) -> None:
+    graph = tmp_path / "cmekg.pkl"
+    symptoms = ["头晕", "头痛", "心悸"][: records // 3]
+    graph.write_bytes(pickle.dumps({"高血压": {"临床症状及体征": symptoms, "药物治疗": ["硝苯地平"]}}))
+    cmekg.main(["--pickle", str(graph), "--output-dir", str(output), *extra])
+
+
+CONVERTERS = {"ccks2019": convert_ccks, "cmekg": convert_cmekg}
+
+
+@pytest.mark.parametrize("convert", CONVERTERS.values(), ids=list(CONVERTERS))
+def test_a_converter_refuses_a_non_empty_output_folder(tmp_path, convert):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match=rf"output folder {output} is not empty \(notes.txt\): --overwrite-output-dir"):
+        convert(tmp_path, output)
+    with pytest.raises(UserError, match=r"holds files this command did not write \(notes.txt\)"):
+        convert(tmp_path, output, "--overwrite-output-dir")
+    assert snapshot(output) == {"notes.txt": b"keep me"}
+
+
+@pytest.mark.parametrize("convert", CONVERTERS.values(), ids=list(CONVERTERS))
+def test_a_converter_replaces_its_output_only_when_complete(tmp_path, convert, monkeypatch):
+    output = tmp_path / "out"
+    convert(tmp_path, output)
+    first = snapshot(output)
+
+    # Another input, and a run that fails while writing (the disk fills up at the last file, README.md or
+    # counts.json): the output folder keeps the previous files, all of them, and no half-written folder is left.
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        convert(tmp_path, output, "--overwrite-output-dir", records=9)
+    monkeypatch.undo()
+    assert snapshot(output) == first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    convert(tmp_path, output, "--overwrite-output-dir", records=9)
+    second = snapshot(output)
+    assert second.keys() == first.keys() and second != first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_span_schema_corpus_drops_and_counts_what_it_cannot_use(tmp_path):
+    def span_line(record_id: str, *entities: tuple[int, int, str]) -> str:
+        spans = [{"start": s, "end": e, "label": label} for s, e, label in entities]
+        return json.dumps({"id": record_id, "text": "左乳结节，ER阳性。", "entities": spans}, ensure_ascii=False)
+
+    good = [span_line("a", (0, 4, "Nodule")), span_line("b", (5, 7, "ER"), (3, 99, "ER")), span_line("c")]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join([*good, '{"id": "d", "text": "患者张三', '{"id": "e", "entities": []}']) + "\n")
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text(good[0] + "\n")
+    argv = ["--corpus=spans", f"--train_file={train}", f"--validation_file={dev}", f"--output_dir={tmp_path / 'o'}"]
+    with pytest.raises(
+        ConfigurationError, match=r"train.jsonl: 2 of 5 records dropped \(bad_json 1, missing_field 1\)"
+    ):
+        train_ner.main([*argv, *TINY])
+    assert not (tmp_path / "o").exists()
+    data_args = parse_arguments((train_ner.DataArguments,), [*argv[:3], "--max_bad_fraction=0.5"])[0]
+    corpus, types, _ = train_ner.load_corpus(data_args, seed=0)
+    assert corpus["train"]["id"] == ["a", "b", "c"] and types == ["ER", "Nodule"]
+    assert corpus["train"][1]["entities"] == [{"start": 5, "end": 7, "label": "ER", "text": "ER"}]  # (3, 99) dropped

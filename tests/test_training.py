@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -378,6 +379,48 @@ def test_predict_reproduces_the_test_f1_that_training_recorded(tmp_path):
     assert (config["window_max_length"], config["window_stride"], config["max_position_embeddings"]) == (32, 8, 512)
 
 
+def launch_two_processes(script: str, *args: str, timeout: int) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of a script on two CPU processes (gloo)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / script), *args,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("script", "argv"),
+    [
+        ("train_ner.py", lambda corpus, out: ["--corpus=ccks2019", f"--train_file={corpus}", f"--output_dir={out}"]),
+        ("train_mlm.py", lambda corpus, out: [f"--train_files={corpus}", f"--output_dir={out}", "--max_steps=1"]),
+    ],
+    ids=["ner", "mlm"],
+)
+def test_a_user_error_under_two_processes_ends_both_with_one_line(tmp_path, script, argv):
+    """The main process reads the corpus first while the other waits (main_process_first): its error used to leave
+    the other at the barrier until the launcher stopped it, with a traceback of its own. Now every process meets the
+    error and exits with status 2, within the timeout, and the user reads one line."""
+    if script == "train_ner.py":
+        corpus = write_ccks(tmp_path / "ccks.jsonl", simulated_ccks_records(1, seed=2))
+        with corpus.open("a", encoding="utf-8") as handle:
+            handle.write('{"originalText": "患者张三\n')
+        expected = f"error: {corpus}: 1 of 2 records dropped (bad_json 1), more than --max_bad_fraction 0.05"
+    else:
+        corpus = tmp_path / "corpus.txt"
+        corpus.write_bytes("患者左肺结节。\n".encode() * 2 + b"\xff\xfe\n")
+        expected = f"error: {corpus}: 1 of 3 records dropped (bad_encoding 1), more than --max_bad_fraction 0.05"
+    output = tmp_path / "out"
+    result = launch_two_processes(script, *argv(corpus, output), timeout=180)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(expected), result.stderr[-3000:]
+    assert "[rank1]" not in result.stderr and "[rank0]" not in result.stderr, result.stderr[-3000:]
+    # The launcher reports its workers in a summary of its own: the first to end exited with our status 2.
+    assert re.search(r"Root Cause.*?exitcode\s*: 2 ", result.stderr, re.DOTALL), result.stderr[-3000:]
+    assert not output.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["chcancerbert", "kg-frozen", "kg-fine-tuned"])
 def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
@@ -398,13 +441,7 @@ def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
              "--early_stopping_patience=0"]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
     train_ner.main(ner_args(corpora, one, *extra))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(ROOT / "train_ner.py"), *ner_args(corpora, two, *extra),
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = launch_two_processes("train_ner.py", *ner_args(corpora, two, *extra), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es), DistributedType.MULTI_CPU" in result.stderr, "the processes did not form one group"
 

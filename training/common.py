@@ -11,7 +11,8 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from transformers import HfArgumentParser
 from transformers.trainer_pt_utils import get_parameter_names
 
 from cli_errors import UserError, add_debug_flag
+from cli_errors.output_folder import check_writable, folder_entries, listed
 from modeling.crf import ConditionalRandomField
 
 logger = logging.getLogger(__name__)
@@ -36,10 +38,11 @@ NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|
 RUN_ARGUMENTS_FILE = "run_arguments.json"  # in CHECKPOINTS_DIR: the configuration that wrote the checkpoints
 # What training runs leave in their output folders: --overwrite_output_dir clears only a folder holding one of them.
 TRAINING_OUTPUTS = ("training_args.json", CHECKPOINTS_DIR, "logs", "checkpoint.pt", "kge_config.json")
-# Arguments that steer a run without changing what it trains: a resumed run may change them.
+# Arguments that steer a run without changing what it trains (simulated_data only words the card): a resumed run
+# may change them.
 RESUMABLE_CHANGES = frozenset(
     {"output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps", "sample_text", "push_to_hub",
-     "hub_model_id", "per_device_eval_batch_size", "max_bad_fraction"}
+     "hub_model_id", "per_device_eval_batch_size", "max_bad_fraction", "simulated_data"}
 )  # fmt: skip
 
 
@@ -146,6 +149,21 @@ def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mix
         # frozen KG table of 44k entities x 100 = 17.6 MB): DDP need not broadcast them before every forward pass.
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
+
+
+@contextmanager
+def main_process_first(accelerator: Accelerator) -> Iterator[None]:
+    """``accelerator.main_process_first()``, except that the other processes are released also when the main one
+    fails in the block (a corpus with too many bad records, a model that cannot be loaded): they then meet the same
+    error themselves and every process exits with its one-line message, instead of waiting at the barrier until the
+    launcher kills them, with a traceback from each."""
+    if not accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+    try:
+        yield
+    finally:
+        if accelerator.is_main_process:
+            accelerator.wait_for_everyone()
 
 
 def optimizer_groups(
@@ -255,14 +273,11 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
 def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str) -> None:
     """Before anything is written: a non-empty output folder is refused unless the run continues it (``resuming``)
     or replaces it (``overwrite``, only a training run's folder); see :func:`clear_output_dir`."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigurationError(f"output folder {output_dir} is a file")
-    if resuming or not output_dir.is_dir():
+    entries = folder_entries(output_dir)
+    check_writable(output_dir, f"output folder {output_dir}")
+    if resuming or not entries:
         return
-    entries = sorted(entry.name for entry in output_dir.iterdir())
-    if not entries:
-        return
-    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    shown = listed(entries)
     if not overwrite:
         raise ConfigurationError(
             f"output folder {output_dir} is not empty ({shown}): --overwrite_output_dir replaces it, {resume_flag} "
@@ -329,6 +344,19 @@ def prepare_output_dir(accelerator: Accelerator, output_dir: Path, overwrite: bo
             clear_output_dir(output_dir)
         write_run_arguments(output_dir, arguments)
     accelerator.wait_for_everyone()
+
+
+def max_bad_fraction_field():
+    """``--max_bad_fraction``, the same in every training script that reads a corpus."""
+    return dataclasses.field(
+        default=0.05,
+        metadata={"help": "stop before training when the reader drops more than this share of a file's records"},
+    )
+
+
+def check_max_bad_fraction(max_bad_fraction: float) -> None:
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise ConfigurationError(f"--max_bad_fraction {max_bad_fraction}: expected a share in [0, 1]")
 
 
 def check_dropped_records(report, source: str, max_bad_fraction: float) -> None:

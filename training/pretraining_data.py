@@ -18,12 +18,67 @@ from pathlib import Path
 
 import torch
 
+from datasets_scripts.schema import ProblemSink, ReadReport
+
 logger = logging.getLogger(__name__)
 
 # A sentence ends after Chinese or Western terminal punctuation, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|\n+")
 # High enough that jieba prefers a lexicon term over any split of it.
 _LEXICON_WORD_FREQUENCY = 10**6
+
+
+class TextCorpus:
+    """Plain-text files as documents: each non-blank line (``sample_by="line"``), or each paragraph between blank
+    lines (``"paragraph"``). The files are read again at every pass, so a corpus larger than memory streams.
+
+    A document holding a line that is not UTF-8 is left out (as the corpus readers leave out a record they cannot
+    decode): :meth:`read_report` counts and logs them by file and line, for ``--max_bad_fraction``.
+    """
+
+    def __init__(self, paths: Iterable[str | Path], sample_by: str = "line"):
+        if sample_by not in ("line", "paragraph"):
+            raise ValueError(f"sample_by must be 'line' or 'paragraph', got {sample_by!r}")
+        self.paths, self.sample_by = [Path(path) for path in paths], sample_by
+
+    def __iter__(self) -> Iterator[str]:
+        for path in self.paths:
+            yield from self._documents(path, None)
+
+    def read_report(self) -> ReadReport:
+        """One pass over the files: documents kept and dropped, each dropped one logged as ``file:line``."""
+        report = ReadReport()
+        for path in self.paths:
+            sink = ProblemSink(path, report=report)
+            for _ in self._documents(path, sink):
+                report.records += 1
+        return report
+
+    def _documents(self, path: Path, sink: ProblemSink | None) -> Iterator[str]:
+        document: list[str] = []
+        undecodable = None  # (line, byte offset) of the first line of ``document`` that is not UTF-8
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    line, undecodable = None, undecodable or (number, error.start)
+                blank = line is not None and not line.strip()  # a blank line ends a document
+                if line is not None and not blank:
+                    document.append(line)
+                if blank or self.sample_by == "line":
+                    yield from self._finish(document, undecodable, sink)
+                    document, undecodable = [], None
+        yield from self._finish(document, undecodable, sink)
+
+    @staticmethod
+    def _finish(lines: list[str], bad: tuple[int, int] | None, sink: ProblemSink | None) -> Iterator[str]:
+        if bad is not None:
+            if sink is not None:
+                sink("bad_encoding", f"not UTF-8 text (byte {bad[1]} of the line)", line=bad[0])
+                sink.report.records_skipped += 1
+        elif lines:
+            yield "\n".join(lines)
 
 
 def split_sentences(text: str) -> list[str]:
