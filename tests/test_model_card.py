@@ -101,7 +101,9 @@ def test_card_of_a_run_on_simulated_records(tmp_path, run_isolated):
         "- **Simulated records** (`--simulated_data`)"
     ) in card.text
     assert "**Trained on simulated records only**" in card.text and "de-identified" not in card.text
-    assert 'pipeline("token-classification", model=..., trust_remote_code=True)' in card.text
+    assert 'pipeline("token-classification", model=..., trust_remote_code=True, aggregation_strategy="simple")' in (
+        card.text
+    )
     assert str(corpus.parent) not in card.content
     assert not any(record["text"][:12] in card.content for record in records)
 
