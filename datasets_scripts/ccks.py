@@ -9,7 +9,6 @@ spans (kept here: the encoder resolves them and counts what it drops). Record id
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import datasets
 
 from .export import add_output_arguments, check_output_dir, configure_logging, finish
 from .labels import CCKS_TYPES, alias_table
-from .schema import ProblemSink, ReadReport, Record, check_entity, make_record, to_dataset
+from .schema import ProblemSink, ReadReport, Record, check_entity, json_object, make_record, read_json_lines, to_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -43,46 +42,16 @@ def read_ccks(path: str | Path, *, strict: bool = False) -> ReadResult:
     """
     path = Path(path)
     sink = ProblemSink(path, strict)
-    records: list[Record] = []
-    raw_lines = path.read_bytes().split(b"\n")
-    for number, raw in enumerate(raw_lines, start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
-            continue  # blank lines, such as the empty last line most files end with
-        record = _parse_line(raw, number, path.stem, sink)
-        if record is None:
-            sink.report.records_skipped += 1
-        else:
-            records.append(record)
-    sink.report.records = len(records)
-    sink.report.entities = sum(len(record["entities"]) for record in records)
+    records = read_json_lines(path, sink, lambda raw, line: _parse_line(raw, line, path.stem, sink))
     logger.info("%s: %s", path, sink.report.summary())
     return ReadResult(records, sink.report)
 
 
 def _parse_line(raw: bytes, line: int, stem: str, sink: ProblemSink) -> Record | None:
     record_id = f"{stem}:{line}"
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        sink("bad_encoding", f"not UTF-8 text (byte {error.start})", line=line, record_id=record_id)
+    obj = json_object(raw, line, record_id, sink, {"originalText": str, "entities": list})
+    if obj is None:
         return None
-    except json.JSONDecodeError as error:
-        # error.msg and the column name the place, not the content, so no patient text leaks
-        sink("bad_json", f"invalid JSON: {error.msg} at column {error.colno}", line=line, record_id=record_id)
-        return None
-    if not isinstance(obj, dict):
-        sink("wrong_type", f"expected a JSON object, got {type(obj).__name__}", line=line, record_id=record_id)
-        return None
-    for key, kind in (("originalText", str), ("entities", list)):
-        if key not in obj:
-            sink("missing_field", f"missing field {key!r}", line=line, record_id=record_id)
-            return None
-        if not isinstance(obj[key], kind):
-            sink("wrong_type", f"field {key!r} must be {kind.__name__}", line=line, record_id=record_id)
-            return None
     text: str = obj["originalText"]
     spans: list[tuple[int, int, str]] = []
     for index, entity in enumerate(obj["entities"]):

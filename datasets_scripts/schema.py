@@ -7,8 +7,10 @@ the line or record id, the entity's offsets and the reason, never the patient te
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,52 @@ class ProblemSink:
             raise CorpusError(problem)
         logger.warning("%s", problem.message)
         self.report.problems.append(problem)
+
+
+def read_json_lines(path: Path, sink: ProblemSink, parse: Callable[[bytes, int], Record | None]) -> list[Record]:
+    """The records of a JSON-lines file, ``parse(raw_line, line_number)`` for each non-blank line; a line it refuses
+    (``None``, after telling ``sink`` why) is counted as skipped. A UTF-8 byte-order mark and CRLF ends are
+    tolerated, as the official CCKS files have them; ``sink.report`` counts what was read."""
+    records: list[Record] = []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue  # blank lines, such as the empty last line most files end with
+        record = parse(raw, number)
+        if record is None:
+            sink.report.records_skipped += 1
+        else:
+            records.append(record)
+    sink.report.records = len(records)
+    sink.report.entities = sum(len(record["entities"]) for record in records)
+    return records
+
+
+def json_object(raw: bytes, line: int, record_id: str, sink: ProblemSink, fields: dict[str, type]) -> dict | None:
+    """One line's JSON object holding ``fields`` of the given types, or ``None`` after telling ``sink`` why not."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        sink("bad_encoding", f"not UTF-8 text (byte {error.start})", line=line, record_id=record_id)
+        return None
+    except json.JSONDecodeError as error:
+        # error.msg and the column name the place, not the content, so no patient text leaks
+        sink("bad_json", f"invalid JSON: {error.msg} at column {error.colno}", line=line, record_id=record_id)
+        return None
+    if not isinstance(obj, dict):
+        sink("wrong_type", f"expected a JSON object, got {type(obj).__name__}", line=line, record_id=record_id)
+        return None
+    record_id = str(obj.get("id", record_id))
+    for key, kind in fields.items():
+        if key not in obj:
+            sink("missing_field", f"missing field {key!r}", line=line, record_id=record_id)
+            return None
+        if not isinstance(obj[key], kind):
+            sink("wrong_type", f"field {key!r} must be {kind.__name__}", line=line, record_id=record_id)
+            return None
+    return obj
 
 
 def check_entity(

@@ -7,12 +7,11 @@ logged by file, line, record id and offsets and counted in the report (``strict=
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from .ccks import ReadResult
-from .schema import ProblemSink, Record, check_entity, make_record
+from .schema import ProblemSink, Record, check_entity, json_object, make_record, read_json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -21,45 +20,16 @@ def read_span_jsonl(path: str | Path, *, strict: bool = False) -> ReadResult:
     """Read a span-schema JSON-lines file; a record without ``id`` is named ``<file stem>:<line>``."""
     path = Path(path)
     sink = ProblemSink(path, strict)
-    records: list[Record] = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            record = _parse_line(raw, number, f"{path.stem}:{number}", sink)
-            if record is None:
-                sink.report.records_skipped += 1
-            else:
-                records.append(record)
-    sink.report.records = len(records)
-    sink.report.entities = sum(len(record["entities"]) for record in records)
+    records = read_json_lines(path, sink, lambda raw, line: _parse_line(raw, line, f"{path.stem}:{line}", sink))
     logger.info("%s: %s", path, sink.report.summary())
     return ReadResult(records, sink.report)
 
 
 def _parse_line(raw: bytes, line: int, record_id: str, sink: ProblemSink) -> Record | None:
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        sink("bad_encoding", f"not UTF-8 text (byte {error.start})", line=line, record_id=record_id)
-        return None
-    except json.JSONDecodeError as error:
-        # error.msg and the column name the place, not the content, so no patient text leaks
-        sink("bad_json", f"invalid JSON: {error.msg} at column {error.colno}", line=line, record_id=record_id)
-        return None
-    if not isinstance(obj, dict):
-        sink("wrong_type", f"expected a JSON object, got {type(obj).__name__}", line=line, record_id=record_id)
+    obj = json_object(raw, line, record_id, sink, {"text": str, "entities": list})
+    if obj is None:
         return None
     record_id = str(obj.get("id", record_id))
-    for key, kind in (("text", str), ("entities", list)):
-        if key not in obj:
-            sink("missing_field", f"missing field {key!r}", line=line, record_id=record_id)
-            return None
-        if not isinstance(obj[key], kind):
-            sink("wrong_type", f"field {key!r} must be {kind.__name__}", line=line, record_id=record_id)
-            return None
     text: str = obj["text"]
     spans: list[tuple[int, int, str]] = []
     for index, entity in enumerate(obj["entities"]):
