@@ -1,6 +1,7 @@
 """(slow) benchmarks/accuracy.py end to end on simulated CCKS records: MLM stage, fine-tuning within the budget, the
 report with the papers' numbers, and the last line that scripts read; benchmarks/kg_pipeline_length.py prints its
-per-character ratio."""
+per-character ratio; benchmarks/crf_speed.py and benchmarks/lexicon_speed.py print their settings and tables at toy
+sizes."""
 
 from __future__ import annotations
 
@@ -58,3 +59,37 @@ def test_family_b_length_benchmark_prints_the_per_character_ratio():
     assert re.fullmatch(r"long\s+3,000\s+\d+[\d,]*(\s+\d+\.\d+){4}", lines[-3]), lines[-3]
     assert re.fullmatch(r"time per character, long / short: wall \d+\.\d\dx, CPU \d+\.\d\dx \(target <= 1\.2x\)",
                         lines[-1]), lines[-1]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_crf_speed_benchmark_prints_settings_and_both_rows():
+    command = [sys.executable, "benchmarks/crf_speed.py", "--batch", "3", "--length", "16", "--tags", "5",
+               "--repeats", "1", "--rounds", "2", "--threads", "1"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert "torch.set_num_threads(1); batch 3 x length 16" in lines[0], lines[0]
+    assert "decode under torch.inference_mode() on both sides; nll with autograd on both sides" in lines[1], lines[1]
+    number, ratio = r"\d+\.\d{4}", r"\d+\.\d\dx"
+    for line, name, target in ((lines[3], "viterbi decode", "2.5"), (lines[4], "nll forward\\+backward", "1.5")):
+        assert re.fullmatch(rf"{name}\s+{number}\s+{number}\s+{ratio}\s+{ratio[:-1]}-{ratio}\s+>={target}x (ok|MISSED)",
+                            line), line  # fmt: skip
+
+
+@pytest.mark.slow
+def test_lexicon_speed_benchmark_checks_matches_and_prints_the_ratio(tmp_path):
+    pytest.importorskip("ahocorasick", reason="benchmark-only: pip install pyahocorasick")
+    # "国家知识产权" at a text's end, with "国家知识产权局" listed, is where iter_long drops "知识产权".
+    names = ["知识产权", "国家知识产权局", "高血压", "高血压病", "糖尿病", "乳腺癌", "HER2", "Ki67", "右乳"]
+    table = tmp_path / "names.tsv"
+    table.write_text("".join(f"{name}\tTerm\n" for name in names), encoding="utf-8")
+    command = [sys.executable, "benchmarks/lexicon_speed.py", "--names", str(table), "--records", "20",
+               "--length", "200", "--repeats", "1", "--rounds", "2", "--ccks", str(tmp_path / "absent.jsonl")]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{len(names)} names from {table}; pyahocorasick "), lines[0]
+    assert "list(automaton.iter_long(fold(text)))" in lines[1], lines[1]
+    row = r"simulated 200-char\s+\d+/20\s+\d+\s+\d+\s+[\d,]+\s+[\d,]+\s+[\d,]+\s+\d+\.\d\dx\s+[\d.]+-[\d.]+x\s+[\d.]+x\s+<=2x (ok|MISSED)"
+    assert re.fullmatch(row, lines[3]), lines[3]
+    assert len(lines) == 6, lines  # no CCKS row when the file is absent
