@@ -397,10 +397,8 @@ def load_checkpoint(accelerator: Accelerator, folder: Path) -> dict:
 
 def write_arguments(output_dir: Path, *argument_objects) -> None:
     """The arguments of a run as JSON, beside the model it produced."""
-    values = {}
-    for arguments in argument_objects:
-        values.update(dataclasses.asdict(arguments))
-    (output_dir / "training_args.json").write_text(json.dumps(values, indent=2, default=str), encoding="utf-8")
+    values = run_arguments(*argument_objects)
+    (output_dir / "training_args.json").write_text(json.dumps(values, indent=2), encoding="utf-8")
 
 
 def not_loadable(error: OSError) -> str:
