@@ -31,8 +31,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def previous_model(folder: Path) -> Path:
     """What another run left: a model, its test report and a checkpoint."""
-    (folder / "checkpoints" / "step_9").mkdir(parents=True)
-    (folder / "checkpoints" / "step_9" / "training_state.json").write_text('{"step": 9}')
+    (folder / "checkpoints" / "checkpoint_9").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint_9" / "training_state.json").write_text('{"step": 9}')
     (folder / "model.safetensors").write_bytes(b"other model")
     (folder / "test_results.json").write_text('{"f1": 0.9}')
     (folder / "training_args.json").write_text('{"variant": "crf"}')
@@ -93,7 +93,7 @@ def test_overwrite_output_dir_replaces_the_previous_run(corpora, tmp_path):  # n
     output = previous_model(tmp_path / "out")
     train_ner.main(ner_args(corpora, output, "--overwrite_output_dir", "--max_steps=1", "--early_stopping_patience=0"))
     files = {p.name for p in output.iterdir()}
-    assert "checkpoints" in files and not (output / "checkpoints" / "step_9").exists()
+    assert "checkpoints" in files and not (output / "checkpoints" / "checkpoint_9").exists()
     assert (output / "test_results.json").read_text() != '{"f1": 0.9}'  # this run's test scores
     assert (output / "model.safetensors").read_bytes() != b"other model"
     assert json.loads((output / "training_args.json").read_text())["variant"] == "dgcnn-bilstm-mha-crf"
@@ -106,12 +106,12 @@ def test_resuming_a_checkpoint_of_another_configuration_says_what_differs(corpor
         ner_args(corpora, output, "--variant=crf", "--max_length=96"),
     )
     train_ner.validate_arguments(*other)
-    (output / "checkpoints" / "run_arguments.json").write_text(json.dumps(run_arguments(*other)))
+    (output / "checkpoints" / "checkpoint_9" / "run_arguments.json").write_text(json.dumps(run_arguments(*other)))
     before = snapshot(output)
     with pytest.raises(ConfigurationError) as caught:
         train_ner.main(ner_args(corpora, output, "--resume_from_checkpoint=latest"))
     assert str(caught.value) == (
-        f"{output / 'checkpoints' / 'step_9'} was written by another configuration (max_length 96 there, 64 now; "
+        f"{output / 'checkpoints' / 'checkpoint_9'} was written by another configuration (max_length 96 there, 64 now; "
         "variant 'crf' there, 'dgcnn-bilstm-mha-crf' now): resume with the same arguments, or train afresh in "
         "another folder"
     )
