@@ -1,6 +1,7 @@
-"""Continued pretraining of a BERT (or pretraining from a config) on plain medical text: masked LM with Chinese
-whole-word masking plus next-sentence prediction (``BertForPreTraining``), as ChCancerBERT was made; ``--mlm_only``
-trains ``BertForMaskedLM``. The output folder is a checkpoint that ``train_ner.py`` takes as its encoder.
+"""Continued pretraining of a BERT (or pretraining from a config) on plain medical text: masked LM plus
+next-sentence prediction (``BertForPreTraining``), as ChCancerBERT was made; ``--mlm_only`` trains
+``BertForMaskedLM``. Masking: Chinese whole words from jieba (``--masking whole_word``, the default) or each
+character on its own (``--masking char``, the random masking the ChCancerBERT paper used). The output folder is a checkpoint that ``train_ner.py`` takes as its encoder.
 
     python train_mlm.py --train_files corpus.txt --model_name_or_path bert-base-chinese --output_dir out/mlm
     accelerate launch train_mlm.py --config configs/mlm.yaml
@@ -36,7 +37,7 @@ from training.common import (
 )
 from training.loop import TrainingLoop, begin_training, start_run
 from training.model_card import write_pretraining_card
-from training.pretraining_data import TextCorpus, WholeWordMaskCollator, WordSegmenter, pretraining_examples
+from training.pretraining_data import MASKINGS, MaskingCollator, TextCorpus, WordSegmenter, pretraining_examples
 
 logger = logging.getLogger("train_mlm")
 
@@ -71,6 +72,13 @@ class DataArguments:
     streaming: bool = field(default=False, metadata={"help": "stream the corpus (larger than memory); set max_steps"})
     max_seq_length: int = field(default=128, metadata={"help": "tokens per example, special tokens included"})
     mlm_probability: float = field(default=0.15, metadata={"help": "share of tokens to predict"})
+    masking: str = field(
+        default="whole_word",
+        metadata={
+            "help": "how the tokens to predict are chosen: 'whole_word': whole words from jieba, the lexicon's "
+            "terms kept whole; 'char': each character on its own, the random masking the ChCancerBERT paper used"
+        },
+    )
     mlm_only: bool = field(default=False, metadata={"help": "masked LM without next-sentence prediction"})
     lexicon_file: str | None = field(
         default=None, metadata={"help": "domain terms (one per line) that whole-word masking keeps whole"}
@@ -180,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     check_max_bad_fraction(data_args.max_bad_fraction)
     if data_args.streaming and train_args.max_steps <= 0:
         raise ConfigurationError("a streamed corpus has no known length: set --max_steps")
+    if data_args.masking not in MASKINGS:
+        raise ConfigurationError(f"--masking {data_args.masking!r}: expected one of {', '.join(MASKINGS)}")
     run = start_run((model_args, data_args, train_args), train_args)
     accelerator = run.accelerator
 
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         if not examples:
             raise ConfigurationError(f"{', '.join(data_args.train_files)}: no usable record (no text)")
         logger.info("%d pretraining examples", len(examples))
-    collator = WholeWordMaskCollator(tokenizer, data_args.mlm_probability)
+    collator = MaskingCollator(tokenizer, data_args.mlm_probability, data_args.masking)
     dataloader = DataLoader(
         examples,
         batch_size=train_args.per_device_train_batch_size,

@@ -221,6 +221,7 @@ def test_card_of_a_pretrained_encoder(tmp_path, run_isolated):
     assert "- Corpus: plain text, one document per line, from `notes.txt`.\n- Examples: " in card.text
     assert "**Trained on simulated text only**" in card.text and "- **Simulated records**" in card.text
     assert "trained from scratch" in card.text and str(texts.parent) not in card.content
+    assert "masked-language modelling with\nChinese whole-word masking and next-sentence prediction" in card.text
     snippets = re.findall(r"```python\n(.*?)```", card.text, flags=re.DOTALL)
     assert len(snippets) == 1
     filled = ast.literal_eval(run_isolated(snippets[0]).strip().splitlines()[-1])

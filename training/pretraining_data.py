@@ -1,5 +1,6 @@
 """Continued-pretraining data: documents -> sentence-pair examples (next-sentence prediction) or single segments,
-with Chinese whole-word masking from jieba segmentation.
+with Chinese whole-word masking from jieba segmentation, or the random character masking the ChCancerBERT paper
+used.
 
 transformers 5 has no Chinese whole-word masking (``DataCollatorForWholeWordMask`` is gone and its
 ``whole_word_mask=True`` treats an unspaced Chinese sentence as one word), so words come from jieba, optionally
@@ -198,17 +199,27 @@ def _encode(tokenizer, segmenter: WordSegmenter, first: str, second: str | None,
     return example
 
 
-class WholeWordMaskCollator:
-    """Pads a batch and masks whole words: about ``mlm_probability`` of the tokens, chosen word by word, are
-    predicted; of those 80% become [MASK], 10% a random token and 10% stay (Devlin et al. 2019)."""
+# How the tokens to predict are chosen: whole words (jieba, with the lexicon's terms kept whole), or each character
+# on its own, as BERT and the ChCancerBERT paper (Chen et al. 2025) pretrained.
+MASKINGS = ("whole_word", "char")
 
-    def __init__(self, tokenizer, mlm_probability: float = 0.15):
+
+class MaskingCollator:
+    """Pads a batch and chooses the tokens to predict: ``whole_word`` takes whole words in random order until about
+    ``mlm_probability`` of the tokens are covered; ``char`` takes each token on its own with probability
+    ``mlm_probability``. Of the tokens chosen, 80% become [MASK], 10% a random token and 10% stay (Devlin et al.
+    2019)."""
+
+    def __init__(self, tokenizer, mlm_probability: float = 0.15, masking: str = "whole_word"):
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer needs a [MASK] and a [PAD] token for masked-LM training")
         if not 0 < mlm_probability < 1:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+        if masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {', '.join(MASKINGS)}, got {masking!r}")
         self.tokenizer = tokenizer
         self.mlm_probability = mlm_probability
+        self.masking = masking
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -243,7 +254,10 @@ class WholeWordMaskCollator:
         return batch
 
     def _choose_tokens(self, word_ids: torch.Tensor) -> torch.Tensor:
-        """Boolean mask over one example's tokens: whole words in random order until the budget is reached."""
+        """Boolean mask over one example's tokens (``word_ids`` -1: a special token, never chosen)."""
+        if self.masking == "char":
+            return (word_ids >= 0) & (torch.rand(word_ids.shape) < self.mlm_probability)
+        # Whole words in random order until the budget is reached.
         words = word_ids[word_ids >= 0].unique()
         chosen = torch.zeros_like(word_ids, dtype=torch.bool)
         if len(words) == 0:
