@@ -17,17 +17,14 @@ from transformers.pipelines import SUPPORTED_TASKS
 
 import train_mlm
 import train_ner
-from datasets_scripts.fixtures import (
-    simulated_breast_cancer_records,
-    simulated_ccks_records,
-    write_ccks,
-    write_label_studio_json,
-)
+from datasets_scripts.simulated import simulated_breast_cancer_records
 from metrics import EntityReport, score_entities
 from modeling import ChCancerBertConfig
 from modeling.tagging import build_label_list
 from training.common import parse_arguments
 from training.model_card import write_model_card
+
+from .helpers import simulated_ccks_records, write_ccks, write_label_studio_json
 
 TINY = [
     "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64",

@@ -10,7 +10,7 @@ import torch
 
 import train_mlm
 from datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
-from datasets_scripts.fixtures import simulated_breast_cancer_records
+from datasets_scripts.simulated import simulated_breast_cancer_records
 from training.common import ConfigurationError
 from training.pretraining_data import MASKINGS, MaskingCollator, WordSegmenter, pretraining_examples, split_sentences
 

@@ -23,12 +23,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 import train_mlm
 import train_ner
 from datasets_scripts import WindowEncoder, build_char_tokenizer, encode_dataset
-from datasets_scripts.fixtures import (
-    simulated_breast_cancer_records,
-    simulated_ccks_records,
-    write_ccks,
-    write_label_studio_json,
-)
+from datasets_scripts.simulated import simulated_breast_cancer_records
 from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
 from modeling.tagging import build_label_list
 from training.common import (
@@ -41,20 +36,9 @@ from training.common import (
 )
 
 from .conftest import TINY_BERT
+from .helpers import TINY, ner_args, simulated_ccks_records, write_ccks, write_label_studio_json
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64",
-    "--lstm_hidden_size=16", "--fusion_num_heads=2", "--dgcnn_dilations", "1", "2",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpora")
-    breast = write_label_studio_json(folder / "breast.json", simulated_breast_cancer_records(30, seed=1))
-    ccks = write_ccks(folder / "ccks.jsonl", simulated_ccks_records(30, seed=2))
-    return {"breast": breast, "ccks": ccks, "folder": folder}
 
 
 def saved_model_dev_report(model_dir: Path, argv: list[str]) -> dict:
@@ -101,14 +85,6 @@ def checkpoints(output_dir: Path) -> dict[int, Path]:
 def logged(output_dir: Path, key: str) -> list[dict]:
     lines = (output_dir / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [row for row in map(json.loads, lines) if key in row]
-
-
-def ner_args(corpora, output_dir, *extra):
-    return [
-        "--corpus=breast_cancer", f"--train_file={corpora['breast']}", f"--output_dir={output_dir}",
-        "--max_length=64", "--stride=16", "--per_device_train_batch_size=8", "--logging_steps=2",
-        "--encoder_learning_rate=1e-3", "--head_learning_rate=1e-3", *TINY, *extra,
-    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
