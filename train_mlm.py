@@ -22,6 +22,7 @@ from cli_errors import run_command
 from datasets_scripts.char_tokenizer import build_char_tokenizer
 from training.common import (
     ConfigurationError,
+    RunArguments,
     TrainingBudget,
     check_dropped_records,
     check_max_bad_fraction,
@@ -91,11 +92,8 @@ class DataArguments:
 
 
 @dataclass
-class TrainArguments:
+class TrainArguments(RunArguments):
     output_dir: str = field(default="outputs/mlm", metadata={"help": "where the checkpoint is written"})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
-    )
     per_device_train_batch_size: int = field(default=32, metadata={"help": "examples per device and step"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)"})
@@ -103,16 +101,9 @@ class TrainArguments:
     max_steps: int = field(default=0, metadata={"help": "optimiser steps; required when streaming"})
     max_train_minutes: float = field(default=0.0, metadata={"help": "stop (and save) after this wall time"})
     warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps with linear warm-up"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
-    mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     seed: int = field(default=42, metadata={"help": "seed of model init, data order and masking"})
     logging_steps: int = field(default=50, metadata={"help": "log the loss every N optimiser steps"})
     checkpointing_steps: int = field(default=500, metadata={"help": "save a resumable checkpoint every N steps"})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
-    )
-    push_to_hub: bool = field(default=False, metadata={"help": "upload the final folder to the Hub"})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
 
 
 def load_documents(data: DataArguments):

@@ -57,6 +57,7 @@ from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
 from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
+    RunArguments,
     TrainingBudget,
     check_dropped_records,
     check_max_bad_fraction,
@@ -178,11 +179,8 @@ class DataArguments:
 
 
 @dataclass
-class TrainArguments:
+class TrainArguments(RunArguments):
     output_dir: str = field(default="outputs/ner", metadata={"help": "where the best model is saved"})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
-    )
     per_device_train_batch_size: int = field(default=8, metadata={"help": "windows per device and step"})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "windows per device at evaluation"})
     encoder_learning_rate: float = field(default=3e-5, metadata={"help": "learning rate of the encoder"})
@@ -194,7 +192,6 @@ class TrainArguments:
     num_train_epochs: int = field(default=10, metadata={"help": "passes over the training windows"})
     max_steps: int = field(default=0, metadata={"help": "stop after N optimiser steps (overrides epochs)"})
     max_train_minutes: float = field(default=0.0, metadata={"help": "stop training after this wall time"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
     max_grad_norm: float = field(default=5.0, metadata={"help": "gradient clipping"})
     token_dropout: float = field(
         default=0.0, metadata={"help": "training only: share of input tokens replaced by [UNK] (regularisation)"}
@@ -207,7 +204,6 @@ class TrainArguments:
             "trained"
         },
     )
-    mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     seed: int = field(default=42, metadata={"help": "seed of init, data order and dropout"})
     eval_steps: int = field(default=0, metadata={"help": "evaluate every N steps; 0 = every epoch"})
     early_stopping_patience: int = field(
@@ -215,12 +211,7 @@ class TrainArguments:
     )
     logging_steps: int = field(default=20, metadata={"help": "log the loss every N steps"})
     checkpointing_steps: int = field(default=0, metadata={"help": "resumable checkpoint every N steps; 0 = per eval"})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
-    )
     sample_text: str | None = field(default=None, metadata={"help": "after training, tag this text and print it"})
-    push_to_hub: bool = field(default=False, metadata={"help": "upload the saved model folder to the Hub"})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
 
 
 def validate_arguments(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> None:

@@ -351,6 +351,25 @@ def prepare_output_dir(accelerator: Accelerator, output_dir: Path, overwrite: bo
     accelerator.wait_for_everyone()
 
 
+@dataclasses.dataclass
+class RunArguments:
+    """The arguments every training script takes in the same words: where the run writes, how it resumes, gradient
+    accumulation and precision, the Hub upload. Each script's ``TrainArguments`` extends it and gives
+    ``output_dir`` its own default (a field redefined in a subclass keeps its place)."""
+
+    output_dir: str = dataclasses.field(default="outputs", metadata={"help": "output folder"})
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
+    )
+    resume_from_checkpoint: str | None = dataclasses.field(
+        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
+    )
+    gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={"help": "batches per optimiser step"})
+    mixed_precision: str = dataclasses.field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
+    push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "upload the saved folder to the Hub"})
+    hub_model_id: str | None = dataclasses.field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
+
+
 def max_bad_fraction_field():
     """``--max_bad_fraction``, the same in every training script that reads a corpus."""
     return dataclasses.field(

@@ -14,6 +14,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from training.common import (
+    RunArguments,
     TrainingBudget,
     check_checkpoint_arguments,
     check_hub_arguments,
@@ -40,7 +41,7 @@ class TrainingRun:
     resumed: Path | None
 
 
-def start_run(argument_objects: tuple, train_args) -> TrainingRun:
+def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
     """Before any data is read: refuse what cannot work (a Hub upload without a repository, a checkpoint of another
     configuration, a non-empty output folder), then the Accelerator, logging and the seed."""
     check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
@@ -63,7 +64,7 @@ def start_run(argument_objects: tuple, train_args) -> TrainingRun:
     return TrainingRun(accelerator, output_dir, arguments, resumed)
 
 
-def begin_training(run: TrainingRun, train_args, project_name: str, fresh_state: dict) -> dict:
+def begin_training(run: TrainingRun, train_args: RunArguments, project_name: str, fresh_state: dict) -> dict:
     """The first write into the output folder, once data and model are ready (a run that stops at a bad corpus or
     model leaves the folder as it was): clear it for ``--overwrite_output_dir``, start the trackers, and return the
     state of the resumed checkpoint, or ``fresh_state``."""
