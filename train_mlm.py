@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining
 
 from cli_errors import run_command
@@ -36,7 +35,7 @@ from training.common import (
     warmup_decay_schedule,
     write_arguments,
 )
-from training.loop import TrainingLoop, begin_training, start_run
+from training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
 from training.model_card import write_pretraining_card
 from training.pretraining_data import MASKINGS, MaskingCollator, TextCorpus, WordSegmenter, pretraining_examples
 
@@ -198,11 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigurationError(f"{', '.join(data_args.train_files)}: no usable record (no text)")
         logger.info("%d pretraining examples", len(examples))
     collator = MaskingCollator(tokenizer, data_args.mlm_probability, data_args.masking)
-    dataloader = DataLoader(
-        examples,
-        batch_size=train_args.per_device_train_batch_size,
-        shuffle=not data_args.streaming,
-        collate_fn=collator,
+    dataloader = seeded_dataloader(
+        examples, train_args.per_device_train_batch_size, not data_args.streaming, collator.pad, train_args.seed
     )
 
     # ---- optimiser, schedule
@@ -218,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- training
     state = begin_training(run, train_args, "train_mlm", {"step": 0, "epoch": 0, "batches_in_epoch": 0})
-    loop = TrainingLoop(accelerator, model, optimizer, scheduler, dataloader, budget, state)
+    loop = TrainingLoop(
+        accelerator, model, optimizer, scheduler, dataloader, budget, state, prepare_batch=collator.mask
+    )
     for step in loop:
         if step % train_args.logging_steps == 0 or step == total_steps:
             loop.log()

@@ -71,7 +71,7 @@ from training.common import (
     warmup_decay_schedule,
     write_arguments,
 )
-from training.loop import TrainingLoop, begin_training, start_run
+from training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
 from training.model_card import write_model_card
 
 logger = logging.getLogger("train_ner")
@@ -480,16 +480,7 @@ def encode_corpus(corpus: datasets.DatasetDict, encoder: WindowEncoder) -> dict[
 def windows_loader(windows: datasets.Dataset, batch_size: int, shuffle: bool, pad_token_id: int, seed: int):
     columns = [c for c in MODEL_INPUTS if c in windows.column_names]
     rows = windows.select_columns(columns).with_format(None)
-    # A generator of its own: otherwise every new iterator draws from the global RNG, and a resumed run, which
-    # creates one more iterator than an uninterrupted one, would get different dropout masks.
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        rows,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        collate_fn=lambda batch: collate(batch, pad_token_id),
-        generator=generator,
-    )
+    return seeded_dataloader(rows, batch_size, shuffle, lambda batch: collate(batch, pad_token_id), seed)
 
 
 def evaluate(model, split: Split, *, accelerator, encoder: WindowEncoder, types, classes):

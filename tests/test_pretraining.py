@@ -4,9 +4,11 @@ the 80/10/10 replacement of the tokens chosen, sentence pairs for NSP, and train
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import train_mlm
 from datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
@@ -121,6 +123,27 @@ def test_mlm_only_examples_are_single_segments():
     examples = list(pretraining_examples(TEXTS, tokenizer, WordSegmenter(), 64, next_sentence_prediction=False))
     assert examples and all("next_sentence_label" not in e and set(e["token_type_ids"]) == {0} for e in examples)
     assert all(len(e["input_ids"]) <= 64 for e in examples)
+
+
+def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
+    """Killed after step 4 and resumed from its checkpoint, a run ends with the weights of an uninterrupted one: the
+    resumed run masks the same tokens and drops out the same units (masks used to be drawn a batch ahead, before
+    the random state a checkpoint saves)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    common = [f"--train_files={corpus}", "--max_steps=6", "--checkpointing_steps=2", "--per_device_train_batch_size=4",
+              "--max_seq_length=48", "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2",
+              "--intermediate_size=64"]  # fmt: skip
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train_mlm.main([*common, f"--output_dir={whole}"])
+    step = {json.loads((f / "training_state.json").read_text())["step"]: f for f in (whole / "checkpoints").iterdir()}
+    assert sorted(step) == [4, 6]
+    shutil.copytree(whole, resumed, ignore=shutil.ignore_patterns(step[6].name))
+    train_mlm.main([*common, f"--output_dir={resumed}", "--resume_from_checkpoint=latest"])
+    expected, got = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_train_mlm_streams_a_corpus_and_saves_an_encoder(tmp_path):

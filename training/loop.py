@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from training.common import (
@@ -39,6 +40,14 @@ class TrainingRun:
     output_dir: Path
     arguments: dict
     resumed: Path | None
+
+
+def seeded_dataloader(dataset, batch_size: int, shuffle: bool, collate_fn, seed: int) -> DataLoader:
+    """A DataLoader with a random generator of its own: otherwise every new iterator draws its base seed from the
+    global RNG, and a resumed run, which creates one more iterator than an uninterrupted one, would continue with
+    other random numbers (dropout masks, masked tokens) than the run it resumes."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_fn, generator=generator)
 
 
 def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
