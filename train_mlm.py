@@ -1,6 +1,7 @@
-"""Continued pretraining of a BERT (or pretraining from a config) on plain medical text: masked LM with Chinese
-whole-word masking plus next-sentence prediction (``BertForPreTraining``), as ChCancerBERT was made; ``--mlm_only``
-trains ``BertForMaskedLM``. The output folder is a checkpoint that ``train_ner.py`` takes as its encoder.
+"""Continued pretraining of a BERT (or pretraining from a config) on plain medical text: masked LM plus
+next-sentence prediction (``BertForPreTraining``), as ChCancerBERT was made; ``--mlm_only`` trains
+``BertForMaskedLM``. Masking: Chinese whole words from jieba (``--masking whole_word``, the default) or each
+character on its own (``--masking char``, the random masking the ChCancerBERT paper used). The output folder is a checkpoint that ``train_ner.py`` takes as its encoder.
 
     python train_mlm.py --train_files corpus.txt --model_name_or_path bert-base-chinese --output_dir out/mlm
     accelerate launch train_mlm.py --config configs/mlm.yaml
@@ -14,38 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining
 
 from cli_errors import run_command
 from datasets_scripts.char_tokenizer import build_char_tokenizer
 from training.common import (
     ConfigurationError,
+    RunArguments,
     TrainingBudget,
-    check_checkpoint_arguments,
     check_dropped_records,
-    check_hub_arguments,
     check_max_bad_fraction,
-    check_output_dir,
-    learning_rates_of,
-    load_checkpoint,
     main_process_first,
-    make_accelerator,
     max_bad_fraction_field,
     not_loadable,
     optimizer_groups,
     parse_arguments,
-    prepare_output_dir,
     push_folder,
-    resolve_checkpoint,
-    run_arguments,
     save_checkpoint,
     warmup_decay_schedule,
     write_arguments,
 )
+from training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
 from training.model_card import write_pretraining_card
-from training.pretraining_data import TextCorpus, WholeWordMaskCollator, WordSegmenter, pretraining_examples
+from training.pretraining_data import MASKINGS, MaskingCollator, TextCorpus, WordSegmenter, pretraining_examples
 
 logger = logging.getLogger("train_mlm")
 
@@ -80,6 +72,13 @@ class DataArguments:
     streaming: bool = field(default=False, metadata={"help": "stream the corpus (larger than memory); set max_steps"})
     max_seq_length: int = field(default=128, metadata={"help": "tokens per example, special tokens included"})
     mlm_probability: float = field(default=0.15, metadata={"help": "share of tokens to predict"})
+    masking: str = field(
+        default="whole_word",
+        metadata={
+            "help": "how the tokens to predict are chosen: 'whole_word': whole words from jieba, the lexicon's "
+            "terms kept whole; 'char': each character on its own, the random masking the ChCancerBERT paper used"
+        },
+    )
     mlm_only: bool = field(default=False, metadata={"help": "masked LM without next-sentence prediction"})
     lexicon_file: str | None = field(
         default=None, metadata={"help": "domain terms (one per line) that whole-word masking keeps whole"}
@@ -92,11 +91,8 @@ class DataArguments:
 
 
 @dataclass
-class TrainArguments:
+class TrainArguments(RunArguments):
     output_dir: str = field(default="outputs/mlm", metadata={"help": "where the checkpoint is written"})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
-    )
     per_device_train_batch_size: int = field(default=32, metadata={"help": "examples per device and step"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)"})
@@ -104,16 +100,9 @@ class TrainArguments:
     max_steps: int = field(default=0, metadata={"help": "optimiser steps; required when streaming"})
     max_train_minutes: float = field(default=0.0, metadata={"help": "stop (and save) after this wall time"})
     warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps with linear warm-up"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
-    mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     seed: int = field(default=42, metadata={"help": "seed of model init, data order and masking"})
     logging_steps: int = field(default=50, metadata={"help": "log the loss every N optimiser steps"})
     checkpointing_steps: int = field(default=500, metadata={"help": "save a resumable checkpoint every N steps"})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
-    )
-    push_to_hub: bool = field(default=False, metadata={"help": "upload the final folder to the Hub"})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
 
 
 def load_documents(data: DataArguments):
@@ -186,20 +175,15 @@ def main(argv: list[str] | None = None) -> None:
     model_args, data_args, train_args = parse_arguments(
         (ModelArguments, DataArguments, TrainArguments), argv, description=__doc__
     )
-    check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
     check_max_bad_fraction(data_args.max_bad_fraction)
     if data_args.streaming and train_args.max_steps <= 0:
         raise ConfigurationError("a streamed corpus has no known length: set --max_steps")
-    output_dir = Path(train_args.output_dir)
-    arguments = run_arguments(model_args, data_args, train_args)
-    resumed = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
-    if resumed is not None:
-        check_checkpoint_arguments(resumed, arguments)
-    check_output_dir(output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint")
-    accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    torch.manual_seed(train_args.seed)
+    if data_args.masking not in MASKINGS:
+        raise ConfigurationError(f"--masking {data_args.masking!r}: expected one of {', '.join(MASKINGS)}")
+    run = start_run((model_args, data_args, train_args), train_args)
+    accelerator = run.accelerator
 
+    # ---- data, model
     with main_process_first(accelerator):
         documents = load_documents(data_args)
         model, tokenizer = build_model_and_tokenizer(model_args, documents, data_args.mlm_only)
@@ -212,14 +196,12 @@ def main(argv: list[str] | None = None) -> None:
         if not examples:
             raise ConfigurationError(f"{', '.join(data_args.train_files)}: no usable record (no text)")
         logger.info("%d pretraining examples", len(examples))
-    collator = WholeWordMaskCollator(tokenizer, data_args.mlm_probability)
-    dataloader = DataLoader(
-        examples,
-        batch_size=train_args.per_device_train_batch_size,
-        shuffle=not data_args.streaming,
-        collate_fn=collator,
+    collator = MaskingCollator(tokenizer, data_args.mlm_probability, data_args.masking)
+    dataloader = seeded_dataloader(
+        examples, train_args.per_device_train_batch_size, not data_args.streaming, collator.pad, train_args.seed
     )
 
+    # ---- optimiser, schedule
     optimizer = torch.optim.AdamW(optimizer_groups(model, train_args.weight_decay, {"model": train_args.learning_rate}))
     if train_args.max_steps > 0:
         total_steps = train_args.max_steps
@@ -229,70 +211,33 @@ def main(argv: list[str] | None = None) -> None:
     budget = TrainingBudget(total_steps, train_args.max_train_minutes)
     scheduler = warmup_decay_schedule(optimizer, train_args.warmup_ratio, budget)
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
-    # The first write into the output folder: a run that stops at a bad corpus or model leaves it as it was.
-    prepare_output_dir(accelerator, output_dir, train_args.overwrite_output_dir and resumed is None, arguments)
-    accelerator.init_trackers("train_mlm", {k: str(v) for k, v in vars(train_args).items()})
 
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0}
-    if resumed is not None:
-        state = load_checkpoint(accelerator, resumed)
-        logger.info("resumed from %s at step %d", resumed, state["step"])
-        budget.resume(state.get("seconds", 0.0))
-
-    progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
-    model.train()
-    running_loss, running_batches = 0.0, 0
-    while state["step"] < total_steps:
-        if hasattr(dataloader, "set_epoch"):
-            dataloader.set_epoch(state["epoch"])
-        batches = dataloader
-        if state["batches_in_epoch"]:
-            batches = accelerator.skip_first_batches(dataloader, state["batches_in_epoch"])
-        for batch in batches:
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad()
-            state["batches_in_epoch"] += 1
-            running_loss += loss.detach().float().item()
-            running_batches += 1
-            if not accelerator.sync_gradients:
-                continue
-            state["step"] += 1
-            progress.update(1)
-            # The schedule follows the budget (steps done, time spent): tick it first.
-            budget.tick(accelerator, state["step"])
-            scheduler.step()
-            state["seconds"] = budget.elapsed
-            if state["step"] % train_args.logging_steps == 0 or state["step"] == total_steps:
-                mean_loss = running_loss / max(running_batches, 1)
-                learning_rate = learning_rates_of(optimizer)["model"]
-                accelerator.log({"train_loss": mean_loss, "learning_rate": learning_rate}, step=state["step"])
-                progress.set_postfix(loss=f"{mean_loss:.4f}")
-                running_loss, running_batches = 0.0, 0
-            if state["step"] % train_args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, state)
-            if budget.out_of_time:
-                logger.info("time budget of %.1f minutes spent at step %d", train_args.max_train_minutes, state["step"])
-                total_steps = state["step"]
-            if state["step"] >= total_steps:
-                break
-        else:
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
-    progress.close()
-
+    # ---- training
+    state = begin_training(run, train_args, "train_mlm", {"step": 0, "epoch": 0, "batches_in_epoch": 0})
+    loop = TrainingLoop(
+        accelerator, model, optimizer, scheduler, dataloader, budget, state, prepare_batch=collator.mask
+    )
+    for step in loop:
+        if step % train_args.logging_steps == 0 or step == total_steps:
+            loop.log()
+        if step % train_args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, state, run.arguments)
+        if budget.out_of_time:
+            logger.info("time budget of %.1f minutes spent at step %d", train_args.max_train_minutes, step)
+            break
+    loop.close()
     accelerator.wait_for_everyone()
+
+    # ---- the encoder
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(output_dir, save_function=accelerator.save)
-        tokenizer.save_pretrained(output_dir)
-        write_arguments(output_dir, model_args, data_args, train_args)
+        accelerator.unwrap_model(model).save_pretrained(run.output_dir, save_function=accelerator.save)
+        tokenizer.save_pretrained(run.output_dir)
+        write_arguments(run.output_dir, model_args, data_args, train_args)
         count = None if data_args.streaming else len(examples)
-        write_pretraining_card(output_dir, model_args, data_args, train_args, state["step"], count)
+        write_pretraining_card(run.output_dir, model_args, data_args, train_args, state["step"], count)
         if train_args.push_to_hub:
-            push_folder(output_dir, train_args.hub_model_id)
-        logger.info("saved the pretrained encoder to %s", output_dir)
+            push_folder(run.output_dir, train_args.hub_model_id)
+        logger.info("saved the pretrained encoder to %s", run.output_dir)
     accelerator.end_training()
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -24,7 +25,6 @@ import torch
 from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer
 
 from cli_errors import run_command
@@ -57,28 +57,21 @@ from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
 from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
+    RunArguments,
     TrainingBudget,
-    check_checkpoint_arguments,
     check_dropped_records,
-    check_hub_arguments,
     check_max_bad_fraction,
-    check_output_dir,
-    learning_rates_of,
-    load_checkpoint,
     main_process_first,
-    make_accelerator,
     max_bad_fraction_field,
     not_loadable,
     optimizer_groups,
     parse_arguments,
-    prepare_output_dir,
     push_folder,
-    resolve_checkpoint,
-    run_arguments,
     save_checkpoint,
     warmup_decay_schedule,
     write_arguments,
 )
+from training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
 from training.model_card import write_model_card
 
 logger = logging.getLogger("train_ner")
@@ -186,11 +179,8 @@ class DataArguments:
 
 
 @dataclass
-class TrainArguments:
+class TrainArguments(RunArguments):
     output_dir: str = field(default="outputs/ner", metadata={"help": "where the best model is saved"})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
-    )
     per_device_train_batch_size: int = field(default=8, metadata={"help": "windows per device and step"})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "windows per device at evaluation"})
     encoder_learning_rate: float = field(default=3e-5, metadata={"help": "learning rate of the encoder"})
@@ -202,7 +192,6 @@ class TrainArguments:
     num_train_epochs: int = field(default=10, metadata={"help": "passes over the training windows"})
     max_steps: int = field(default=0, metadata={"help": "stop after N optimiser steps (overrides epochs)"})
     max_train_minutes: float = field(default=0.0, metadata={"help": "stop training after this wall time"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimiser step"})
     max_grad_norm: float = field(default=5.0, metadata={"help": "gradient clipping"})
     token_dropout: float = field(
         default=0.0, metadata={"help": "training only: share of input tokens replaced by [UNK] (regularisation)"}
@@ -215,7 +204,6 @@ class TrainArguments:
             "trained"
         },
     )
-    mixed_precision: str = field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     seed: int = field(default=42, metadata={"help": "seed of init, data order and dropout"})
     eval_steps: int = field(default=0, metadata={"help": "evaluate every N steps; 0 = every epoch"})
     early_stopping_patience: int = field(
@@ -223,12 +211,7 @@ class TrainArguments:
     )
     logging_steps: int = field(default=20, metadata={"help": "log the loss every N steps"})
     checkpointing_steps: int = field(default=0, metadata={"help": "resumable checkpoint every N steps; 0 = per eval"})
-    resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
-    )
     sample_text: str | None = field(default=None, metadata={"help": "after training, tag this text and print it"})
-    push_to_hub: bool = field(default=False, metadata={"help": "upload the saved model folder to the Hub"})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
 
 
 def validate_arguments(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> None:
@@ -474,11 +457,37 @@ def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
-def evaluate(model, accelerator, dataloader, windows, encoder: WindowEncoder, corpus_split, types, classes):
+@dataclass
+class Split:
+    """A corpus split as evaluation reads it: the records with their gold entities, their windows, and a loader over
+    the windows."""
+
+    records: datasets.Dataset
+    windows: datasets.Dataset
+    loader: DataLoader
+
+
+def encode_corpus(corpus: datasets.DatasetDict, encoder: WindowEncoder) -> dict[str, datasets.Dataset]:
+    """The windows of every split, with what could not be represented logged per split."""
+    windows = {}
+    for split in corpus:
+        windows[split] = encode_dataset(corpus[split], encoder)
+        logger.info("%s: %s", split, encoder.stats.summary())
+        encoder.stats = type(encoder.stats)()
+    return windows
+
+
+def windows_loader(windows: datasets.Dataset, batch_size: int, shuffle: bool, pad_token_id: int, seed: int):
+    columns = [c for c in MODEL_INPUTS if c in windows.column_names]
+    rows = windows.select_columns(columns).with_format(None)
+    return seeded_dataloader(rows, batch_size, shuffle, lambda batch: collate(batch, pad_token_id), seed)
+
+
+def evaluate(model, split: Split, *, accelerator, encoder: WindowEncoder, types, classes):
     """Decode every window, merge windows per record, and score character spans against gold."""
     model.eval()
     paths = []
-    for batch in dataloader:
+    for batch in split.loader:
         with torch.no_grad():
             output = model(**{k: v for k, v in batch.items() if k != "labels"})
             decoded = accelerator.unwrap_model(model).crf.decode(output.logits, output.tag_mask)
@@ -489,10 +498,44 @@ def evaluate(model, accelerator, dataloader, windows, encoder: WindowEncoder, co
         paths.extend(accelerator.gather_for_metrics(padded).tolist())
     model.train()
     paths = [[label for label in path if label >= 0] for path in paths]
-    predicted = decode_dataset(windows, paths, encoder)
-    gold = [[(e["start"], e["end"], e["label"]) for e in entities] for entities in corpus_split["entities"]]
+    predicted = decode_dataset(split.windows, paths, encoder)
+    records = split.records
+    gold = [[(e["start"], e["end"], e["label"]) for e in entities] for entities in records["entities"]]
     predictions = [predicted.get(index, []) for index in range(len(gold))]
-    return score_entities(gold, predictions, entity_types=types, classes=classes or None, record_ids=corpus_split["id"])
+    return score_entities(gold, predictions, entity_types=types, classes=classes or None, record_ids=records["id"])
+
+
+def evaluate_and_maybe_save(accelerator, score_dev, save_best, state: dict, history: list, patience: int) -> bool:
+    """Score the dev split, log it, save the model when dev F1 is the best so far; whether to stop early."""
+    report = score_dev()
+    micro = report.micro
+    history.append({"step": state["step"], "precision": micro.precision, "recall": micro.recall, "f1": micro.f1})
+    accelerator.log(
+        {"eval_precision": micro.precision, "eval_recall": micro.recall, "eval_f1": micro.f1}, step=state["step"]
+    )
+    logger.info("step %d: dev strict P %.4f R %.4f F1 %.4f", state["step"], micro.precision, micro.recall, micro.f1)
+    if micro.f1 > state["best_f1"]:
+        state["best_f1"], state["evals_without_gain"] = micro.f1, 0
+        save_best(report)
+        return False
+    state["evals_without_gain"] += 1
+    if patience and state["evals_without_gain"] >= patience:
+        logger.info("early stopping: no dev F1 gain in %d evaluations", patience)
+        return True
+    return False
+
+
+def score_test_split(accelerator, score, model_class, output_dir: Path, test: Split, arguments: tuple, train_records):
+    """The test split, scored once with the best model as saved (the same files a user loads); its report is written
+    beside the model, and its scores into the model card, which was written before the test split was scored."""
+    best = accelerator.prepare(model_class.from_pretrained(output_dir))
+    test.loader = accelerator.prepare(test.loader)
+    report = score(best, test)
+    if accelerator.is_main_process:
+        (output_dir / "test_results.json").write_text(report.to_json(), encoding="utf-8")
+        logger.info("test split, best model:\n%s", format_report(report))
+        write_model_card(output_dir, accelerator.unwrap_model(best).config, *arguments, train_records)
+    return report.to_dict()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -500,23 +543,9 @@ def main(argv: list[str] | None = None) -> dict:
         (ModelArguments, DataArguments, TrainArguments), argv, description=__doc__
     )
     validate_arguments(model_args, data_args, train_args)
-    check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
-    output_dir = Path(train_args.output_dir)
-    arguments = run_arguments(model_args, data_args, train_args)
-    resumed = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
-    if resumed is not None:
-        check_checkpoint_arguments(resumed, arguments)
-    check_output_dir(output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint")
-    accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
-    logging.basicConfig(
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("datasets_scripts.encoding", "accelerate", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    torch.manual_seed(train_args.seed)
-    logger.info("%d process(es), %s, device %s", accelerator.num_processes, accelerator.distributed_type,
-                accelerator.device)  # fmt: skip
+    arguments = (model_args, data_args, train_args)
+    run = start_run(arguments, train_args)
+    accelerator = run.accelerator
 
     # ---- data
     with main_process_first(accelerator):
@@ -545,13 +574,12 @@ def main(argv: list[str] | None = None) -> dict:
         stride=data_args.stride,
         **features,
     )
-    encoded = {}
-    for split in corpus:
-        encoded[split] = encode_dataset(corpus[split], encoder)
-        logger.info("%s: %s", split, encoder.stats.summary())
-        encoder.stats = type(encoder.stats)()
+    windows = encode_corpus(corpus, encoder)
+    loader = partial(windows_loader, pad_token_id=tokenizer.pad_token_id, seed=train_args.seed)
+    train_loader = loader(windows["train"], train_args.per_device_train_batch_size, shuffle=True)
+    eval_loader = loader(windows["validation"], train_args.per_device_eval_batch_size, shuffle=False)
 
-    # ---- model, optimiser
+    # ---- optimiser, schedule
     optimizer = torch.optim.AdamW(
         optimizer_groups(
             model,
@@ -560,20 +588,6 @@ def main(argv: list[str] | None = None) -> dict:
             lambda name: "encoder" if name.startswith("bert.") else "head",
         )
     )
-    columns = [c for c in MODEL_INPUTS if c in encoded["train"].column_names]
-    pad_id = tokenizer.pad_token_id
-
-    def loader(split, batch_size, shuffle):
-        rows = encoded[split].select_columns(columns).with_format(None)
-        # A generator of its own: otherwise every new iterator draws from the global RNG, and a resumed run, which
-        # creates one more iterator than an uninterrupted one, would get different dropout masks.
-        generator = torch.Generator().manual_seed(train_args.seed)
-        return DataLoader(
-            rows, batch_size=batch_size, shuffle=shuffle, collate_fn=lambda b: collate(b, pad_id), generator=generator
-        )
-
-    train_loader = loader("train", train_args.per_device_train_batch_size, shuffle=True)
-    eval_loader = loader("validation", train_args.per_device_eval_batch_size, shuffle=False)
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / train_args.gradient_accumulation_steps)
     total_steps = train_args.max_steps or train_args.num_train_epochs * steps_per_epoch
     budget = TrainingBudget(total_steps, train_args.max_train_minutes)
@@ -587,123 +601,43 @@ def main(argv: list[str] | None = None) -> dict:
         averaged = weight_average(accelerator.unwrap_model(model), train_args.ema_decay)
         accelerator.register_for_checkpointing(averaged)
     scored = model if averaged is None else averaged.module
-    # The first write into the output folder: a run that stops at a bad corpus or model leaves it as it was.
-    prepare_output_dir(accelerator, output_dir, train_args.overwrite_output_dir and resumed is None, arguments)
-    accelerator.init_trackers("train_ner", {k: str(v) for k, v in vars(train_args).items()})
 
-    # ---- loop
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_f1": -1.0, "evals_without_gain": 0}
-    if resumed is not None:
-        state = load_checkpoint(accelerator, resumed)
-        logger.info("resumed from %s at step %d", resumed, state["step"])
-        budget.resume(state.get("seconds", 0.0))
+    # ---- training
+    fresh = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_f1": -1.0, "evals_without_gain": 0}
+    state = begin_training(run, train_args, "train_ner", fresh)
+    score = partial(evaluate, accelerator=accelerator, encoder=encoder, types=types, classes=classes)
+    dev = Split(corpus["validation"], windows["validation"], eval_loader)
+    save_best = partial(
+        save_model, accelerator, scored, tokenizer, run.output_dir, arguments=arguments, train_records=train_records
+    )
+    prepare_batch = None
+    if train_args.token_dropout:
+        prepare_batch = partial(drop_tokens, share=train_args.token_dropout, unk_token_id=tokenizer.unk_token_id)
+    loop = TrainingLoop(
+        accelerator, model, optimizer, scheduler, train_loader, budget, state, train_args.max_grad_norm, prepare_batch
+    )
     eval_every = train_args.eval_steps or steps_per_epoch
     checkpoint_every = train_args.checkpointing_steps or eval_every
-    progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
-    running_loss, running_batches, stop = 0.0, 0, False
     history = []
-    model.train()
-    while not stop and state["step"] < total_steps:
-        train_loader.set_epoch(state["epoch"])
-        batches = train_loader
-        if state["batches_in_epoch"]:
-            batches = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
-        for batch in batches:
-            if train_args.token_dropout:
-                batch = drop_tokens(batch, train_args.token_dropout, tokenizer.unk_token_id)
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            state["batches_in_epoch"] += 1
-            running_loss += loss.detach().float().item()
-            running_batches += 1
-            if not accelerator.sync_gradients:
-                continue
-            state["step"] += 1
-            # The schedule follows the budget (steps done, time spent): tick it first.
-            budget.tick(accelerator, state["step"])
-            scheduler.step()
-            state["seconds"] = budget.elapsed
-            if averaged is not None:
-                averaged.update_parameters(accelerator.unwrap_model(model))
-            progress.update(1)
-            if state["step"] % train_args.logging_steps == 0:
-                rates = learning_rates_of(optimizer)
-                accelerator.log(
-                    {
-                        "train_loss": running_loss / running_batches,
-                        "learning_rate": rates["encoder"],
-                        "head_learning_rate": rates["head"],
-                    },
-                    step=state["step"],
-                )
-                progress.set_postfix(loss=f"{running_loss / running_batches:.4f}")
-                running_loss, running_batches = 0.0, 0
-            out_of_time = budget.out_of_time
-            last = state["step"] >= total_steps or out_of_time
-            if state["step"] % eval_every == 0 or last:
-                report = evaluate(
-                    scored,
-                    accelerator,
-                    eval_loader,
-                    encoded["validation"],
-                    encoder,
-                    corpus["validation"],
-                    types,
-                    classes,
-                )
-                f1 = report.micro.f1
-                history.append(
-                    {
-                        "step": state["step"],
-                        "precision": report.micro.precision,
-                        "recall": report.micro.recall,
-                        "f1": f1,
-                    }
-                )
-                accelerator.log(
-                    {"eval_precision": report.micro.precision, "eval_recall": report.micro.recall, "eval_f1": f1},
-                    step=state["step"],
-                )
-                logger.info(
-                    "step %d: dev strict P %.4f R %.4f F1 %.4f",
-                    state["step"],
-                    report.micro.precision,
-                    report.micro.recall,
-                    f1,
-                )
-                if f1 > state["best_f1"]:
-                    state["best_f1"], state["evals_without_gain"] = f1, 0
-                    save_model(
-                        accelerator,
-                        scored,
-                        tokenizer,
-                        output_dir,
-                        report,
-                        (model_args, data_args, train_args),
-                        train_records,
-                    )
-                else:
-                    state["evals_without_gain"] += 1
-                patience = train_args.early_stopping_patience
-                if patience and state["evals_without_gain"] >= patience:
-                    logger.info("early stopping: no dev F1 gain in %d evaluations", patience)
-                    stop = True
-            if state["step"] % checkpoint_every == 0 or last or stop:
-                save_checkpoint(accelerator, output_dir, state)
-            if stop or last:
-                stop = stop or out_of_time
-                break
-        else:
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
-    progress.close()
+    for step in loop:
+        if averaged is not None:
+            averaged.update_parameters(accelerator.unwrap_model(model))
+        if step % train_args.logging_steps == 0:
+            loop.log()
+        last = step >= total_steps or budget.out_of_time
+        stop = False
+        if step % eval_every == 0 or last:
+            stop = evaluate_and_maybe_save(
+                accelerator, lambda: score(scored, dev), save_best, state, history, train_args.early_stopping_patience
+            )
+        if step % checkpoint_every == 0 or last or stop:
+            save_checkpoint(accelerator, state, run.arguments)
+        if stop or last:
+            break
+    loop.close()
     accelerator.wait_for_everyone()
 
+    # ---- results
     results = {
         "best_dev_f1": state["best_f1"],
         "steps": state["step"],
@@ -711,25 +645,19 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": round(budget.elapsed, 1),
     }
     if "test" in corpus:
-        # Scored once, with the best model as saved: the same files a user loads.
-        best = accelerator.prepare(FAMILIES[model_args.family][1].from_pretrained(output_dir))
-        test_loader = accelerator.prepare(loader("test", train_args.per_device_eval_batch_size, shuffle=False))
-        report = evaluate(best, accelerator, test_loader, encoded["test"], encoder, corpus["test"], types, classes)
-        results["test"] = report.to_dict()
-        if accelerator.is_main_process:
-            (output_dir / "test_results.json").write_text(report.to_json(), encoding="utf-8")
-            logger.info("test split, best model:\n%s", format_report(report))
-            # The card was written when the model was saved, before the test split was scored: add the test scores.
-            write_model_card(
-                output_dir, accelerator.unwrap_model(best).config, model_args, data_args, train_args, train_records
-            )
+        test_loader = loader(windows["test"], train_args.per_device_eval_batch_size, shuffle=False)
+        test = Split(corpus["test"], windows["test"], test_loader)
+        model_class = FAMILIES[model_args.family][1]
+        results["test"] = score_test_split(
+            accelerator, score, model_class, run.output_dir, test, arguments, train_records
+        )
     if accelerator.is_main_process:
-        (output_dir / "all_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-        logger.info("best dev strict F1 %.4f; model saved to %s", state["best_f1"], output_dir)
+        (run.output_dir / "all_results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        logger.info("best dev strict F1 %.4f; model saved to %s", state["best_f1"], run.output_dir)
         if train_args.push_to_hub:
-            push_folder(output_dir, train_args.hub_model_id)
-    if train_args.sample_text and accelerator.is_main_process:
-        print_sample_entities(output_dir, train_args.sample_text)
+            push_folder(run.output_dir, train_args.hub_model_id)
+        if train_args.sample_text:
+            print_sample_entities(run.output_dir, train_args.sample_text)
     accelerator.end_training()
     return results
 

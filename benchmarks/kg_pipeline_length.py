@@ -34,8 +34,8 @@ def build(folder: Path) -> None:
     import torch
 
     from datasets_scripts import build_char_tokenizer
-    from datasets_scripts.fixtures import simulated_breast_cancer_records
     from datasets_scripts.labels import BREAST_CANCER_CODES
+    from datasets_scripts.simulated import simulated_breast_cancer_records
     from modeling import ClinicalBertKgConfig, ClinicalBertKgForCrfTagging, TermLexicon
     from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
     from modeling.pipeline_clinical_ner import save_for_hub

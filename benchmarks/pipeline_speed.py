@@ -33,7 +33,7 @@ MAX_LENGTH = 512
 
 
 def simulated_text(chars: int, seed: int) -> str:
-    from datasets_scripts.fixtures import simulated_breast_cancer_records
+    from datasets_scripts.simulated import simulated_breast_cancer_records
 
     pieces, total, index = [], 0, 0
     while total < chars:

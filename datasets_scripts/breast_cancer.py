@@ -3,7 +3,7 @@
 ``load_breast_cancer`` and ``python -m datasets_scripts.breast_cancer``. The records are split 6:2:2 into train,
 validation and test by hashing each record id, so a record always lands in the same split, also after records are
 added to the export. The real corpus is private; the project ships only simulated records
-(:mod:`datasets_scripts.fixtures`).
+(:mod:`datasets_scripts.simulated`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny BERT configurations and a fresh Python process that cannot import the project."""
+"""Shared fixtures: tiny BERT configurations, simulated corpus files and a fresh Python process that cannot import
+the project."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 import textwrap
 
 import pytest
+
+from datasets_scripts.simulated import simulated_breast_cancer_records
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -59,3 +62,14 @@ def run_isolated(tmp_path):
         return result.stdout
 
     return run
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """A simulated breast-cancer Label Studio export and a CCKS file, written once per test module."""
+    from .helpers import simulated_ccks_records, write_ccks, write_label_studio_json  # here: helpers import TINY_BERT
+
+    folder = tmp_path_factory.mktemp("corpora")
+    breast = write_label_studio_json(folder / "breast.json", simulated_breast_cancer_records(30, seed=1))
+    ccks = write_ccks(folder / "ccks.jsonl", simulated_ccks_records(30, seed=2))
+    return {"breast": breast, "ccks": ccks, "folder": folder}

@@ -8,8 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datasets_scripts.augment import augment_records, mention_pool, replace_mentions
-from datasets_scripts.fixtures import ccks2020_records, simulated_breast_cancer_records
 from datasets_scripts.schema import to_dataset
+from datasets_scripts.simulated import simulated_breast_cancer_records
+
+from .helpers import ccks2020_records
 
 
 def _outside(record):

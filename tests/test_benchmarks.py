@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets_scripts.fixtures import simulated_ccks_records, write_ccks
+from .helpers import simulated_ccks_records, write_ccks
 
 ROOT = Path(__file__).resolve().parent.parent
 

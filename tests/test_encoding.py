@@ -12,10 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from datasets_scripts.char_tokenizer import build_char_tokenizer, build_wordpiece_tokenizer
 from datasets_scripts.encoding import IGNORE_INDEX, WindowEncoder, decode_dataset, encode_dataset
-from datasets_scripts.fixtures import ccks2020_records, simulated_breast_cancer_records
 from datasets_scripts.labels import BREAST_CANCER_CODES, CCKS_CODES
 from datasets_scripts.schema import to_dataset
+from datasets_scripts.simulated import simulated_breast_cancer_records
 from modeling.tagging import plan_windows
+
+from .helpers import ccks2020_records
 
 TYPES = ("Drug", "Time", "TNM")
 # Pieces of random texts: CJK, ASCII words and digits, spaces and other whitespace, full-width forms, "㎎", emoji.

@@ -30,8 +30,8 @@ from modeling.pipeline_clinical_ner import save_for_hub
 from serve_label_studio import Backend, BackendServer
 from train_ner import DataArguments, load_corpus
 
+from .helpers import run_predict as run
 from .pipeline_helpers import char_tokenizer, hand_set_model
-from .test_predict import run
 
 hf_logging.set_verbosity_error()
 

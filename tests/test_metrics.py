@@ -508,7 +508,7 @@ def test_cli_refuses_a_file_without_records(tmp_path, capsys, empty):
 
 
 def test_cli_reads_ccks_and_label_studio_gold(tmp_path, capsys):
-    from datasets_scripts.fixtures import write_ccks
+    from .helpers import write_ccks
 
     text = "右乳癌术后，化疗6周期。"
     write_ccks(tmp_path / "gold.jsonl", [{"text": text, "entities": [{"start": 0, "end": 3, "label": "Disease"}]}])

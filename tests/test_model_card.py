@@ -17,17 +17,14 @@ from transformers.pipelines import SUPPORTED_TASKS
 
 import train_mlm
 import train_ner
-from datasets_scripts.fixtures import (
-    simulated_breast_cancer_records,
-    simulated_ccks_records,
-    write_ccks,
-    write_label_studio_json,
-)
+from datasets_scripts.simulated import simulated_breast_cancer_records
 from metrics import EntityReport, score_entities
 from modeling import ChCancerBertConfig
 from modeling.tagging import build_label_list
 from training.common import parse_arguments
 from training.model_card import write_model_card
+
+from .helpers import simulated_ccks_records, write_ccks, write_label_studio_json
 
 TINY = [
     "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64",
@@ -221,6 +218,7 @@ def test_card_of_a_pretrained_encoder(tmp_path, run_isolated):
     assert "- Corpus: plain text, one document per line, from `notes.txt`.\n- Examples: " in card.text
     assert "**Trained on simulated text only**" in card.text and "- **Simulated records**" in card.text
     assert "trained from scratch" in card.text and str(texts.parent) not in card.content
+    assert "masked-language modelling with\nChinese whole-word masking and next-sentence prediction" in card.text
     snippets = re.findall(r"```python\n(.*?)```", card.text, flags=re.DOTALL)
     assert len(snippets) == 1
     filled = ast.literal_eval(run_isolated(snippets[0]).strip().splitlines()[-1])

@@ -215,7 +215,7 @@ def test_bad_config_raises_value_error(overrides, message):
 
 
 def test_training_windows_are_saved_and_older_configs_load_without_them(tmp_path):
-    from .test_modeling_clinicalbert_kg import tiny_config as kg_config
+    from .helpers import tiny_config as kg_config
 
     for name, config in (("a", tiny_config(window_max_length=32, window_stride=8)),
                          ("b", kg_config(window_max_length=32, window_stride=8))):  # fmt: skip

@@ -17,20 +17,11 @@ from modeling.lexicon import FEATURE_NAMES
 from modeling.tagging import build_label_list
 
 from .conftest import TINY_BERT
+from .helpers import CATEGORIES, CLS, HEAD, NUM_ENTITIES, PAD, SEP, TEXT, VOCAB, lexicon, tiny_config, tiny_model
 
 hf_logging.set_verbosity_error()
 
-CATEGORIES = ["Disease", "Drug", "Check"]
 LABELS = build_label_list(["Disease", "Drug"], "BIOES")
-NUM_ENTITIES = 6
-HEAD = dict(
-    kg_embedding_dim=8, kg_projection_size=8, position_embedding_size=4, category_embedding_size=4,
-    lstm_hidden_size=8, num_kg_entities=NUM_ENTITIES, kg_categories=CATEGORIES,
-)  # fmt: skip
-PAD, CLS, SEP = 0, 2, 3
-TEXT = "乳腺癌术后，HER2阳性，紫杉醇化疗。"
-CHARS = "乳腺癌术后，阳性紫杉醇化疗。左右侧"
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "her2", *CHARS]
 
 ABLATIONS = {
     "full": dict(),
@@ -40,28 +31,6 @@ ABLATIONS = {
     "without-category": dict(use_category_feature=False),
     "bio-fine-tuned-table": dict(label_scheme="BIO", freeze_kg_embeddings=False),
 }
-
-
-def tiny_config(**overrides) -> ClinicalBertKgConfig:
-    scheme = overrides.get("label_scheme", "BIOES")
-    scheme = scheme if scheme in ("BIO", "BIOES") else "BIOES"  # an invalid scheme is the config's to reject
-    labels = build_label_list(["Disease", "Drug"], scheme)
-    fields = {**TINY_BERT, **HEAD, "id2label": dict(enumerate(labels)), "special_token_ids": [PAD, CLS, SEP]}
-    return ClinicalBertKgConfig(**{**fields, **overrides})
-
-
-def lexicon() -> TermLexicon:
-    return TermLexicon(
-        [("乳腺癌", "Disease", 0), ("HER2", "Check", 5), ("阳性", "Check"), ("紫杉醇", "Drug", 2), ("化疗", "Drug")],
-        CATEGORIES,
-    )
-
-
-def tiny_model(seed: int = 0, **overrides) -> ClinicalBertKgForCrfTagging:
-    torch.manual_seed(seed)
-    model = ClinicalBertKgForCrfTagging(tiny_config(**overrides))
-    model.set_lexicon(lexicon())
-    return model.eval()
 
 
 def batch(model, texts=(TEXT, "左侧乳腺癌", "化疗")):

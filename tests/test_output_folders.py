@@ -16,11 +16,10 @@ import train_mlm
 import train_ner
 from cli_errors import UserError
 from datasets_scripts import ccks2019
-from datasets_scripts.fixtures import simulated_ccks_records, write_ccks
 from kg import cmekg
 from training.common import ConfigurationError, parse_arguments, run_arguments
 
-from .test_training import TINY, corpora, ner_args  # noqa: F401 (corpora is a fixture)
+from .helpers import TINY, ner_args, simulated_ccks_records, write_ccks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +30,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def previous_model(folder: Path) -> Path:
     """What another run left: a model, its test report and a checkpoint."""
-    (folder / "checkpoints" / "step_9").mkdir(parents=True)
-    (folder / "checkpoints" / "step_9" / "training_state.json").write_text('{"step": 9}')
+    (folder / "checkpoints" / "checkpoint_9").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint_9" / "training_state.json").write_text('{"step": 9}')
     (folder / "model.safetensors").write_bytes(b"other model")
     (folder / "test_results.json").write_text('{"f1": 0.9}')
     (folder / "training_args.json").write_text('{"variant": "crf"}')
@@ -49,7 +48,7 @@ def previous_model(folder: Path) -> Path:
     ],
     ids=["ner", "ner-resume-latest-without-checkpoint", "mlm", "kge"],
 )
-def test_a_non_empty_output_folder_is_untouched_without_the_flag(corpora, tmp_path, script, argv):  # noqa: F811
+def test_a_non_empty_output_folder_is_untouched_without_the_flag(corpora, tmp_path, script, argv):
     corpora = {**corpora, "triples": tmp_path / "t.tsv"}
     corpora["triples"].write_text("高血压\t症状\t头晕\n", encoding="utf-8")
     output = tmp_path / "out"
@@ -65,7 +64,7 @@ def test_a_non_empty_output_folder_is_untouched_without_the_flag(corpora, tmp_pa
 
 
 @pytest.mark.parametrize("script", ["train_ner", "train_mlm", "train_kge"])
-def test_an_output_folder_that_cannot_be_written_stops_before_reading(corpora, tmp_path, script, monkeypatch):  # noqa: F811
+def test_an_output_folder_that_cannot_be_written_stops_before_reading(corpora, tmp_path, script, monkeypatch):
     """Checked on every process before the corpus is read: under accelerate launch, the main process alone failed
     to make the folder after loading, while the others waited at a barrier."""
     blocker = tmp_path / "file.txt"
@@ -80,7 +79,7 @@ def test_an_output_folder_that_cannot_be_written_stops_before_reading(corpora, t
         {"train_ner": train_ner, "train_mlm": train_mlm, "train_kge": train_kge}[script].main(argv)
 
 
-def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):  # noqa: F811
+def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):
     output = tmp_path / "out"
     output.mkdir()
     (output / "thesis.tex").write_text("years of work")
@@ -89,29 +88,29 @@ def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):  #
     assert snapshot(output) == {"thesis.tex": b"years of work"}
 
 
-def test_overwrite_output_dir_replaces_the_previous_run(corpora, tmp_path):  # noqa: F811
+def test_overwrite_output_dir_replaces_the_previous_run(corpora, tmp_path):
     output = previous_model(tmp_path / "out")
     train_ner.main(ner_args(corpora, output, "--overwrite_output_dir", "--max_steps=1", "--early_stopping_patience=0"))
     files = {p.name for p in output.iterdir()}
-    assert "checkpoints" in files and not (output / "checkpoints" / "step_9").exists()
+    assert "checkpoints" in files and not (output / "checkpoints" / "checkpoint_9").exists()
     assert (output / "test_results.json").read_text() != '{"f1": 0.9}'  # this run's test scores
     assert (output / "model.safetensors").read_bytes() != b"other model"
     assert json.loads((output / "training_args.json").read_text())["variant"] == "dgcnn-bilstm-mha-crf"
 
 
-def test_resuming_a_checkpoint_of_another_configuration_says_what_differs(corpora, tmp_path):  # noqa: F811
+def test_resuming_a_checkpoint_of_another_configuration_says_what_differs(corpora, tmp_path):
     output = previous_model(tmp_path / "out")
     other = parse_arguments(
         (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments),
         ner_args(corpora, output, "--variant=crf", "--max_length=96"),
     )
     train_ner.validate_arguments(*other)
-    (output / "checkpoints" / "run_arguments.json").write_text(json.dumps(run_arguments(*other)))
+    (output / "checkpoints" / "checkpoint_9" / "run_arguments.json").write_text(json.dumps(run_arguments(*other)))
     before = snapshot(output)
     with pytest.raises(ConfigurationError) as caught:
         train_ner.main(ner_args(corpora, output, "--resume_from_checkpoint=latest"))
     assert str(caught.value) == (
-        f"{output / 'checkpoints' / 'step_9'} was written by another configuration (max_length 96 there, 64 now; "
+        f"{output / 'checkpoints' / 'checkpoint_9'} was written by another configuration (max_length 96 there, 64 now; "
         "variant 'crf' there, 'dgcnn-bilstm-mha-crf' now): resume with the same arguments, or train afresh in "
         "another folder"
     )

@@ -278,7 +278,7 @@ def test_family_b_features_are_computed_once_per_text_and_sliced_per_window():
 
     from modeling.lexicon import FEATURE_NAMES
 
-    from .test_modeling_clinicalbert_kg import TEXT, VOCAB, tiny_model
+    from .helpers import TEXT, VOCAB, tiny_model
 
     model = tiny_model(seed=2)
     tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(VOCAB)})
@@ -377,7 +377,7 @@ def test_saved_family_b_model_moved_alone_runs_in_a_fresh_process(tmp_path, run_
     """Family B needs lexicon features per token: the pipeline computes them through the model's text_features."""
     from transformers import BertTokenizer
 
-    from .test_modeling_clinicalbert_kg import TEXT, VOCAB, tiny_model
+    from .helpers import TEXT, VOCAB, tiny_model
 
     model = tiny_model(seed=2)
     tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(VOCAB)})

@@ -16,10 +16,10 @@ import pytest
 from transformers.utils import logging as hf_logging
 
 import predict
-from cli_errors import run_command
 from datasets_scripts import load_breast_cancer
 from modeling.pipeline_clinical_ner import save_for_hub
 
+from .helpers import run_predict as run
 from .pipeline_helpers import char_tokenizer, hand_set_model
 
 hf_logging.set_verbosity_error()
@@ -46,13 +46,6 @@ def model_dir(tmp_path_factory):
     tokenizer = char_tokenizer(model_max_length=64)
     model = hand_set_model(tokenizer, TAGGED, types=TYPES, classes=CLASSES)
     return save_for_hub(model, tokenizer, tmp_path_factory.mktemp("model") / "tiny-ner")
-
-
-def run(model_dir, *args) -> int:
-    """The exit status of the command, run in this process through its ``__main__`` wrapper."""
-    with pytest.raises(SystemExit) as stopped:
-        run_command(predict.main, [str(model_dir), *map(str, args), "--no-progress"])
-    return stopped.value.code
 
 
 def read_jsonl(path: Path) -> list[dict]:

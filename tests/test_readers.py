@@ -23,13 +23,10 @@ from datasets_scripts import (
     read_label_studio,
     split_of,
 )
-from datasets_scripts.fixtures import (
-    ccks2020_records,
-    simulated_breast_cancer_records,
-    simulated_ccks_records,
-    write_fixtures,
-)
 from datasets_scripts.labels import BREAST_CANCER_CLASSES, BREAST_CANCER_CODES
+from datasets_scripts.simulated import simulated_breast_cancer_records
+
+from .helpers import ccks2020_records, simulated_ccks_records, write_fixtures
 
 SECRET = "王秘密患者"  # stands for patient text: it must never appear in a message
 

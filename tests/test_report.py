@@ -13,7 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from datasets_scripts import report
 from datasets_scripts.char_tokenizer import build_wordpiece_tokenizer
-from datasets_scripts.fixtures import simulated_ccks_records, write_ccks, write_fixtures
+
+from .helpers import simulated_ccks_records, write_ccks, write_fixtures
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 import train_mlm
 import train_ner
 from datasets_scripts import WindowEncoder, build_char_tokenizer, encode_dataset
-from datasets_scripts.fixtures import (
-    simulated_breast_cancer_records,
-    simulated_ccks_records,
-    write_ccks,
-    write_label_studio_json,
-)
+from datasets_scripts.simulated import simulated_breast_cancer_records
 from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
 from modeling.tagging import build_label_list
 from training.common import (
@@ -41,20 +36,9 @@ from training.common import (
 )
 
 from .conftest import TINY_BERT
+from .helpers import TINY, ner_args, simulated_ccks_records, write_ccks, write_label_studio_json
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64",
-    "--lstm_hidden_size=16", "--fusion_num_heads=2", "--dgcnn_dilations", "1", "2",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpora")
-    breast = write_label_studio_json(folder / "breast.json", simulated_breast_cancer_records(30, seed=1))
-    ccks = write_ccks(folder / "ccks.jsonl", simulated_ccks_records(30, seed=2))
-    return {"breast": breast, "ccks": ccks, "folder": folder}
 
 
 def saved_model_dev_report(model_dir: Path, argv: list[str]) -> dict:
@@ -85,23 +69,22 @@ def saved_model_dev_report(model_dir: Path, argv: list[str]) -> dict:
         batch_size=5,
         collate_fn=lambda rows: train_ner.collate(rows, tokenizer.pad_token_id),
     )
+    dev = train_ner.Split(corpus["validation"], windows, loader)
     report = train_ner.evaluate(
-        model, Accelerator(cpu=True), loader, windows, encoder, corpus["validation"], types, classes
+        model, dev, accelerator=Accelerator(cpu=True), encoder=encoder, types=types, classes=classes
     )
     return report.to_dict()
+
+
+def checkpoints(output_dir: Path) -> dict[int, Path]:
+    """The checkpoints a run left, by the optimiser step each was saved at."""
+    folders = (output_dir / "checkpoints").iterdir()
+    return {json.loads((folder / "training_state.json").read_text())["step"]: folder for folder in folders}
 
 
 def logged(output_dir: Path, key: str) -> list[dict]:
     lines = (output_dir / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [row for row in map(json.loads, lines) if key in row]
-
-
-def ner_args(corpora, output_dir, *extra):
-    return [
-        "--corpus=breast_cancer", f"--train_file={corpora['breast']}", f"--output_dir={output_dir}",
-        "--max_length=64", "--stride=16", "--per_device_train_batch_size=8", "--logging_steps=2",
-        "--encoder_learning_rate=1e-3", "--head_learning_rate=1e-3", *TINY, *extra,
-    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -152,30 +135,35 @@ def test_arguments_from_a_yaml_file_with_flags_winning(tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
     """Stopped after 4 steps (only its checkpoint survives) and resumed, a run ends where an uninterrupted one does,
-    weight average included, and the average that was evaluated is the model that was saved."""
+    weight average included, and the average that was evaluated is the model that was saved. The resumed run numbers
+    its checkpoints on from the one it resumed."""
     common = ["--max_steps=8", "--eval_steps=4", "--checkpointing_steps=4", "--early_stopping_patience=0",
               "--token_dropout=0.1", "--augment_copies=1", "--ema_decay=0.9995"]  # fmt: skip
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     history = train_ner.main(ner_args(corpora, whole, *common))["history"]
+    kept = checkpoints(whole)
     # What a run killed after step 4 leaves: its folder without anything written later.
-    shutil.copytree(whole, resumed, ignore=shutil.ignore_patterns("step_8"))
+    shutil.copytree(whole, resumed, ignore=shutil.ignore_patterns(kept[8].name))
     results = train_ner.main(ner_args(corpora, resumed, *common, "--resume_from_checkpoint=latest"))
     assert results["steps"] == 8 and results["history"][-1] == history[-1]
-    for checkpoint in ("model.safetensors", "checkpoints/step_8/model.safetensors"):
+    assert {step: folder.name for step, folder in checkpoints(resumed).items()} == {
+        step: folder.name for step, folder in kept.items()
+    }
+    for checkpoint in ("model.safetensors", f"checkpoints/{kept[8].name}/model.safetensors"):
         expected = load_file(whole / checkpoint)
         got = load_file(resumed / checkpoint)
         assert expected.keys() == got.keys()
         for name in expected:
             torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
     # The moving average (--ema_decay) resumes too, buffers included, and it is what the evaluations scored and saved.
-    averages = [torch.load(run / "checkpoints" / "step_8" / "custom_checkpoint_0.pkl", weights_only=True)
+    averages = [torch.load(checkpoints(run)[8] / "custom_checkpoint_0.pkl", weights_only=True)
                 for run in (whole, resumed)]  # fmt: skip
     assert int(averages[0]["n_averaged"]) == 8
     for name, value in averages[0].items():
         torch.testing.assert_close(averages[1][name], value, atol=1e-6, rtol=1e-5, msg=name)
     best_step = max(history, key=lambda row: row["f1"])["step"]
     saved = load_file(resumed / "model.safetensors")
-    average = torch.load(resumed / "checkpoints" / f"step_{best_step}" / "custom_checkpoint_0.pkl", weights_only=True)
+    average = torch.load(checkpoints(resumed)[best_step] / "custom_checkpoint_0.pkl", weights_only=True)
     name = "bert.embeddings.word_embeddings.weight"
     torch.testing.assert_close(saved[name], average[f"module.{name}"])
     assert not torch.allclose(saved[name], expected[name])
@@ -274,7 +262,9 @@ def test_schedule_anneals_by_steps_or_by_the_time_budget():
 
 def test_saved_folder_is_a_complete_model_repository(corpora, tmp_path):
     output = tmp_path / "model"
-    results = train_ner.main(ner_args(corpora, output, "--max_steps=4", "--early_stopping_patience=0"))
+    results = train_ner.main(
+        ner_args(corpora, output, "--max_steps=4", "--checkpointing_steps=1", "--early_stopping_patience=0")
+    )
     files = {p.name for p in output.iterdir()}
     expected = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
                 "training_args.json", "eval_results.json", "modeling_chcancerbert.py", "crf.py", "tagging.py"}  # fmt: skip
@@ -290,8 +280,13 @@ def test_saved_folder_is_a_complete_model_repository(corpora, tmp_path):
     assert [row["step"] for row in training] == [2, 4]
     assert all(row["learning_rate"] == row["head_learning_rate"] for row in training)
     assert training[0]["learning_rate"] == pytest.approx(1e-3 * (1 - 2 / 4) / 0.9) and training[1]["learning_rate"] == 0
+    # The two newest checkpoints are kept.
+    assert {step: folder.name for step, folder in checkpoints(output).items()} == {
+        3: "checkpoint_2",
+        4: "checkpoint_3",
+    }
     # AdamW groups: encoder and heads, each with and without weight decay (biases, norms, CRF scores).
-    groups = torch.load(output / "checkpoints" / "step_4" / "optimizer.bin", weights_only=True)["param_groups"]
+    groups = torch.load(checkpoints(output)[4] / "optimizer.bin", weights_only=True)["param_groups"]
     assert sorted((group["name"], group["weight_decay"]) for group in groups) == [
         ("encoder", 0.0), ("encoder", 0.01), ("head", 0.0), ("head", 0.01)
     ]  # fmt: skip

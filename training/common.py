@@ -31,11 +31,13 @@ from modeling.crf import ConditionalRandomField
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-STATE_FILE = "training_state.json"
+# Accelerate's automatic checkpoint naming writes <output_dir>/checkpoints/checkpoint_<n>, n counting the saves, and
+# deletes the oldest beyond CHECKPOINTS_KEPT; every entry of that folder is taken for a checkpoint.
+CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINTS_KEPT = "checkpoints", "checkpoint_", 2
+STATE_FILE = "training_state.json"  # in each checkpoint: our counters (step, epoch, batches into the epoch, ...)
 # Parameter names never decayed, as transformers' Trainer.get_decay_parameter_names has them.
 NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
-RUN_ARGUMENTS_FILE = "run_arguments.json"  # in CHECKPOINTS_DIR: the configuration that wrote the checkpoints
+RUN_ARGUMENTS_FILE = "run_arguments.json"  # in each checkpoint: the configuration that wrote it
 # What training runs leave in their output folders: --overwrite_output_dir clears only a folder holding one of them.
 TRAINING_OUTPUTS = ("training_args.json", CHECKPOINTS_DIR, "logs", "checkpoint.pt", "kge_config.json")
 # Arguments that steer a run without changing what it trains (simulated_data only words the card): a resumed run
@@ -142,7 +144,12 @@ def make_accelerator(output_dir: Path, gradient_accumulation_steps: int = 1, mix
         gradient_accumulation_steps=gradient_accumulation_steps,
         mixed_precision=mixed_precision,
         log_with=trackers,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir),
+            logging_dir=str(output_dir / "logs"),
+            automatic_checkpoint_naming=True,
+            total_limit=CHECKPOINTS_KEPT,
+        ),
         # Shuffling from a seeded sampler makes an interrupted and resumed run see the same batches.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         # The models' buffers are constants, equal on every process (BERT's position ids, the CRF's constraints, a
@@ -259,7 +266,7 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint == "latest":
-        candidates = sorted((output_dir / CHECKPOINTS_DIR).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+        candidates = checkpoints_of(output_dir)
         if not candidates:
             logger.warning("no checkpoint under %s: starting from scratch", output_dir / CHECKPOINTS_DIR)
             return None
@@ -268,6 +275,12 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
     if not (path / STATE_FILE).is_file():
         raise ConfigurationError(f"{path} is not a checkpoint folder written by this script (no {STATE_FILE})")
     return path
+
+
+def checkpoints_of(output_dir: Path) -> list[Path]:
+    """The checkpoints under ``<output_dir>/checkpoints``, oldest first."""
+    folders = (output_dir / CHECKPOINTS_DIR).glob(f"{CHECKPOINT_PREFIX}*")
+    return sorted(folders, key=lambda folder: int(folder.name.removeprefix(CHECKPOINT_PREFIX)))
 
 
 def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str) -> None:
@@ -310,18 +323,12 @@ def run_arguments(*argument_objects) -> dict:
     return json.loads(json.dumps(values, default=str))
 
 
-def write_run_arguments(output_dir: Path, arguments: dict) -> None:
-    folder = output_dir / CHECKPOINTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / RUN_ARGUMENTS_FILE).write_text(json.dumps(arguments, indent=2), encoding="utf-8")
-
-
 def check_checkpoint_arguments(checkpoint: Path, arguments: dict) -> None:
     """A checkpoint is resumed only by the configuration that wrote it; otherwise say what differs."""
-    saved_path = checkpoint.parent / RUN_ARGUMENTS_FILE
+    saved_path = checkpoint / RUN_ARGUMENTS_FILE
     if not saved_path.is_file():
         raise ConfigurationError(
-            f"{checkpoint}: no {RUN_ARGUMENTS_FILE} beside it, so its configuration is unknown: train afresh"
+            f"{checkpoint}: no {RUN_ARGUMENTS_FILE} in it, so its configuration is unknown: train afresh"
         )
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     differ = [
@@ -336,14 +343,31 @@ def check_checkpoint_arguments(checkpoint: Path, arguments: dict) -> None:
         )
 
 
-def prepare_output_dir(accelerator: Accelerator, output_dir: Path, overwrite: bool, arguments: dict) -> None:
+def prepare_output_dir(accelerator: Accelerator, output_dir: Path, overwrite: bool) -> None:
     """After :func:`check_output_dir` and before anything else is written: clear the folder for
-    ``--overwrite_output_dir`` and record the run's arguments beside its checkpoints (main process)."""
-    if accelerator.is_main_process:
-        if overwrite:
-            clear_output_dir(output_dir)
-        write_run_arguments(output_dir, arguments)
+    ``--overwrite_output_dir`` (main process)."""
+    if accelerator.is_main_process and overwrite:
+        clear_output_dir(output_dir)
     accelerator.wait_for_everyone()
+
+
+@dataclasses.dataclass
+class RunArguments:
+    """The arguments every training script takes in the same words: where the run writes, how it resumes, gradient
+    accumulation and precision, the Hub upload. Each script's ``TrainArguments`` extends it and gives
+    ``output_dir`` its own default (a field redefined in a subclass keeps its place)."""
+
+    output_dir: str = dataclasses.field(default="outputs", metadata={"help": "output folder"})
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
+    )
+    resume_from_checkpoint: str | None = dataclasses.field(
+        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
+    )
+    gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={"help": "batches per optimiser step"})
+    mixed_precision: str = dataclasses.field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
+    push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "upload the saved folder to the Hub"})
+    hub_model_id: str | None = dataclasses.field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
 
 
 def max_bad_fraction_field():
@@ -377,21 +401,25 @@ def check_dropped_records(report, source: str, max_bad_fraction: float) -> None:
         logger.warning("%s: %d of %d records dropped (%s)", source, report.records_skipped, total, why)
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, keep: int = 2) -> Path:
-    """``save_state`` plus our own counters, keeping the ``keep`` newest checkpoints."""
-    folder = output_dir / CHECKPOINTS_DIR / f"step_{state['step']}"
-    accelerator.save_state(str(folder))
+def save_checkpoint(accelerator: Accelerator, state: dict, arguments: dict) -> Path:
+    """``save_state`` into the next numbered checkpoint (Accelerate deletes the oldest beyond ``CHECKPOINTS_KEPT``),
+    plus our counters and the run's arguments, which a resumed run must repeat."""
+    folder = Path(accelerator.save_state())
     if accelerator.is_main_process:
         (folder / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-        old = sorted((output_dir / CHECKPOINTS_DIR).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-        for stale in old[:-keep] if keep > 0 else []:
-            shutil.rmtree(stale, ignore_errors=True)
+        (folder / RUN_ARGUMENTS_FILE).write_text(json.dumps(arguments, indent=2), encoding="utf-8")
     accelerator.wait_for_everyone()
     return folder
 
 
 def load_checkpoint(accelerator: Accelerator, folder: Path) -> dict:
+    """Load a checkpoint's state into the prepared objects and return its counters. The next save is numbered after
+    the newest checkpoint of this run's folder: Accelerate counts saves from 0 in every process and refuses to write
+    into an existing folder."""
     accelerator.load_state(str(folder))
+    existing = checkpoints_of(Path(accelerator.project_dir))
+    if existing:
+        accelerator.project_configuration.iteration = int(existing[-1].name.removeprefix(CHECKPOINT_PREFIX)) + 1
     return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
 
 

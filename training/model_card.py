@@ -186,7 +186,7 @@ def write_pretraining_card(
     data_lines = [f"Corpus: plain text, one document per {data_args.sample_by}, from {files}."]
     if examples is not None:
         data_lines.append(f"Examples: {examples} sequences.")
-    if data_args.lexicon_file:
+    if data_args.lexicon_file and data_args.masking == "whole_word":
         data_lines.append(f"Whole-word masking keeps the terms of `{Path(data_args.lexicon_file).name}` whole.")
     if data_args.simulated_data:
         data_lines.append(SIMULATED)
@@ -204,6 +204,7 @@ def write_pretraining_card(
         model_name=train_args.hub_model_id or output_dir.name,
         repo_id=train_args.hub_model_id or str(output_dir),
         origin=f"further from `{base if on_hub(base) else Path(base).name}`" if base else "from scratch",
+        masking={"whole_word": "Chinese whole-word masking", "char": "random character masking"}[data_args.masking],
         nsp=not data_args.mlm_only,
         simulated=data_args.simulated_data,
         data_lines=data_lines,

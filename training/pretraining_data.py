@@ -1,5 +1,6 @@
 """Continued-pretraining data: documents -> sentence-pair examples (next-sentence prediction) or single segments,
-with Chinese whole-word masking from jieba segmentation.
+with Chinese whole-word masking from jieba segmentation, or the random character masking the ChCancerBERT paper
+used.
 
 transformers 5 has no Chinese whole-word masking (``DataCollatorForWholeWordMask`` is gone and its
 ``whole_word_mask=True`` treats an unspaced Chinese sentence as one word), so words come from jieba, optionally
@@ -198,52 +199,82 @@ def _encode(tokenizer, segmenter: WordSegmenter, first: str, second: str | None,
     return example
 
 
-class WholeWordMaskCollator:
-    """Pads a batch and masks whole words: about ``mlm_probability`` of the tokens, chosen word by word, are
-    predicted; of those 80% become [MASK], 10% a random token and 10% stay (Devlin et al. 2019)."""
+# How the tokens to predict are chosen: whole words (jieba, with the lexicon's terms kept whole), or each character
+# on its own, as BERT and the ChCancerBERT paper (Chen et al. 2025) pretrained.
+MASKINGS = ("whole_word", "char")
 
-    def __init__(self, tokenizer, mlm_probability: float = 0.15):
+
+class MaskingCollator:
+    """Pads a batch and chooses the tokens to predict: ``whole_word`` takes whole words in random order until about
+    ``mlm_probability`` of the tokens are covered; ``char`` takes each token on its own with probability
+    ``mlm_probability``. Of the tokens chosen, 80% become [MASK], 10% a random token and 10% stay (Devlin et al.
+    2019)."""
+
+    def __init__(self, tokenizer, mlm_probability: float = 0.15, masking: str = "whole_word"):
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer needs a [MASK] and a [PAD] token for masked-LM training")
         if not 0 < mlm_probability < 1:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+        if masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {', '.join(MASKINGS)}, got {masking!r}")
         self.tokenizer = tokenizer
         self.mlm_probability = mlm_probability
+        self.masking = masking
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        return self.mask(self.pad(examples))
+
+    def pad(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        """Right-pad a batch; each token's word index goes along as ``word_ids`` (-1: special token, padding)."""
         length = max(len(example["input_ids"]) for example in examples)
         batch_size = len(examples)
         input_ids = torch.full((batch_size, length), self.tokenizer.pad_token_id)
         token_type_ids = torch.zeros((batch_size, length), dtype=torch.long)
         attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        labels = torch.full((batch_size, length), -100)
+        word_ids = torch.full((batch_size, length), -1)
         for row, example in enumerate(examples):
-            ids = torch.tensor(example["input_ids"])
-            size = len(ids)
-            input_ids[row, :size] = ids
+            size = len(example["input_ids"])
+            input_ids[row, :size] = torch.tensor(example["input_ids"])
             token_type_ids[row, :size] = torch.tensor(example["token_type_ids"])
             attention_mask[row, :size] = 1
-            chosen = self._choose_tokens(torch.tensor(example["word_ids"]))
-            labels[row, :size][chosen] = ids[chosen]
+            word_ids[row, :size] = torch.tensor(example["word_ids"])
+        batch = {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": attention_mask,
+            "word_ids": word_ids,
+        }
+        if "next_sentence_label" in examples[0]:
+            batch["next_sentence_label"] = torch.tensor([example["next_sentence_label"] for example in examples])
+        return batch
+
+    def mask(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Choose the tokens to predict in a padded batch (``labels``, -100 elsewhere), replace them 80/10/10, drop
+        ``word_ids``. train_mlm.py masks in its training loop rather than in the DataLoader: Accelerate fetches a
+        batch ahead, so masks drawn there would precede the random state a checkpoint saves, and a resumed run would
+        mask that batch differently."""
+        batch = dict(batch)
+        word_ids = batch.pop("word_ids").cpu()
+        input_ids = batch["input_ids"].cpu().clone()
+        labels = torch.full(input_ids.shape, -100)
+        for row, size in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
+            chosen = self._choose_tokens(word_ids[row, :size])
+            labels[row, :size][chosen] = input_ids[row, :size][chosen]
         predicted = labels != -100
         decision = torch.rand(labels.shape)
         masked = predicted & (decision < 0.8)
         randomised = predicted & (decision >= 0.8) & (decision < 0.9)
         input_ids[masked] = self.tokenizer.mask_token_id
         input_ids[randomised] = torch.randint(len(self.tokenizer), (int(randomised.sum()),))
-        batch = {
-            "input_ids": input_ids,
-            "token_type_ids": token_type_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-        }
-        if "next_sentence_label" in examples[0]:
-            batch["next_sentence_label"] = torch.tensor([example["next_sentence_label"] for example in examples])
-        return batch
+        device = batch["input_ids"].device
+        return {**batch, "input_ids": input_ids.to(device), "labels": labels.to(device)}
 
     def _choose_tokens(self, word_ids: torch.Tensor) -> torch.Tensor:
-        """Boolean mask over one example's tokens: whole words in random order until the budget is reached."""
+        """Boolean mask over one example's tokens (``word_ids`` -1: a special token, never chosen)."""
+        if self.masking == "char":
+            return (word_ids >= 0) & (torch.rand(word_ids.shape) < self.mlm_probability)
+        # Whole words in random order until the budget is reached.
         words = word_ids[word_ids >= 0].unique()
         chosen = torch.zeros_like(word_ids, dtype=torch.bool)
         if len(words) == 0:
