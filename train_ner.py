@@ -54,6 +54,7 @@ from modeling import (
     TermLexicon,
 )
 from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
+from modeling.configuration_crf_tagger import encoder_fields
 from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
@@ -127,8 +128,9 @@ class ModelArguments:
     encoder: str | None = field(
         default=None,
         metadata={
-            "help": "BERT checkpoint (folder or Hub id, e.g. the output of train_mlm.py); omit to train a "
-            "small encoder from scratch with a character tokenizer built from the training texts"
+            "help": "encoder checkpoint (folder or Hub id): BERT, RoBERTa, ALBERT, ERNIE, ... (MacBERT, MC-BERT, the "
+            "output of train_mlm.py or of train_ner.py); omit to train a small BERT from scratch with a character "
+            "tokenizer built from the training texts"
         },
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder"})
@@ -322,15 +324,26 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
 
 
 def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
-    if model_args.encoder:
-        # trust_remote_code: an encoder saved by train_ner.py has custom code, and AutoTokenizer reads its config
-        try:
-            return AutoTokenizer.from_pretrained(
-                model_args.encoder, revision=model_args.revision, trust_remote_code=True
-            )
-        except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
-            raise ConfigurationError(f"--encoder {model_args.encoder}: {not_loadable(error)}") from error
-    return build_char_tokenizer(train_texts)
+    if not model_args.encoder:
+        return build_char_tokenizer(train_texts)
+    # trust_remote_code: an encoder saved by train_ner.py has custom code, and AutoTokenizer reads its config
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.encoder, revision=model_args.revision, trust_remote_code=True
+        )
+    except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
+        raise ConfigurationError(f"--encoder {model_args.encoder}: {not_loadable(error)}") from error
+    # Training windows and the pipeline's are [CLS] tokens [SEP], right-padded: an encoder pretrained with another
+    # layout (XLNet: tokens <sep> <cls>, padded on the left) would see its special tokens where it never had them.
+    inner = tokenizer("a", add_special_tokens=False)["input_ids"]
+    layout = tokenizer("a")["input_ids"]
+    if tokenizer.cls_token_id is None or layout != [tokenizer.cls_token_id, *inner, tokenizer.sep_token_id]:
+        shown = " ".join("x" if t in inner else tokenizer.convert_ids_to_tokens(t) for t in layout)
+        raise ConfigurationError(
+            f"--encoder {model_args.encoder}: its tokenizer lays a text out as '{shown}'; the taggers' windows "
+            "need the BERT layout '[CLS] x [SEP]' (XLNet-style tokenizers are not supported)"
+        )
+    return tokenizer
 
 
 def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torch.Tensor | None]:
@@ -421,9 +434,17 @@ def build_model(
                 f"that disagree with the corpus's {len(labels)} labels {labels[:6]}...: use a plain encoder "
                 f"checkpoint, or the same corpus and label scheme"
             )
-        if len(tokenizer) > saved.vocab_size:
-            raise ConfigurationError(f"the tokenizer has {len(tokenizer)} tokens, the encoder only {saved.vocab_size}")
-        model = model_class.from_pretrained(model_args.encoder, revision=model_args.revision, **head)
+        # Any encoder: a plain checkpoint (BERT, RoBERTa, ALBERT, ERNIE, XLNet, ...) or the one inside a tagger.
+        encoder = AutoConfig.for_model(**encoder_fields(saved.to_dict()))
+        if len(tokenizer) > encoder.vocab_size:
+            raise ConfigurationError(
+                f"the tokenizer has {len(tokenizer)} tokens, the encoder only {encoder.vocab_size}"
+            )
+        try:
+            config = config_class(encoder=encoder, **head)
+        except ValueError as error:
+            raise ConfigurationError(f"model configuration: {error}") from error
+        model = model_class.from_pretrained(model_args.encoder, revision=model_args.revision, config=config)
     if model_args.family == "clinicalbert-kg":
         if embeddings is not None:
             model.load_kg_embeddings(embeddings)
