@@ -578,7 +578,7 @@ def main(argv: list[str] | None = None) -> dict:
             model,
             train_args.weight_decay,
             {"encoder": train_args.encoder_learning_rate, "head": train_args.head_learning_rate},
-            lambda name: "encoder" if name.startswith("bert.") else "head",
+            lambda name: "encoder" if name.startswith(f"{model.base_model_prefix}.") else "head",
         )
     )
     columns = [c for c in MODEL_INPUTS if c in encoded["train"].column_names]
