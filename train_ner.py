@@ -138,6 +138,13 @@ class ModelArguments:
     lstm_hidden_size: int = field(default=256, metadata={"help": "hidden size of each LSTM direction"})
     lstm_num_layers: int | None = field(default=None, metadata={"help": "stacked BiLSTM layers (default: A 1, B 2)"})
     dgcnn_dilations: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "DGCNN dilations"})
+    fusion: str | None = field(
+        default=None,
+        metadata={
+            "help": "family A, variant dgcnn-bilstm-mha-crf: attention (each stream attends to the other, the "
+            "default) or self_attention (each stream attends to itself, the paper's Eq. 7 read literally)"
+        },
+    )
     fusion_num_heads: int = field(default=8, metadata={"help": "attention heads of the fusion"})
     head_dropout: float = field(default=0.5, metadata={"help": "dropout of the heads (paper: 0.5)"})
     kg_embeddings: str | None = field(
@@ -399,6 +406,13 @@ def build_model(
         window_max_length=window[0],
         window_stride=window[1],
     )
+    if model_args.fusion is not None:
+        if head.get("fusion") != "attention":
+            raise ConfigurationError(
+                f"--fusion {model_args.fusion}: only variant dgcnn-bilstm-mha-crf of chcancerbert has an attention "
+                f"fusion, not {model_args.variant} of {model_args.family}"
+            )
+        head.update(fusion=model_args.fusion)
     if model_args.family == "chcancerbert":
         head.update(dgcnn_dilations=list(model_args.dgcnn_dilations), fusion_num_heads=model_args.fusion_num_heads)
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .configuration_crf_tagger import CrfTaggerConfig
 
-FUSIONS = ("attention", "concat")
+FUSIONS = ("attention", "self_attention", "concat")
 
 
 class ChCancerBertConfig(CrfTaggerConfig):
@@ -17,8 +17,9 @@ class ChCancerBertConfig(CrfTaggerConfig):
         use_bilstm (`bool`, defaults to `True`): run a BiLSTM over the encoder output.
         use_dgcnn (`bool`, defaults to `True`): run a dilated gated CNN over the encoder output.
         fusion (`str`, defaults to `"attention"`): how the two streams are combined when both are on:
-            `"attention"` (multi-head cross-attention fusion, see `layers.AttentionFusion`) or `"concat"`.
-            Ignored when only one stream (or none) is on.
+            `"attention"` (each stream attends to the other, multi-head, see `layers.AttentionFusion`),
+            `"self_attention"` (each stream attends to itself, the paper's Eq. 7 read literally, see
+            `layers.SelfAttentionFusion`) or `"concat"`. Ignored when only one stream (or none) is on.
         lstm_num_layers (`int`, defaults to 1): stacked BiLSTM layers.
         dgcnn_dilations (`list[int]`, defaults to `[1, 2, 4]`): dilation of each DGCNN layer, one layer per entry.
         dgcnn_kernel_size (`int`, defaults to 3): odd convolution width.
@@ -26,9 +27,9 @@ class ChCancerBertConfig(CrfTaggerConfig):
             (`2 * lstm_hidden_size`, see `fusion_size`), also when `lstm_hidden_size` is given to `from_pretrained`.
         fusion_num_heads (`int`, defaults to 8): attention heads of the fusion.
 
-    The paper's ablations are configurations, each with any encoder: BERT-BiLSTM-CRF (`use_dgcnn=False`), BERT-DGCNN-CRF
-    (`use_bilstm=False`), BERT-DGCNN-BiLSTM-CRF (`fusion="concat"`) and BERT-DGCNN-BiLSTM-MHA-CRF (the default);
-    with both streams off the model is BERT-CRF.
+    The paper's ablations are configurations, each with any encoder: BERT-BiLSTM-CRF (`use_dgcnn=False`),
+    BERT-DGCNN-CRF (`use_bilstm=False`), BERT-DGCNN-BiLSTM-CRF (`fusion="concat"`) and BERT-DGCNN-BiLSTM-MHA-CRF (the
+    default, or `fusion="self_attention"`); with both streams off the model is BERT-CRF.
     """
 
     model_type = "chcancerbert-crf"

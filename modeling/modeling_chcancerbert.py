@@ -15,8 +15,11 @@ from transformers.utils import can_return_tuple
 from .configuration_chcancerbert import ChCancerBertConfig
 from .crf import ConditionalRandomField
 from .crf_tagger import CrfTaggerOutput, CrfTaggerPreTrainedModel
-from .layers import AttentionFusion, BiLSTM, DilatedGatedConv
+from .layers import AttentionFusion, BiLSTM, DilatedGatedConv, SelfAttentionFusion
 from .tagging import transition_constraints
+
+#: The attention fusions by ``config.fusion``; ``"concat"`` needs no layer.
+FUSION_LAYERS = {"attention": AttentionFusion, "self_attention": SelfAttentionFusion}
 
 
 class ChCancerBertForCrfTagging(CrfTaggerPreTrainedModel):
@@ -40,8 +43,8 @@ class ChCancerBertForCrfTagging(CrfTaggerPreTrainedModel):
         )
         self.fusion = None
         if self.bilstm is not None and self.dgcnn is not None:
-            if config.fusion == "attention":
-                self.fusion = AttentionFusion(
+            if config.fusion in FUSION_LAYERS:
+                self.fusion = FUSION_LAYERS[config.fusion](
                     self.bilstm.output_size, hidden, config.fusion_size, config.fusion_num_heads,
                     config.head_dropout,
                 )  # fmt: skip

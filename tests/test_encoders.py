@@ -63,11 +63,13 @@ def checkpoint(folder: Path, architecture: str, seed: int = 0) -> Path:
     return folder
 
 
-def build(folder: Path, family: str):
-    model_args = train_ner.ModelArguments(
-        family=family, variant=next(iter(train_ner.VARIANTS[family])), encoder=str(folder), lstm_hidden_size=8,
-        fusion_num_heads=2, label_scheme=FAMILIES[family], lstm_num_layers=1,
+def build(folder: Path, family: str, **arguments):
+    defaults = dict(
+        variant=next(iter(train_ner.VARIANTS[family])), lstm_hidden_size=8, fusion_num_heads=2,
+        label_scheme=FAMILIES[family], lstm_num_layers=1,
     )  # fmt: skip
+    arguments = {**defaults, **arguments}
+    model_args = train_ner.ModelArguments(family=family, encoder=str(folder), **arguments)
     tokenizer = train_ner.build_tokenizer(model_args, [])
     labels = build_label_list(["Disease", "Drug"], FAMILIES[family])
     return train_ner.build_model(model_args, labels, tokenizer, {}, window=(32, 8)), tokenizer
@@ -130,6 +132,14 @@ def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolat
     )
     results = json.loads(output.strip().splitlines()[-1])
     assert results == {folder: [True, True] for folder, _ in cases}
+
+
+def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
+    folder = checkpoint(tmp_path / "bert", "bert")
+    model, _ = build(folder, "chcancerbert", fusion="self_attention")
+    assert type(model.fusion).__name__ == "SelfAttentionFusion" and model.config.fusion == "self_attention"
+    with pytest.raises(ConfigurationError, match="only variant dgcnn-bilstm-mha-crf of chcancerbert has an attention"):
+        build(folder, "chcancerbert", variant="dgcnn-bilstm-crf", fusion="self_attention")
 
 
 def xlnet_style_tokenizer(folder: Path) -> Path:
