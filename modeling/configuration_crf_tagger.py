@@ -136,6 +136,11 @@ class CrfTaggerConfig(PreTrainedConfig):
     def vocab_size(self) -> int:
         return self.encoder.vocab_size
 
+    @vocab_size.setter
+    def vocab_size(self, value: int):
+        # resize_token_embeddings sets it here (get_text_config() is the tagger config)
+        self.encoder.vocab_size = value
+
     @property
     def initializer_range(self) -> float:
         """Standard deviation of the initial weights, the encoder's and the heads'."""

@@ -196,3 +196,13 @@ def test_flat_encoder_fields_make_the_encoder_sub_config():
     roberta = ChCancerBertConfig(**plain)
     assert type(roberta.encoder) is RobertaConfig and roberta.model_type == "chcancerbert-crf"
     assert ChCancerBertConfig(encoder=XLNetConfig(d_model=16, n_head=2)).max_position_embeddings is None
+
+
+def test_resize_token_embeddings_grows_the_encoder_vocabulary(tmp_path):
+    """transformers sets vocab_size on get_text_config(), the tagger config: it reaches the encoder's."""
+    model = ChCancerBertForCrfTagging(ChCancerBertConfig(vocab_size=40, hidden_size=16, num_attention_heads=2))
+    model.resize_token_embeddings(48, mean_resizing=False)
+    model.save_pretrained(tmp_path)
+    loaded = ChCancerBertForCrfTagging.from_pretrained(tmp_path)
+    assert loaded.config.encoder.vocab_size == 48
+    assert loaded.get_input_embeddings().weight.shape == (48, 16)
