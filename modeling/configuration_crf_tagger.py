@@ -101,7 +101,8 @@ class CrfTaggerConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         if self.encoder is None:
             # the model_type of a plain encoder checkpoint's config.json (from_pretrained on it) or our own
-            self.encoder = encoder_fields({**kwargs, "model_type": kwargs.pop("model_type", None)})
+            model_type = kwargs.pop("model_type", None)
+            self.encoder = encoder_fields({**kwargs, "model_type": model_type})
             kwargs = {key: value for key, value in kwargs.items() if key not in self.encoder}
         if self.special_token_ids is None:
             self.special_token_ids = []
