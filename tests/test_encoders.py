@@ -98,6 +98,25 @@ def test_each_family_builds_on_the_encoder_and_keeps_its_weights(tmp_path, archi
         assert transitions.abs().max() <= 0.1 and transitions.abs().max() > 0, family
 
 
+@pytest.mark.parametrize("architecture", sorted(ENCODERS))
+def test_special_tokens_stay_outside_the_crf_given_ids_or_embeddings(tmp_path, architecture):
+    """config.special_token_ids found in input_ids, or by their embedding in inputs_embeds, or special_tokens_mask:
+    the same tag mask and the same emissions on every encoder."""
+    model, tokenizer = build(checkpoint(tmp_path / architecture, architecture), "chcancerbert")
+    model.eval()
+    inputs = model_inputs(tokenizer, "chcancerbert")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    special = torch.isin(ids, torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id]))
+    with torch.no_grad():
+        by_ids = model(input_ids=ids, attention_mask=mask)
+        by_embeddings = model(inputs_embeds=model.get_input_embeddings()(ids), attention_mask=mask)
+        by_mask = model(input_ids=ids, attention_mask=mask, special_tokens_mask=special.long())
+    assert torch.equal(by_ids.tag_mask, mask.bool() & ~special)
+    assert torch.equal(by_embeddings.tag_mask, by_ids.tag_mask) and torch.equal(by_mask.tag_mask, by_ids.tag_mask)
+    real = by_ids.tag_mask
+    torch.testing.assert_close(by_embeddings.logits[real], by_ids.logits[real], atol=1e-5, rtol=1e-5)
+
+
 def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolated):
     """Every architecture and family: save_for_hub, then AutoModelForTokenClassification with trust_remote_code in a
     process that cannot import the project; encoder weights equal the checkpoint's and the outputs are unchanged."""
