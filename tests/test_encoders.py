@@ -23,6 +23,7 @@ from transformers import (
     PreTrainedTokenizerFast,
     RobertaConfig,
     XLNetConfig,
+    pipeline,
 )
 from transformers.utils import logging as hf_logging
 
@@ -119,8 +120,9 @@ def test_special_tokens_stay_outside_the_crf_given_ids_or_embeddings(tmp_path, a
 
 def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolated):
     """Every architecture and family: save_for_hub, then AutoModelForTokenClassification with trust_remote_code in a
-    process that cannot import the project; encoder weights equal the checkpoint's and the outputs are unchanged."""
-    cases = []
+    process that cannot import the project; encoder weights equal the checkpoint's and the outputs are unchanged;
+    family A tags a text over several windows with the clinical-ner pipeline as it did before saving."""
+    cases, entities = [], {}
     for architecture in ENCODERS:
         folder = checkpoint(tmp_path / "checkpoints" / architecture, architecture)
         for family in FAMILIES:
@@ -130,13 +132,16 @@ def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolat
             with torch.no_grad():
                 logits = model(**inputs).logits
             saved = save_for_hub(model, tokenizer, tmp_path / "saved" / f"{family}-{architecture}")
+            if family == "chcancerbert":  # family B needs a lexicon to tag text
+                ner = pipeline("clinical-ner", model=model, tokenizer=tokenizer, max_length=8, stride=2)
+                entities[str(saved)] = ner(TEXT)
             torch.save({"inputs": inputs, "logits": logits}, saved.parent / f"{saved.name}.pt")
             cases.append((str(saved), str(folder / "model.safetensors")))
     output = run_isolated(
         f"""
         import json, torch
         from safetensors.torch import load_file
-        from transformers import AutoModelForTokenClassification
+        from transformers import AutoModelForTokenClassification, pipeline
         results = {{}}
         for folder, checkpoint in {cases!r}:
             model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
@@ -146,11 +151,14 @@ def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolat
             with torch.no_grad():
                 logits = model(**expected["inputs"]).logits
             results[folder] = [same_weights, torch.allclose(logits, expected["logits"], atol=1e-5)]
+            if "chcancerbert" in folder:
+                ner = pipeline("clinical-ner", model=folder, trust_remote_code=True, max_length=8, stride=2)
+                results[folder].append(ner({TEXT!r}))
         print(json.dumps(results))
         """
     )
     results = json.loads(output.strip().splitlines()[-1])
-    assert results == {folder: [True, True] for folder, _ in cases}
+    assert results == {folder: [True, True, *([entities[folder]] if folder in entities else [])] for folder, _ in cases}
 
 
 def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
