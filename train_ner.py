@@ -54,6 +54,7 @@ from modeling import (
     TermLexicon,
 )
 from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
+from modeling.configuration_crf_tagger import encoder_fields
 from modeling.tagging import SCHEMES, build_label_list
 from training.common import (
     ConfigurationError,
@@ -120,8 +121,9 @@ class ModelArguments:
     encoder: str | None = field(
         default=None,
         metadata={
-            "help": "BERT checkpoint (folder or Hub id, e.g. the output of train_mlm.py); omit to train a "
-            "small encoder from scratch with a character tokenizer built from the training texts"
+            "help": "encoder checkpoint (folder or Hub id): BERT, RoBERTa, ALBERT, ERNIE, ... (MacBERT, MC-BERT, the "
+            "output of train_mlm.py or of train_ner.py); omit to train a small BERT from scratch with a character "
+            "tokenizer built from the training texts"
         },
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder"})
@@ -129,6 +131,13 @@ class ModelArguments:
     lstm_hidden_size: int = field(default=256, metadata={"help": "hidden size of each LSTM direction"})
     lstm_num_layers: int | None = field(default=None, metadata={"help": "stacked BiLSTM layers (default: A 1, B 2)"})
     dgcnn_dilations: list[int] = field(default_factory=lambda: [1, 2, 4], metadata={"help": "DGCNN dilations"})
+    fusion: str | None = field(
+        default=None,
+        metadata={
+            "help": "family A, variant dgcnn-bilstm-mha-crf: attention (each stream attends to the other, the "
+            "default) or self_attention (each stream attends to itself, the paper's Eq. 7 read literally)"
+        },
+    )
     fusion_num_heads: int = field(default=8, metadata={"help": "attention heads of the fusion"})
     head_dropout: float = field(default=0.5, metadata={"help": "dropout of the heads (paper: 0.5)"})
     kg_embeddings: str | None = field(
@@ -305,15 +314,26 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
 
 
 def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
-    if model_args.encoder:
-        # trust_remote_code: an encoder saved by train_ner.py has custom code, and AutoTokenizer reads its config
-        try:
-            return AutoTokenizer.from_pretrained(
-                model_args.encoder, revision=model_args.revision, trust_remote_code=True
-            )
-        except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
-            raise ConfigurationError(f"--encoder {model_args.encoder}: {not_loadable(error)}") from error
-    return build_char_tokenizer(train_texts)
+    if not model_args.encoder:
+        return build_char_tokenizer(train_texts)
+    # trust_remote_code: an encoder saved by train_ner.py has custom code, and AutoTokenizer reads its config
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.encoder, revision=model_args.revision, trust_remote_code=True
+        )
+    except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
+        raise ConfigurationError(f"--encoder {model_args.encoder}: {not_loadable(error)}") from error
+    # Training windows and the pipeline's are [CLS] tokens [SEP], right-padded: an encoder pretrained with another
+    # layout (XLNet: tokens <sep> <cls>, padded on the left) would see its special tokens where it never had them.
+    inner = tokenizer("a", add_special_tokens=False)["input_ids"]
+    layout = tokenizer("a")["input_ids"]
+    if tokenizer.cls_token_id is None or layout != [tokenizer.cls_token_id, *inner, tokenizer.sep_token_id]:
+        shown = " ".join("x" if t in inner else tokenizer.convert_ids_to_tokens(t) for t in layout)
+        raise ConfigurationError(
+            f"--encoder {model_args.encoder}: its tokenizer lays a text out as '{shown}'; the taggers' windows "
+            "need the BERT layout '[CLS] x [SEP]' (XLNet-style tokenizers are not supported)"
+        )
+    return tokenizer
 
 
 def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torch.Tensor | None]:
@@ -369,6 +389,13 @@ def build_model(
         window_max_length=window[0],
         window_stride=window[1],
     )
+    if model_args.fusion is not None:
+        if head.get("fusion") != "attention":
+            raise ConfigurationError(
+                f"--fusion {model_args.fusion}: only variant dgcnn-bilstm-mha-crf of chcancerbert has an attention "
+                f"fusion, not {model_args.variant} of {model_args.family}"
+            )
+        head.update(fusion=model_args.fusion)
     if model_args.family == "chcancerbert":
         head.update(dgcnn_dilations=list(model_args.dgcnn_dilations), fusion_num_heads=model_args.fusion_num_heads)
     else:
@@ -404,9 +431,17 @@ def build_model(
                 f"that disagree with the corpus's {len(labels)} labels {labels[:6]}...: use a plain encoder "
                 f"checkpoint, or the same corpus and label scheme"
             )
-        if len(tokenizer) > saved.vocab_size:
-            raise ConfigurationError(f"the tokenizer has {len(tokenizer)} tokens, the encoder only {saved.vocab_size}")
-        model = model_class.from_pretrained(model_args.encoder, revision=model_args.revision, **head)
+        # Any encoder: a plain checkpoint (BERT, RoBERTa, ALBERT, ERNIE, XLNet, ...) or the one inside a tagger.
+        encoder = AutoConfig.for_model(**encoder_fields(saved.to_dict()))
+        if len(tokenizer) > encoder.vocab_size:
+            raise ConfigurationError(
+                f"the tokenizer has {len(tokenizer)} tokens, the encoder only {encoder.vocab_size}"
+            )
+        try:
+            config = config_class(encoder=encoder, **head)
+        except ValueError as error:
+            raise ConfigurationError(f"model configuration: {error}") from error
+        model = model_class.from_pretrained(model_args.encoder, revision=model_args.revision, config=config)
     if model_args.family == "clinicalbert-kg":
         if embeddings is not None:
             model.load_kg_embeddings(embeddings)
@@ -585,7 +620,7 @@ def main(argv: list[str] | None = None) -> dict:
             model,
             train_args.weight_decay,
             {"encoder": train_args.encoder_learning_rate, "head": train_args.head_learning_rate},
-            lambda name: "encoder" if name.startswith("bert.") else "head",
+            lambda name: "encoder" if name.startswith(f"{model.base_model_prefix}.") else "head",
         )
     )
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / train_args.gradient_accumulation_steps)

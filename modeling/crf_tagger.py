@@ -1,6 +1,7 @@
-"""What every CRF tagger of this package shares: its output type and the decoding entry points.
+"""What every CRF tagger of this package shares: the encoder, its output type and the decoding entry points.
 
-A model using :class:`CrfTaggerMixin` has ``self.crf`` and a ``forward`` that returns :class:`CrfTaggerOutput`
+A subclass of :class:`CrfTaggerPreTrainedModel` builds its heads and ``self.crf`` on the encoder the base class
+builds from ``config.encoder`` (any ``AutoModel``), and has a ``forward`` that returns :class:`CrfTaggerOutput`
 with the CRF emissions as ``logits`` (a tuple with ``return_dict=False``, as transformers models do). The CRF sees
 the tokens where ``attention_mask`` is on and which are not special tokens ([CLS], [SEP], ...): those are given by
 ``special_tokens_mask`` (as tokenizers return it with ``return_special_tokens_mask=True``) or, when it is absent,
@@ -10,14 +11,18 @@ by ``config.special_token_ids``, found in ``input_ids`` or, given ``inputs_embed
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import ModelOutput
 
+from .configuration_crf_tagger import CrfTaggerConfig
 from .crf import ConditionalRandomField
-from .pipeline_clinical_ner import PIPELINE_CLASSES, clinical_ner_custom_pipelines
+from .pipeline_clinical_ner import PIPELINE_CLASSES
 
 #: transformers' label for a token no loss scores (``nn.CrossEntropyLoss``'s default ``ignore_index``).
 IGNORE_INDEX = -100
@@ -41,51 +46,6 @@ class CrfTaggerOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-def fill_tagger_config_defaults(config, config_class: str, model_class: str) -> None:
-    """What every tagger config sets in ``__post_init__`` when loading did not: ``auto_map`` for ``AutoConfig``,
-    ``AutoModel`` and ``AutoModelForTokenClassification`` (``register_for_auto_class`` records only one class),
-    ``custom_pipelines`` so that ``pipeline("clinical-ner" or "token-classification", model=...,
-    trust_remote_code=True)`` finds the CRF pipeline classes.
-    Class paths are ``"module.Class"`` as written in a model repository."""
-    if getattr(config, "auto_map", None) is None:
-        config.auto_map = {
-            "AutoConfig": config_class,
-            "AutoModel": model_class,
-            "AutoModelForTokenClassification": model_class,
-        }
-    if getattr(config, "custom_pipelines", None) is None:
-        config.custom_pipelines = clinical_ner_custom_pipelines()
-
-
-def refresh_tagger_config(config) -> None:
-    """Check the head fields and re-derive ``label2id`` from ``id2label``. The configs call this in
-    ``__post_init__`` and the models again in ``__init__``: ``from_pretrained`` sets its keyword arguments on a
-    config already built from the checkpoint's file, so ``id2label`` alone would keep the checkpoint's ``label2id``
-    and a bad value would go unchecked."""
-    config.validate_head()
-    config.label2id = {label: index for index, label in config.id2label.items()}
-
-
-def check_window_fields(config) -> None:
-    """Raise ``ValueError`` naming the field when the training window (``window_max_length``, ``window_stride``)
-    recorded in a tagger config cannot be used for inference."""
-    length, stride = config.window_max_length, config.window_stride
-    limit = config.max_position_embeddings
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or not 3 <= length <= limit):
-        raise ValueError(
-            f"window_max_length must be an integer in [3, max_position_embeddings = {limit}] ([CLS], a token, [SEP]), "
-            f"got {length!r}"
-        )
-    if stride is None:
-        return
-    if length is None:
-        raise ValueError(f"window_stride ({stride!r}) needs window_max_length, got None")
-    if isinstance(stride, bool) or not isinstance(stride, int) or not 0 <= stride < length - 2:
-        raise ValueError(
-            f"window_stride must be an integer in [0, {length - 2}) (window_max_length - 2), got {stride!r}"
-        )
-
-
 def init_crf_weights(crf: ConditionalRandomField) -> None:
     """For a tagger's ``_init_weights``: transitions uniform in [-0.1, 0.1] and the constraint buffers refilled
     (transformers creates non-persistent buffers empty when it builds a model for loading)."""
@@ -95,12 +55,52 @@ def init_crf_weights(crf: ConditionalRandomField) -> None:
         init.copy_(getattr(crf, name), value)
 
 
-class CrfTaggerMixin:
-    """Tag mask, loss and decoding for a model with a ``crf`` attribute."""
+def build_encoder(config) -> PreTrainedModel:
+    """The ``AutoModel`` of an encoder config, without the pooler BERT-like models add by default: nothing in a
+    tagger reaches it, and DDP fails on parameters that never get a gradient."""
+    model_class = MODEL_MAPPING[type(config)]
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    return AutoModel.from_config(config)
+
+
+class CrfTaggerPreTrainedModel(PreTrainedModel):
+    """Base of the taggers: the encoder, weight initialisation, tag mask, loss and decoding; a subclass adds its
+    heads and ``self.crf``, then calls ``post_init()``.
+
+    The encoder sits under its own model's ``base_model_prefix`` (``bert`` for BERT, ``roberta``, ``albert``,
+    ``ernie``, ``transformer`` for XLNet, ...), as in transformers' ``*ForTokenClassification`` models, so that a
+    plain encoder checkpoint (its weights bare or under that prefix, as its masked-LM heads save them) loads into it
+    and folders saved before the encoder was a sub-config (``bert.*``) load unchanged.
+    """
+
+    config_class = CrfTaggerConfig
+    config: CrfTaggerConfig
+    base_model_prefix = "bert"  # the class's default; __init__ sets the encoder's own on the instance
+    # The encoder's attention implementation is its own to choose (transformers sets it on config.encoder too).
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # The CRF's log-sum-exp recursions lose too much precision in half precision.
+    _keep_in_fp32_modules_strict = ["crf"]
 
     #: Which pipeline class serves each task for this model, from the model's own copy of the pipeline file:
     #: ``pipeline(task, model=<model object>)`` finds it there (``pipeline_clinical_ner._TaskDispatch``).
     pipeline_classes = PIPELINE_CLASSES
+
+    def __init__(self, config: CrfTaggerConfig):
+        super().__init__(config)
+        encoder = build_encoder(config.encoder)
+        self.base_model_prefix = encoder.base_model_prefix
+        self.add_module(self.base_model_prefix, encoder)
+
+    def _init_weights(self, module):
+        # Weights missing from a checkpoint (every head on top of a plain encoder) are created empty and initialised
+        # here; the base class covers Linear, Conv1d, LSTM, Embedding and LayerNorm, the encoder has its own.
+        super()._init_weights(module)
+        if isinstance(module, ConditionalRandomField):
+            init_crf_weights(module)
 
     def encode(
         self,
@@ -111,20 +111,21 @@ class CrfTaggerMixin:
         inputs_embeds: torch.Tensor | None,
         **kwargs,
     ) -> tuple:
-        """Check the inputs and run the encoder (``self.bert``); returns its output and the boolean attention mask
-        ``(batch, seq)``, all on when ``attention_mask`` is not given."""
+        """Check the inputs and run the encoder (``self.base_model``); returns its output and the boolean attention
+        mask ``(batch, seq)``, all on when ``attention_mask`` is not given."""
         shape_source = input_ids if input_ids is not None else inputs_embeds
         if shape_source is None:
             raise ValueError("expected input_ids or inputs_embeds, got neither")
         if shape_source.dim() < 2:
             raise ValueError(f"expected inputs of shape (batch, seq), got {tuple(shape_source.shape)}")
-        outputs = self.bert(
+        # Only the optional inputs given: not every encoder takes them (XLNet has no position_ids).
+        optional = {"token_type_ids": token_type_ids, "position_ids": position_ids}
+        outputs = self.base_model(
             input_ids,
             attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             return_dict=True,
+            **{name: value for name, value in optional.items() if value is not None},
             **kwargs,
         )
         batch_seq = shape_source.shape[:2]

@@ -1,4 +1,4 @@
-"""Sequence layers shared by the taggers: a padding-aware BiLSTM, a dilated gated CNN stack and attention fusion.
+"""Sequence layers shared by the taggers: a padding-aware BiLSTM, a dilated gated CNN stack and attention fusions.
 
 Each layer takes plain arguments (no config) and right-padded batches ``(batch, seq, features)`` with a boolean
 ``mask`` ``(batch, seq)`` that is true on real positions. Outputs at padded positions are zero.
@@ -123,7 +123,29 @@ class CrossAttention(nn.Module):
         return self.output(attended.transpose(1, 2).reshape(batch, seq, -1))
 
 
-class AttentionFusion(nn.Module):
+class _StreamFusion(nn.Module):
+    """Two feature streams projected to ``dim``, each passed through its own multi-head attention (its own Q/K/V
+    projections, the subclass's ``attend``), each result added to its stream with layer normalisation, the two concatenated
+    and projected back to ``dim``. Subclasses choose what each stream attends to."""
+
+    def __init__(self, dim_a: int, dim_b: int, dim: int):
+        super().__init__()
+        self.project_a = nn.Linear(dim_a, dim)
+        self.project_b = nn.Linear(dim_b, dim)
+        self.norm_a = nn.LayerNorm(dim)
+        self.norm_b = nn.LayerNorm(dim)
+        self.combine = nn.Linear(2 * dim, dim)
+        self.output_size = dim
+
+    def forward(self, stream_a: torch.Tensor, stream_b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        a, b = self.project_a(stream_a), self.project_b(stream_b)
+        attended_a, attended_b = self.attend(a, b, mask)
+        fused_a = self.norm_a(a + attended_a)
+        fused_b = self.norm_b(b + attended_b)
+        return self.combine(torch.cat([fused_a, fused_b], dim=2)) * mask.unsqueeze(2).to(a.dtype)
+
+
+class AttentionFusion(_StreamFusion):
     """Fuse two feature streams by multi-head cross-attention.
 
     Chen et al. 2025 project each stream to its own queries, keys and values and fuse the attended results without
@@ -133,18 +155,24 @@ class AttentionFusion(nn.Module):
     """
 
     def __init__(self, dim_a: int, dim_b: int, dim: int, num_heads: int = 8, dropout: float = 0.0):
-        super().__init__()
-        self.project_a = nn.Linear(dim_a, dim)
-        self.project_b = nn.Linear(dim_b, dim)
+        super().__init__(dim_a, dim_b, dim)
         self.a_to_b = CrossAttention(dim, num_heads, dropout)
         self.b_to_a = CrossAttention(dim, num_heads, dropout)
-        self.norm_a = nn.LayerNorm(dim)
-        self.norm_b = nn.LayerNorm(dim)
-        self.combine = nn.Linear(2 * dim, dim)
-        self.output_size = dim
 
-    def forward(self, stream_a: torch.Tensor, stream_b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        a, b = self.project_a(stream_a), self.project_b(stream_b)
-        fused_a = self.norm_a(a + self.a_to_b(a, b, mask))
-        fused_b = self.norm_b(b + self.b_to_a(b, a, mask))
-        return self.combine(torch.cat([fused_a, fused_b], dim=2)) * mask.unsqueeze(2).to(a.dtype)
+    def attend(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a_to_b(a, b, mask), self.b_to_a(b, a, mask)
+
+
+class SelfAttentionFusion(_StreamFusion):
+    """Fuse two feature streams after multi-head self-attention within each: Chen et al. 2025 Eq. 7 read literally,
+    each stream's own queries, keys and values, so that the streams meet only where the results are combined
+    (residual and layer normalisation per stream, concatenation, projection back to ``dim``, as
+    :class:`AttentionFusion`)."""
+
+    def __init__(self, dim_a: int, dim_b: int, dim: int, num_heads: int = 8, dropout: float = 0.0):
+        super().__init__(dim_a, dim_b, dim)
+        self.a_to_a = CrossAttention(dim, num_heads, dropout)
+        self.b_to_b = CrossAttention(dim, num_heads, dropout)
+
+    def attend(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a_to_a(a, a, mask), self.b_to_b(b, b, mask)

@@ -1,7 +1,7 @@
 """ChCancerBERT-DGCNN-BiLSTM-MHA-CRF (Chen et al., "Named Entity Recognition for Chinese Cancer Electronic Health
 Records", JMIR Med Inform 2025;13:e76912).
 
-Encoder (any BERT checkpoint, e.g. one continued-pretrained by ``train_mlm.py``) -> dropout -> a BiLSTM and a
+Encoder (any ``transformers`` encoder, e.g. a BERT continued-pretrained by ``train_mlm.py``) -> dropout -> a BiLSTM and a
 dilated gated CNN in parallel -> multi-head attention fusion -> linear emissions -> CRF. Switching streams off or
 fusing by concatenation gives the paper's ablations (see ``ChCancerBertConfig``).
 """
@@ -10,37 +10,24 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import BertModel
-from transformers.models.bert.modeling_bert import BertPreTrainedModel
 from transformers.utils import can_return_tuple
 
 from .configuration_chcancerbert import ChCancerBertConfig
 from .crf import ConditionalRandomField
-from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput, init_crf_weights, refresh_tagger_config
-from .layers import AttentionFusion, BiLSTM, DilatedGatedConv
+from .crf_tagger import CrfTaggerOutput, CrfTaggerPreTrainedModel
+from .layers import AttentionFusion, BiLSTM, DilatedGatedConv, SelfAttentionFusion
 from .tagging import transition_constraints
 
+#: The attention fusions by ``config.fusion``; ``"concat"`` needs no layer.
+FUSION_LAYERS = {"attention": AttentionFusion, "self_attention": SelfAttentionFusion}
 
-class ChCancerBertPreTrainedModel(BertPreTrainedModel):
+
+class ChCancerBertForCrfTagging(CrfTaggerPreTrainedModel):
     config_class = ChCancerBertConfig
     config: ChCancerBertConfig
-    base_model_prefix = "bert"
-    # The CRF's log-sum-exp recursions lose too much precision in half precision.
-    _keep_in_fp32_modules_strict = ["crf"]
 
-    def _init_weights(self, module):
-        # Weights missing from a checkpoint (every head on top of a plain BERT) are created empty and initialised
-        # here; the base class covers Linear, Conv1d, LSTM, Embedding, LayerNorm and BERT's own modules.
-        super()._init_weights(module)
-        if isinstance(module, ConditionalRandomField):
-            init_crf_weights(module)
-
-
-class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
     def __init__(self, config: ChCancerBertConfig):
         super().__init__(config)
-        refresh_tagger_config(config)  # again: from_pretrained sets its keyword arguments after __post_init__
-        self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = nn.Dropout(config.head_dropout)
         hidden = config.hidden_size
 
@@ -56,8 +43,8 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
         )
         self.fusion = None
         if self.bilstm is not None and self.dgcnn is not None:
-            if config.fusion == "attention":
-                self.fusion = AttentionFusion(
+            if config.fusion in FUSION_LAYERS:
+                self.fusion = FUSION_LAYERS[config.fusion](
                     self.bilstm.output_size, hidden, config.fusion_size, config.fusion_num_heads,
                     config.head_dropout,
                 )  # fmt: skip
@@ -124,4 +111,4 @@ class ChCancerBertForCrfTagging(CrfTaggerMixin, ChCancerBertPreTrainedModel):
 
 ChCancerBertForCrfTagging.register_for_auto_class("AutoModelForTokenClassification")
 
-__all__ = ["ChCancerBertForCrfTagging", "ChCancerBertPreTrainedModel"]
+__all__ = ["ChCancerBertForCrfTagging"]

@@ -22,14 +22,12 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import BertModel
 from transformers import initialization as init
-from transformers.models.bert.modeling_bert import BertPreTrainedModel
 from transformers.utils import cached_file, can_return_tuple, logging
 
 from .configuration_clinicalbert_kg import ClinicalBertKgConfig
 from .crf import ConditionalRandomField
-from .crf_tagger import CrfTaggerMixin, CrfTaggerOutput, init_crf_weights, refresh_tagger_config
+from .crf_tagger import CrfTaggerOutput, CrfTaggerPreTrainedModel
 from .layers import BiLSTM
 from .lexicon import FEATURE_NAMES, TermLexicon
 from .tagging import transition_constraints
@@ -66,28 +64,12 @@ class KgEntityEmbedding(nn.Module):
         return embedded + unlinked * self.placeholder.to(embedded.dtype)
 
 
-class ClinicalBertKgPreTrainedModel(BertPreTrainedModel):
+class ClinicalBertKgForCrfTagging(CrfTaggerPreTrainedModel):
     config_class = ClinicalBertKgConfig
     config: ClinicalBertKgConfig
-    base_model_prefix = "bert"
-    # The CRF's log-sum-exp recursions lose too much precision in half precision.
-    _keep_in_fp32_modules_strict = ["crf"]
 
-    def _init_weights(self, module):
-        # Weights missing from a checkpoint (every head on top of a plain BERT) are created empty and initialised
-        # here; the base class covers Linear, LSTM and Embedding (zero padding row included) and BERT's own modules.
-        super()._init_weights(module)
-        if isinstance(module, ConditionalRandomField):
-            init_crf_weights(module)
-        elif isinstance(module, KgEntityEmbedding):
-            init.normal_(module.placeholder, mean=0.0, std=self.config.initializer_range)
-
-
-class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel):
     def __init__(self, config: ClinicalBertKgConfig):
         super().__init__(config)
-        refresh_tagger_config(config)  # again: from_pretrained sets its keyword arguments after __post_init__
-        self.bert = BertModel(config, add_pooling_layer=False)
         joint_size = config.hidden_size
 
         self.kg_embeddings = self.kg_projection = None
@@ -123,6 +105,11 @@ class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel)
         self.lexicon: TermLexicon | None = None
         self._attach_saved_lexicon()
         self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, KgEntityEmbedding):
+            init.normal_(module.placeholder, mean=0.0, std=self.config.initializer_range)
 
     # ------------------------------------------------------------------ the lexicon and the KG table
 
@@ -299,4 +286,4 @@ class ClinicalBertKgForCrfTagging(CrfTaggerMixin, ClinicalBertKgPreTrainedModel)
 
 ClinicalBertKgForCrfTagging.register_for_auto_class("AutoModelForTokenClassification")
 
-__all__ = ["ClinicalBertKgForCrfTagging", "ClinicalBertKgPreTrainedModel", "KgEntityEmbedding"]
+__all__ = ["ClinicalBertKgForCrfTagging", "KgEntityEmbedding"]

@@ -73,6 +73,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
+from .configuration_crf_tagger import PIPELINE_CLASS_NAMES, clinical_ner_custom_pipelines
 from .display import EntityView, render_entities
 from .tagging import OUTSIDE, Span, merge_windows, plan_windows, spans_to_tags, tags_to_spans, token_to_char_spans
 
@@ -83,25 +84,6 @@ TASK = "clinical-ner"
 DEFAULT_MAX_LENGTH = 512
 #: Tokenizers without a real limit report a huge ``model_max_length`` (``int(1e30)``): ignore such values.
 _NO_LIMIT = 1_000_000
-
-
-#: Standard task names served by :class:`CrfTokenClassificationPipeline`. transformers looks a task name up in
-#: ``custom_pipelines`` before resolving aliases, so the alias "ner" needs its own entry.
-TOKEN_CLASSIFICATION_TASKS = ("token-classification", "ner")
-
-
-def clinical_ner_custom_pipelines() -> dict[str, dict[str, Any]]:
-    """The ``custom_pipelines`` entry of a model config, a fresh dict each call (transformers edits it in place):
-    ``clinical-ner`` and the standard ``token-classification`` (and its alias ``ner``), so that
-    ``pipeline(task, model=FOLDER_OR_REPO, trust_remote_code=True)`` runs the CRF for either task name."""
-    return {
-        task: {
-            "impl": f"{Path(__file__).stem}.{cls.__name__}",
-            "pt": ["AutoModelForTokenClassification"],
-            "type": "text",
-        }
-        for task, cls in PIPELINE_CLASSES.items()
-    }
 
 
 @dataclass
@@ -519,9 +501,10 @@ def _runs(tags: list[str], tag: str) -> list[tuple[int, int]]:
 
 
 #: The pipeline class of each task a CRF tagger serves; a model's ``pipeline_classes`` (see :class:`_TaskDispatch`).
+#: Named in the torch-free config file, which writes them into ``custom_pipelines``.
 PIPELINE_CLASSES = {
-    TASK: ClinicalNerPipeline,
-    **dict.fromkeys(TOKEN_CLASSIFICATION_TASKS, CrfTokenClassificationPipeline),
+    task: {cls.__name__: cls for cls in (ClinicalNerPipeline, CrfTokenClassificationPipeline)}[name]
+    for task, name in PIPELINE_CLASS_NAMES.items()
 }
 
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from modeling.layers import AttentionFusion, BiLSTM, DilatedGatedConv, reverse_within_length
+from modeling.layers import AttentionFusion, BiLSTM, DilatedGatedConv, SelfAttentionFusion, reverse_within_length
+
+FUSIONS = (AttentionFusion, SelfAttentionFusion)
 
 
 def padded_batch(seed=0, dim=6):
@@ -44,11 +46,11 @@ def layer_outputs_ignore_padding(layer, dim=6):
     """Real positions do not change when padding is added or its content changes."""
     layer.eval()
     inputs, mask, _ = padded_batch(dim=dim)
-    output = layer(inputs, mask) if not isinstance(layer, AttentionFusion) else layer(inputs, inputs * 2, mask)
+    output = layer(inputs, mask) if not isinstance(layer, FUSIONS) else layer(inputs, inputs * 2, mask)
     noisy = torch.where(mask.unsqueeze(2), inputs, torch.randn_like(inputs) * 100)
     longer = torch.cat([noisy, torch.randn(4, 3, dim)], dim=1)
     longer_mask = torch.cat([mask, torch.zeros(4, 3, dtype=torch.bool)], dim=1)
-    if isinstance(layer, AttentionFusion):
+    if isinstance(layer, FUSIONS):
         again = layer(longer, torch.where(longer_mask.unsqueeze(2), longer * 2, longer), longer_mask)
     else:
         again = layer(longer, longer_mask)
@@ -60,6 +62,49 @@ def test_layers_ignore_padding():
     layer_outputs_ignore_padding(BiLSTM(6, 4, num_layers=2))
     layer_outputs_ignore_padding(DilatedGatedConv(6, dilations=[1, 2, 4], kernel_size=3))
     layer_outputs_ignore_padding(AttentionFusion(6, 6, 8, num_heads=2))
+    layer_outputs_ignore_padding(SelfAttentionFusion(6, 6, 8, num_heads=2))
+
+
+def reference_fusion(fusion, stream_a, stream_b, mask, attention_a, attention_b, keys_a, keys_b):
+    """The fusion written with torch's nn.MultiheadAttention: each stream's queries attend to the keys and values
+    given (the projected stream named by ``keys_a``/``keys_b``), then residual, norm, concatenation, projection."""
+    projected = {"a": fusion.project_a(stream_a), "b": fusion.project_b(stream_b)}
+    fused = []
+    for query, attention, keys, norm in (
+        ("a", attention_a, keys_a, fusion.norm_a),
+        ("b", attention_b, keys_b, fusion.norm_b),
+    ):
+        reference = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+        with torch.no_grad():
+            reference.in_proj_weight.copy_(
+                torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+            )
+            reference.in_proj_bias.copy_(torch.cat([attention.query.bias, attention.key.bias, attention.value.bias]))
+            reference.out_proj.weight.copy_(attention.output.weight)
+            reference.out_proj.bias.copy_(attention.output.bias)
+        attended, _ = reference(projected[query], projected[keys], projected[keys], key_padding_mask=~mask)
+        fused.append(norm(projected[query] + attended))
+    return fusion.combine(torch.cat(fused, dim=2)) * mask.unsqueeze(2)
+
+
+def test_self_attention_fusion_attends_each_stream_to_itself_and_cross_attention_to_the_other():
+    """Chen et al. Eq. 7 read literally (fusion="self_attention") against the cross-attention reading: the same
+    weights give different outputs, each equal to its own reference."""
+    stream_a, mask, _ = padded_batch(dim=6)
+    stream_b = torch.randn(4, 7, 4)
+    cross = AttentionFusion(6, 4, 8, num_heads=2).eval()
+    self_ = SelfAttentionFusion(6, 4, 8, num_heads=2).eval()
+    renamed = {"a_to_b": "a_to_a", "b_to_a": "b_to_b"}
+    self_.load_state_dict(
+        {renamed.get(k.split(".")[0], k.split(".")[0]) + k[k.index(".") :]: v for k, v in cross.state_dict().items()}
+    )
+    with torch.no_grad():
+        got_cross, got_self = cross(stream_a, stream_b, mask), self_(stream_a, stream_b, mask)
+        expected_cross = reference_fusion(cross, stream_a, stream_b, mask, cross.a_to_b, cross.b_to_a, "b", "a")
+        expected_self = reference_fusion(self_, stream_a, stream_b, mask, self_.a_to_a, self_.b_to_b, "a", "b")
+    torch.testing.assert_close(got_cross[mask], expected_cross[mask], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_self[mask], expected_self[mask], atol=1e-5, rtol=1e-5)
+    assert (got_self - got_cross)[mask].abs().max() > 1e-2
 
 
 def test_dgcnn_layer_is_the_gated_residual_of_chen_et_al_eq_5():

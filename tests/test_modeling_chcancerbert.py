@@ -30,6 +30,7 @@ ABLATIONS = {
     "bert-dgcnn-crf": dict(use_bilstm=False),
     "bert-dgcnn-bilstm-crf": dict(fusion="concat"),
     "bert-dgcnn-bilstm-mha-crf": dict(),
+    "bert-dgcnn-bilstm-self-mha-crf": dict(fusion="self_attention"),
     "bioes-2-layer-lstm": dict(label_scheme="BIOES", lstm_num_layers=2),
 }
 
@@ -191,6 +192,8 @@ def test_every_ablation_is_a_config_switch():
     assert present["bert-dgcnn-crf"] == {"dgcnn"}
     assert present["bert-dgcnn-bilstm-crf"] == {"bilstm", "dgcnn"}
     assert present["bert-dgcnn-bilstm-mha-crf"] == {"bilstm", "dgcnn", "fusion"}
+    assert present["bert-dgcnn-bilstm-self-mha-crf"] == {"bilstm", "dgcnn", "fusion"}
+    assert type(modules["bert-dgcnn-bilstm-self-mha-crf"].fusion).__name__ == "SelfAttentionFusion"
 
 
 @pytest.mark.parametrize(

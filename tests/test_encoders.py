@@ -1,0 +1,235 @@
+"""Any encoder: both taggers on tiny BERT, RoBERTa, ALBERT, ERNIE and XLNet checkpoints built here, through
+train_ner.build_model, saved, and loaded Hub-natively in a fresh process; folders saved before the encoder was a
+sub-config load with the same outputs; a config loads without the torch side of our code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from tokenizers.processors import TemplateProcessing
+from transformers import (
+    AlbertConfig,
+    AutoModel,
+    BertConfig,
+    BertTokenizer,
+    ErnieConfig,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    XLNetConfig,
+    pipeline,
+)
+from transformers.utils import logging as hf_logging
+
+import train_ner
+from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
+from modeling.pipeline_clinical_ner import save_for_hub
+from modeling.tagging import build_label_list
+from training.common import ConfigurationError
+
+hf_logging.set_verbosity_error()
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tagger_v1"
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"乳腺癌术后紫杉醇化疗阳性"]
+SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+ENCODERS = {
+    "bert": BertConfig(vocab_size=len(VOCAB), max_position_embeddings=64, **SMALL),
+    # RoBERTa's positions start after its padding id: 2 more rows for 64 tokens
+    "roberta": RobertaConfig(vocab_size=len(VOCAB), max_position_embeddings=66, pad_token_id=0, **SMALL),
+    "albert": AlbertConfig(vocab_size=len(VOCAB), embedding_size=16, max_position_embeddings=64, **SMALL),
+    "ernie": ErnieConfig(vocab_size=len(VOCAB), max_position_embeddings=64, **SMALL),
+    "xlnet": XLNetConfig(vocab_size=len(VOCAB), d_model=32, n_layer=1, n_head=2, d_inner=37),
+}
+FAMILIES = {"chcancerbert": "BIO", "clinicalbert-kg": "BIOES"}
+TEXT = "乳腺癌术后紫杉醇化疗"
+
+
+def bert_tokenizer(folder: Path) -> BertTokenizer:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    return BertTokenizer(vocab=str(folder / "vocab.txt"))
+
+
+def checkpoint(folder: Path, architecture: str, seed: int = 0) -> Path:
+    """A plain encoder checkpoint as the Hub holds one: the AutoModel's weights (pooler included) and a tokenizer."""
+    torch.manual_seed(seed)
+    AutoModel.from_config(ENCODERS[architecture]).save_pretrained(folder)
+    bert_tokenizer(folder).save_pretrained(folder)
+    return folder
+
+
+def build(folder: Path, family: str, **arguments):
+    defaults = dict(
+        variant=next(iter(train_ner.VARIANTS[family])), lstm_hidden_size=8, fusion_num_heads=2,
+        label_scheme=FAMILIES[family], lstm_num_layers=1,
+    )  # fmt: skip
+    arguments = {**defaults, **arguments}
+    model_args = train_ner.ModelArguments(family=family, encoder=str(folder), **arguments)
+    tokenizer = train_ner.build_tokenizer(model_args, [])
+    labels = build_label_list(["Disease", "Drug"], FAMILIES[family])
+    return train_ner.build_model(model_args, labels, tokenizer, {}, window=(32, 8)), tokenizer
+
+
+def model_inputs(tokenizer, family: str) -> dict[str, torch.Tensor]:
+    inputs = dict(tokenizer([TEXT, TEXT[:4]], padding=True, return_tensors="pt"))
+    if family == "clinicalbert-kg":  # features of a text no lexicon term matches
+        inputs.update({name: torch.zeros_like(inputs["input_ids"]) for name in train_ner.KG_FEATURES})
+    return inputs
+
+
+@pytest.mark.parametrize("architecture", sorted(ENCODERS))
+def test_each_family_builds_on_the_encoder_and_keeps_its_weights(tmp_path, architecture):
+    folder = checkpoint(tmp_path / architecture, architecture)
+    weights = load_file(folder / "model.safetensors")
+    for family in FAMILIES:
+        model, _ = build(folder, family)
+        assert type(model.config.encoder) is type(ENCODERS[architecture])
+        encoder = model.base_model.state_dict()
+        assert encoder.keys() == {key for key in weights if not key.startswith("pooler.")}, family
+        for key, value in encoder.items():
+            assert torch.equal(value, weights[key]), (family, key)
+        # heads initialised, not the empty memory a missing weight starts as
+        transitions = model.crf.transitions.detach()
+        assert transitions.abs().max() <= 0.1 and transitions.abs().max() > 0, family
+
+
+@pytest.mark.parametrize("architecture", sorted(ENCODERS))
+def test_special_tokens_stay_outside_the_crf_given_ids_or_embeddings(tmp_path, architecture):
+    """config.special_token_ids found in input_ids, or by their embedding in inputs_embeds, or special_tokens_mask:
+    the same tag mask and the same emissions on every encoder."""
+    model, tokenizer = build(checkpoint(tmp_path / architecture, architecture), "chcancerbert")
+    model.eval()
+    inputs = model_inputs(tokenizer, "chcancerbert")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    special = torch.isin(ids, torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id]))
+    with torch.no_grad():
+        by_ids = model(input_ids=ids, attention_mask=mask)
+        by_embeddings = model(inputs_embeds=model.get_input_embeddings()(ids), attention_mask=mask)
+        by_mask = model(input_ids=ids, attention_mask=mask, special_tokens_mask=special.long())
+    assert torch.equal(by_ids.tag_mask, mask.bool() & ~special)
+    assert torch.equal(by_embeddings.tag_mask, by_ids.tag_mask) and torch.equal(by_mask.tag_mask, by_ids.tag_mask)
+    real = by_ids.tag_mask
+    torch.testing.assert_close(by_embeddings.logits[real], by_ids.logits[real], atol=1e-5, rtol=1e-5)
+
+
+def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolated):
+    """Every architecture and family: save_for_hub, then AutoModelForTokenClassification with trust_remote_code in a
+    process that cannot import the project; encoder weights equal the checkpoint's and the outputs are unchanged;
+    family A tags a text over several windows with the clinical-ner pipeline as it did before saving."""
+    cases, entities = [], {}
+    for architecture in ENCODERS:
+        folder = checkpoint(tmp_path / "checkpoints" / architecture, architecture)
+        for family in FAMILIES:
+            model, tokenizer = build(folder, family)
+            model.eval()
+            inputs = model_inputs(tokenizer, family)
+            with torch.no_grad():
+                logits = model(**inputs).logits
+            saved = save_for_hub(model, tokenizer, tmp_path / "saved" / f"{family}-{architecture}")
+            if family == "chcancerbert":  # family B needs a lexicon to tag text
+                ner = pipeline("clinical-ner", model=model, tokenizer=tokenizer, max_length=8, stride=2)
+                entities[str(saved)] = ner(TEXT)
+            torch.save({"inputs": inputs, "logits": logits}, saved.parent / f"{saved.name}.pt")
+            cases.append((str(saved), str(folder / "model.safetensors")))
+    output = run_isolated(
+        f"""
+        import json, torch
+        from safetensors.torch import load_file
+        from transformers import AutoModelForTokenClassification, pipeline
+        results = {{}}
+        for folder, checkpoint in {cases!r}:
+            model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
+            expected = torch.load(folder + ".pt")
+            encoder = model.base_model.state_dict()
+            same_weights = all(torch.equal(encoder[k], v) for k, v in load_file(checkpoint).items() if k in encoder)
+            with torch.no_grad():
+                logits = model(**expected["inputs"]).logits
+            results[folder] = [same_weights, torch.allclose(logits, expected["logits"], atol=1e-5)]
+            if "chcancerbert" in folder:
+                ner = pipeline("clinical-ner", model=folder, trust_remote_code=True, max_length=8, stride=2)
+                results[folder].append(ner({TEXT!r}))
+        print(json.dumps(results))
+        """
+    )
+    results = json.loads(output.strip().splitlines()[-1])
+    assert results == {folder: [True, True, *([entities[folder]] if folder in entities else [])] for folder, _ in cases}
+
+
+def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
+    folder = checkpoint(tmp_path / "bert", "bert")
+    model, _ = build(folder, "chcancerbert", fusion="self_attention")
+    assert type(model.fusion).__name__ == "SelfAttentionFusion" and model.config.fusion == "self_attention"
+    with pytest.raises(ConfigurationError, match="only variant dgcnn-bilstm-mha-crf of chcancerbert has an attention"):
+        build(folder, "chcancerbert", variant="dgcnn-bilstm-crf", fusion="self_attention")
+
+
+def xlnet_style_tokenizer(folder: Path) -> Path:
+    """A tokenizer laid out as XLNet's: tokens, then <sep> <cls>, padded on the left."""
+    backend = Tokenizer(
+        WordLevel({token: i for i, token in enumerate(["<pad>", "<unk>", "<cls>", "<sep>", "a"])}, "<unk>")
+    )
+    backend.pre_tokenizer = Whitespace()
+    backend.post_processor = TemplateProcessing(single="$A <sep> <cls>", special_tokens=[("<sep>", 3), ("<cls>", 2)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", cls_token="<cls>", sep_token="<sep>",
+        padding_side="left",
+    )  # fmt: skip
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_tokenizer_with_another_layout_is_refused(tmp_path):
+    folder = xlnet_style_tokenizer(tmp_path / "xlnet")
+    model_args = train_ner.ModelArguments(encoder=str(folder))
+    with pytest.raises(ConfigurationError, match=r"lays a text out as 'x <sep> <cls>'.*'\[CLS\] x \[SEP\]'"):
+        train_ner.build_tokenizer(model_args, [])
+
+
+@pytest.mark.parametrize(
+    "family, model_class",
+    [("chcancerbert", ChCancerBertForCrfTagging), ("clinicalbert_kg", ClinicalBertKgForCrfTagging)],
+)
+def test_a_folder_saved_before_the_encoder_sub_config_loads_with_the_same_outputs(tmp_path, family, model_class):
+    """tests/fixtures/tagger_v1: flat BertConfig fields and bert.* weights, written by the code before the change."""
+    expected = json.loads((FIXTURES / "expected.json").read_text())
+    inputs = {name: torch.tensor(expected[name]) for name in ("input_ids", "attention_mask")}
+    if family == "clinicalbert_kg":
+        inputs.update({name: torch.tensor(expected[name]) for name in train_ner.KG_FEATURES})
+    model = model_class.from_pretrained(FIXTURES / family).eval()
+    assert type(model.config.encoder) is BertConfig and model.config.hidden_size == 8
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, torch.tensor(expected[f"{family}_logits"]), atol=1e-6)
+    # saved again it has the new layout, and still the same outputs
+    model.save_pretrained(tmp_path / "resaved")
+    layout = json.loads((tmp_path / "resaved" / "config.json").read_text())
+    assert layout["encoder"]["model_type"] == "bert" and "hidden_size" not in layout
+    again = model_class.from_pretrained(tmp_path / "resaved").eval()
+    with torch.no_grad():
+        assert torch.allclose(again(**inputs).logits, torch.tensor(expected[f"{family}_logits"]), atol=1e-6)
+
+
+def test_flat_encoder_fields_make_the_encoder_sub_config():
+    """The way configs were written before (and from_pretrained on a plain checkpoint's config.json)."""
+    flat = ChCancerBertConfig(vocab_size=40, hidden_size=16, num_attention_heads=2, max_position_embeddings=32)
+    assert type(flat.encoder) is BertConfig
+    assert (flat.encoder.vocab_size, flat.hidden_size, flat.max_position_embeddings) == (40, 16, 32)
+    plain = RobertaConfig(vocab_size=40, hidden_size=16, num_attention_heads=2).to_dict()
+    roberta = ChCancerBertConfig(**plain)
+    assert type(roberta.encoder) is RobertaConfig and roberta.model_type == "chcancerbert-crf"
+    assert ChCancerBertConfig(encoder=XLNetConfig(d_model=16, n_head=2)).max_position_embeddings is None
+
+
+def test_resize_token_embeddings_grows_the_encoder_vocabulary(tmp_path):
+    """transformers sets vocab_size on get_text_config(), the tagger config: it reaches the encoder's."""
+    model = ChCancerBertForCrfTagging(ChCancerBertConfig(vocab_size=40, hidden_size=16, num_attention_heads=2))
+    model.resize_token_embeddings(48, mean_resizing=False)
+    model.save_pretrained(tmp_path)
+    loaded = ChCancerBertForCrfTagging.from_pretrained(tmp_path)
+    assert loaded.config.encoder.vocab_size == 48
+    assert loaded.get_input_embeddings().weight.shape == (48, 16)
