@@ -9,9 +9,9 @@ How a text is tagged:
 
 1. It is tokenized once without special tokens, with ``offset_mapping`` (any fast tokenizer: the project's character
    tokenizer, or a WordPiece one whose ASCII runs are single tokens and whose whitespace gives no token).
-2. :func:`tagging.plan_windows` covers the tokens with windows of ``max_length - 2`` tokens that overlap by
-   ``stride`` tokens; each window gets ``[CLS]`` and ``[SEP]``. Windows of all the texts of a call are batched
-   together, ``batch_size`` windows at a time.
+2. :class:`tagging.WindowPlanner` (the planner training uses too) covers the tokens with windows of
+   ``max_length - 2`` tokens that overlap by ``stride`` tokens; each window gets ``[CLS]`` and ``[SEP]``. Windows of
+   all the texts of a call are batched together, ``batch_size`` windows at a time, the texts longest first.
 3. Each window is Viterbi-decoded by the model's CRF (``model.crf.decode(logits, tag_mask)``, never argmax) and the
    CRF marginals (``model.crf.marginals``) give each token the probability of its decoded label. Only the decoded
    labels and those probabilities are kept, never the logits, so memory stays flat on long records.
@@ -77,7 +77,15 @@ from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineItera
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
 from .display import EntityView, render_entities
-from .tagging import OUTSIDE, Span, merge_windows, plan_windows, spans_to_tags, tags_to_spans, token_to_char_spans
+from .tagging import (
+    OUTSIDE,
+    Span,
+    WindowPlanner,
+    merge_windows,
+    spans_to_tags,
+    tags_to_spans,
+    token_to_char_spans,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +124,10 @@ class _Document:
     """One input text, tokenized once and shared by all its windows (never copied into batches)."""
 
     text: str
-    input_ids: torch.Tensor  # shape: (num_tokens,)
+    input_ids: list[int]
     offsets: list[tuple[int, int]]
     word_ids: list[int | None]  # the tokenizer's word of each token (its pre-tokenizer's split)
-    features: dict[str, torch.Tensor]  # model.text_features of the whole text, each of shape (num_tokens,)
+    features: dict[str, list[int]]  # model.text_features of the whole text, one value per token
 
     @property
     def num_tokens(self) -> int:
@@ -244,7 +252,12 @@ class ClinicalNerPipeline(ChunkPipeline):
     def preprocess(self, text: str, max_length: int | None = None, stride: int | None = None):
         if not isinstance(text, str):
             raise TypeError(f"the clinical-ner pipeline takes a string or a list of strings, got {type(text).__name__}")
-        window, stride = self._window_plan(max_length, stride)
+        tokenizer = self.tokenizer
+        planner = WindowPlanner(
+            *self._window_plan(max_length, stride),
+            prefix=() if tokenizer.cls_token_id is None else (tokenizer.cls_token_id,),
+            suffix=() if tokenizer.sep_token_id is None else (tokenizer.sep_token_id,),
+        )
         encoding = self.tokenizer(
             text,
             add_special_tokens=False,
@@ -257,17 +270,17 @@ class ClinicalNerPipeline(ChunkPipeline):
         offsets = [tuple(pair) for pair in encoding["offset_mapping"]]
         document = _Document(
             text,
-            torch.tensor(encoding["input_ids"], dtype=torch.long),
+            encoding["input_ids"],
             offsets,
             encoding.word_ids(),
             self._features(text, offsets),
         )
         del encoding
-        plan = plan_windows(document.num_tokens, window, stride)
+        plan = planner.plan(document.num_tokens)
         for index, (start, end) in enumerate(plan):
-            yield {**self._window_inputs(document, start, end), "is_last": index == len(plan) - 1}
+            yield {**self._window_inputs(planner, document, start, end), "is_last": index == len(plan) - 1}
 
-    def _features(self, text: str, offsets: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    def _features(self, text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]:
         """The model's extra per-token inputs for the whole text (see the hook in the module docstring)."""
         if self._text_features is None:
             return {}
@@ -278,32 +291,15 @@ class ClinicalNerPipeline(ChunkPipeline):
                     f"model.text_features returned {len(values)} values for {key!r}, expected one per token "
                     f"({len(offsets)})"
                 )
-            features[key] = torch.tensor(values, dtype=torch.long)
+            features[key] = list(values)
         return features
 
-    def _window_inputs(self, document: _Document, start: int, end: int) -> dict[str, Any]:
-        prefix = self._specials[:1] if self.tokenizer.cls_token_id is not None else []
-        suffix = self._specials[len(prefix) :]
-        ids = torch.cat(
-            [
-                torch.tensor(prefix, dtype=torch.long),
-                document.input_ids[start:end],
-                torch.tensor(suffix, dtype=torch.long),
-            ]
-        )
+    def _window_inputs(self, planner: WindowPlanner, document: _Document, start: int, end: int) -> dict[str, Any]:
         inputs: dict[str, Any] = {
-            "input_ids": ids.unsqueeze(0),
-            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            key: torch.tensor([values], dtype=torch.long)
+            for key, values in planner.inputs(document.input_ids, start, end, document.features).items()
+            if key != "special_tokens_mask" or self._pass_special_tokens_mask
         }
-        if self._pass_special_tokens_mask:
-            special = torch.zeros(1, len(ids), dtype=torch.long)
-            special[0, : len(prefix)] = 1
-            special[0, len(ids) - len(suffix) :] = 1
-            inputs["special_tokens_mask"] = special
-        for key, values in document.features.items():
-            row = torch.zeros(len(ids), dtype=torch.long)
-            row[len(prefix) : len(ids) - len(suffix)] = values[start:end]
-            inputs[key] = row.unsqueeze(0)
         inputs["window"] = _Window(document, start, end)
         return inputs
 
@@ -482,7 +478,7 @@ class CrfTokenClassificationPipeline(ClinicalNerPipeline):
         tags = spans_to_tags(token_spans, document.num_tokens, self.label_scheme)
         scores = [probability(token, tag) for token, tag in enumerate(tags)]
         if aggregation_strategy == AggregationStrategy.NONE:
-            tokens = self.tokenizer.convert_ids_to_tokens(document.input_ids.tolist())
+            tokens = self.tokenizer.convert_ids_to_tokens(document.input_ids)
             entities = [
                 {
                     "entity": tag,
