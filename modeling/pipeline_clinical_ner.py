@@ -521,11 +521,11 @@ class CrfTokenClassificationPipeline(ClinicalNerPipeline):
 
 
 class _OneDnnLinear(TorchFunctionMode):
-    """Runs ``F.linear`` on float32 CPU tensors with oneDNN's kernel (the one ``torch.compile`` uses on CPUs) instead
-    of aten's, which calls MKL's sgemm.
+    """Runs ``F.linear`` on float32 CPU tensors with oneDNN's kernel instead of aten's, which calls MKL's sgemm.
 
-    On the AMD EPYC CPUs this was measured on, MKL's sgemm ran at half the speed of oneDNN's (MKL takes a generic
-    path on non-Intel CPUs), and linear layers are most of an encoder's time (``benchmarks/pipeline_speed.py``).
+    On the AMD EPYC CPUs this was measured on, MKL's sgemm ran at about half the speed of oneDNN's (one thread, a
+    BERT-base feed-forward product of 4,096 tokens: 0.54 s against 0.27 s), and linear layers are most of an
+    encoder's time (``benchmarks/pipeline_speed.py`` shows both kernels).
     Same arithmetic in another order: scores move in the 7th decimal, never the entities on the benchmark's
     records. Anything else (another dtype or device, autograd) goes to aten unchanged.
     """
