@@ -103,14 +103,16 @@ def main() -> None:
         rows += compare(args.folder / "full-head", texts, None, args.rounds, name)
 
     print(f"torch threads {torch.get_num_threads()}, best of {args.rounds} interleaved rounds, batch 8, inference_mode")
-    print(f"{'model':<52}{'weights':<9}{'chars/s':>9}{'speed-up':>10}{'strict F1':>11}{'change':>9}")
+    width = max(len(row[0]) for row in rows) + 2
+    print(f"{'model':<{width}}{'weights':<9}{'chars/s':>9}{'speed-up':>10}{'strict F1':>11}{'change':>9}")
     for index, (name, setting, speed, f1) in enumerate(rows):
         reference = rows[index - index % 2]
         change = 100 * (f1 - reference[3])
         print(
-            f"{name:<52}{setting or 'float32':<9}{speed:>9.0f}{speed / reference[2]:>9.2f}x{f1:>11.4f}{change:>+9.2f}"
+            f"{name:<{width}}{setting or 'float32':<9}{speed:>9.0f}{speed / reference[2]:>9.2f}x{f1:>11.4f}{change:>+9.2f}"
         )
-    print("(F1 of the base-size model: int8 entities scored against float32 ones; change in points)")
+    if args.base_records:
+        print("(F1 of the base-size model: its int8 entities scored against its float32 ones)")
     speedups = [rows[i + 1][2] / rows[i][2] for i in range(0, len(rows), 2)]
     lost = 100 * (rows[0][3] - rows[1][3])
     verdict = "ok" if min(speedups) >= 1.8 and lost <= 0.5 else "MISSED"
