@@ -375,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gold", type=Path, help="score the predictions against this gold file")
     parser.add_argument("--metrics-output", type=Path, help="JSON metrics (default: OUTPUT with .metrics.json)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
+    parser.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="int8: tag with int8 weights (dynamic quantization of the linear and LSTM layers, CPU only; faster, "
+        "scores differ a little: see benchmarks/quantization.py)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug_flag(parser)
     return parser
@@ -474,7 +480,7 @@ def read_partial(partial: Path, index: InputIndex) -> tuple[set[str], int, int]:
     return done, last, complete
 
 
-def load_pipeline(model: str, device, batch_size: int):
+def load_pipeline(model: str, device, batch_size: int, quantize: str | None = None):
     from transformers import pipeline
 
     from training.common import not_loadable
@@ -485,7 +491,9 @@ def load_pipeline(model: str, device, batch_size: int):
     if not folder.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         raise PredictInputError(f"{model}: no such model folder")
     try:
-        pipe = pipeline("clinical-ner", model=model, trust_remote_code=True, device=device, batch_size=batch_size)
+        pipe = pipeline(
+            "clinical-ner", model=model, trust_remote_code=True, device=device, batch_size=batch_size, quantize=quantize
+        )
     except OSError as error:  # transformers' way of saying a Hub id or a folder cannot be loaded
         raise PredictInputError(f"{model}: {not_loadable(error)}") from error
     if pipe.device != device:
@@ -553,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     index = check_records(records(), args.on_error)
     if args.gold is not None:
         check_gold(args.gold, index)  # a gold file that cannot be scored stops the run before it starts
-    pipe = load_pipeline(args.model, accelerator.device, args.batch_size)
+    if args.quantize and accelerator.device.type != "cpu":
+        raise PredictInputError(f"--quantize {args.quantize} runs on the CPU only: add --cpu")
+    pipe = load_pipeline(args.model, accelerator.device, args.batch_size, args.quantize)
     try:
         pipe._window_plan(args.max_length, args.stride)
     except ValueError as error:

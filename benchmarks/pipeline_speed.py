@@ -1,15 +1,24 @@
-"""Throughput of the clinical-ner pipeline against transformers' token-classification pipeline, and its peak memory
-on a long record.
+"""Throughput of the clinical-ner pipeline against transformers' token-classification pipeline, on the CPU and (where
+one is found) on a GPU, and its peak memory on a long record.
 
-    python benchmarks/pipeline_speed.py [--records 16] [--chars 2000] [--rounds 3] [--threads N]
+    python benchmarks/pipeline_speed.py [--records 16] [--chars 2000] [--rounds 3] [--threads N] [--base]
 
-Both pipelines run the same encoder size (a BERT of hidden 256, 4 layers, 4 heads by default: small, not tiny) over
-the same simulated records of about 2,000 characters, on the CPU, with windows of 512 tokens and 8 windows per
-batch. transformers' pipeline is given ``stride`` so that it also reads long texts in overlapping windows (with
-``aggregation_strategy="simple"``; it argmaxes the logits, which is wrong for a CRF but is the baseline). Ours is
-timed as BERT-CRF (the same encoder and a linear layer, plus the CRF's Viterbi and forward-backward) and with the
-full family-A head (BiLSTM + DGCNN + attention fusion). Rounds are interleaved and the best round of each counts,
-which makes the comparison robust to other load on the machine.
+Both pipelines run the same encoder size (a BERT of hidden 256, 4 layers, 4 heads by default: small, not tiny;
+``--base``: 12 x 768, BERT-base) over the same simulated records of about 2,000 characters, with windows of 512
+tokens ([CLS] and [SEP] included) overlapping by 128 tokens, 8 windows per batch, the same torch threads. transformers'
+pipeline is used as its docs say for long texts: ``stride=128`` with ``aggregation_strategy="simple"`` (its tokenizer
+cuts each text into windows of ``model_max_length`` tokens overlapping by ``stride``, and it joins the windows' tokens
+by argmax of the logits, which is wrong for a CRF but is the baseline). Ours is timed as BERT-CRF (the same encoder
+and a linear layer, plus the CRF's Viterbi and forward-backward) and with the full family-A head (BiLSTM + DGCNN +
+attention fusion), and the full head once more with aten's linear kernel (the one transformers' pipeline runs),
+which shows what the oneDNN kernel of ours brings and checks that our entities are the same with either kernel.
+Rounds are interleaved and the best round of each counts, which makes the comparison robust to other load on the
+machine. Both sides run under torch's inference context of their pipeline (``no_grad`` for transformers',
+``inference_mode`` for ours).
+
+GPU: where ``torch.cuda.is_available()``, the same pipelines tag ``--gpu-records`` records on ``cuda:0`` (batch
+``--gpu-batch``, float32) and the table gives records/s (the CBT-KG paper reports 30 records/s on an RTX 2080; target
+> 300 with a base-size model); without a GPU it prints that none was found.
 
 Peak memory: a fresh process per measurement tags one record of 1,000 or 100,000 characters; the table shows the
 growth of the process's peak RSS over its peak after loading and a warm-up call, and tracemalloc's peak of Python
@@ -71,28 +80,65 @@ def build(folder: Path) -> None:
     tokenizer.save_pretrained(folder / "token-classification")
 
 
-def load(folder: Path, name: str):
+#: Windows overlap by this many tokens on both sides.
+STRIDE = 128
+#: The pipelines timed: name -> (folder, whether ours runs linear layers on aten's kernel instead of oneDNN's).
+PIPELINES = {
+    "token-classification": ("token-classification", False),
+    "bert-crf": ("bert-crf", False),
+    "full-head": ("full-head", False),
+    "full-head, aten linear": ("full-head", True),
+}
+
+
+def load(folder: Path, name: str, device: int | str = -1, batch_size: int = 8):
     from transformers import pipeline
 
     if name == "token-classification":
-        return pipeline("token-classification", model=str(folder / name), device=-1, aggregation_strategy="simple",
-                        stride=128, batch_size=8)  # fmt: skip
-    return pipeline("clinical-ner", model=str(folder / name), trust_remote_code=True, device=-1, batch_size=8)
+        return pipeline("token-classification", model=str(folder / name), device=device, aggregation_strategy="simple",
+                        stride=STRIDE, batch_size=batch_size)  # fmt: skip
+    return pipeline("clinical-ner", model=str(folder / name), trust_remote_code=True, device=device,
+                    batch_size=batch_size, stride=STRIDE)  # fmt: skip
 
 
-def throughput(folder: Path, records: int, chars: int, rounds: int) -> dict[str, float]:
-    texts = [simulated_text(chars, seed=i) for i in range(records)]
-    total = sum(len(t) for t in texts)
-    pipes = {name: load(folder, name) for name in ("token-classification", "bert-crf", "full-head")}
-    for pipe in pipes.values():
+def timed(pipe, texts: list[str], aten_linear: bool):
+    """Seconds to tag ``texts`` and the entities; ``aten_linear`` turns our oneDNN linear kernel off for the call."""
+    import torch
+
+    module = sys.modules[type(pipe).__module__]  # the pipeline file as loaded from the model folder
+    onednn = getattr(module, "_OneDnnLinear", None)
+    applies = onednn.applies if onednn is not None else None
+    if aten_linear and onednn is not None:
+        onednn.applies = staticmethod(lambda device: False)
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        entities = pipe(texts)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, entities
+    finally:
+        if onednn is not None:
+            onednn.applies = applies
+
+
+def spans(entities) -> list[list[tuple[int, int, str]]]:
+    return [[(e["start"], e["end"], e["entity_group"]) for e in record] for record in entities]
+
+
+def throughput(folder: Path, texts: list[str], rounds: int, device: int | str = -1, batch_size: int = 8):
+    """Best seconds of each pipeline over interleaved rounds, and the entities of each."""
+    loaded = {folder_name: load(folder, folder_name, device, batch_size) for folder_name, _ in PIPELINES.values()}
+    for pipe in loaded.values():
         pipe(texts[:1])  # warm-up
-    best = dict.fromkeys(pipes, float("inf"))
+    best = dict.fromkeys(PIPELINES, float("inf"))
+    entities = {}
     for _ in range(rounds):
-        for name, pipe in pipes.items():
-            start = time.perf_counter()
-            pipe(texts)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: total / seconds for name, seconds in best.items()}
+        for name, (folder_name, aten_linear) in PIPELINES.items():
+            seconds, entities[name] = timed(loaded[folder_name], texts, aten_linear)
+            best[name] = min(best[name], seconds)
+    return best, entities
 
 
 MEMORY_PROBE = """
@@ -134,6 +180,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/clinical-ner-benchmark"))
     parser.add_argument("--base", action="store_true", help="a BERT-base-size encoder (12 x 768) instead")
+    parser.add_argument("--no-memory", action="store_true", help="leave out the peak-memory table")
+    parser.add_argument("--gpu-records", type=int, default=256, help="records tagged on the GPU, when there is one")
+    parser.add_argument("--gpu-batch", type=int, default=64, help="windows per batch on the GPU")
     args = parser.parse_args()
 
     import torch
@@ -146,19 +195,40 @@ def main() -> None:
     if args.base:
         ENCODER.update(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
     build(args.folder)
-    print(f"encoder {ENCODER}, windows of {MAX_LENGTH} tokens, batch 8, torch threads {torch.get_num_threads()}")
+    texts = [simulated_text(args.chars, seed=i) for i in range(args.records)]
+    total = sum(len(t) for t in texts)
+    print(f"encoder {ENCODER}, windows of {MAX_LENGTH} tokens overlapping by {STRIDE}, batch 8, "
+          f"torch threads {torch.get_num_threads()}")  # fmt: skip
     print(f"{args.records} records of {args.chars} characters, best of {args.rounds} interleaved rounds\n")
-    speeds = throughput(args.folder, args.records, args.chars, args.rounds)
-    reference = speeds["token-classification"]
-    print(f"{'pipeline':<46}{'chars/s':>10}{'vs baseline':>13}")
+    best, entities = throughput(args.folder, texts, args.rounds)
+    same = spans(entities["full-head"]) == spans(entities["full-head, aten linear"])
+    reference = total / best["token-classification"]
+    print(f"{'pipeline (CPU)':<50}{'chars/s':>10}{'vs baseline':>13}")
     labels = {
         "token-classification": "token-classification, BertForTokenClassification",
         "bert-crf": "clinical-ner, BERT-CRF",
         "full-head": "clinical-ner, BERT-DGCNN-BiLSTM-MHA-CRF",
+        "full-head, aten linear": "  the same, aten's linear kernel",
     }
-    for name, speed in speeds.items():
-        print(f"{labels[name]:<46}{speed:>10.0f}{speed / reference:>12.2f}x")
+    for name, seconds in best.items():
+        print(f"{labels[name]:<50}{total / seconds:>10.0f}{total / seconds / reference:>12.2f}x")
+    print(f"full head: entities with oneDNN's and aten's linear kernels {'identical' if same else 'DIFFER'}")
 
+    print()
+    if not torch.cuda.is_available():
+        print("GPU: no GPU found (torch.cuda.is_available() is False): records/s on a GPU not measured")
+    else:
+        gpu_texts = [simulated_text(args.chars, seed=i) for i in range(args.gpu_records)]
+        best, _ = throughput(args.folder, gpu_texts, args.rounds, device=0, batch_size=args.gpu_batch)
+        print(f"GPU {torch.cuda.get_device_name(0)}: {args.gpu_records} records of {args.chars} characters, "
+              f"batch {args.gpu_batch}, float32 (CBT-KG paper: 30 records/s on an RTX 2080; target > 300)")  # fmt: skip
+        print(f"{'pipeline (GPU)':<50}{'records/s':>10}")
+        for name, seconds in best.items():
+            if name != "full-head, aten linear":  # the same kernels on a GPU
+                print(f"{labels[name]:<50}{args.gpu_records / seconds:>10.1f}")
+
+    if args.no_memory:
+        return
     print(f"\n{'one record (clinical-ner, BERT-CRF)':<36}{'RSS growth MiB':>16}{'Python peak MiB':>17}"
           f"{'entities':>10}{'seconds':>9}")  # fmt: skip
     for chars in (1_000, 10_000, 100_000):

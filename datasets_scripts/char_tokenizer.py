@@ -26,6 +26,8 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import BertTokenizer, PreTrainedTokenizerFast
 
+from .readers import FORMATS, read_records
+
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -159,11 +161,9 @@ def write_wordpiece_vocab(path: str | Path, texts: Iterable[str], min_frequency:
 
 def main(argv: list[str] | None = None) -> None:
     """Build a tokenizer from a corpus file's texts and save it with ``save_pretrained``."""
-    from .report import read_records  # here, not at the top: report imports this module
-
     parser = argparse.ArgumentParser(description="Build a character (or WordPiece) tokenizer from a corpus file.")
     parser.add_argument("input", type=Path)
-    parser.add_argument("--format", required=True, choices=("ccks2019", "ccks2020", "label-studio"))
+    parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--wordpiece", action="store_true", help="a standard WordPiece vocabulary instead")
     parser.add_argument("--min-frequency", type=int, default=1)

@@ -36,12 +36,12 @@ import datasets
 
 from modeling.tagging import (
     Span,
+    WindowPlanner,
     allowed_transitions,
     build_label_list,
     char_to_token_spans,
     check_scheme,
     merge_windows,
-    plan_windows,
     resolve_overlaps,
     spans_to_tags,
     token_to_char_spans,
@@ -179,6 +179,7 @@ class WindowEncoder:
             )
         self.tokenizer = tokenizer
         self.max_length, self.window, self.stride = max_length, window, stride
+        self.planner = WindowPlanner(window, stride, (tokenizer.cls_token_id,), (tokenizer.sep_token_id,))
         self.pad_to_max_length = pad_to_max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if (text_features is None) != (not text_feature_names):
@@ -270,24 +271,19 @@ class WindowEncoder:
             self.stats.records += 1
             return []
         features = self._record_features(text, offsets, record_id)
-        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         windows = []
-        for start, end in plan_windows(len(input_ids), self.window, self.stride):
+        for start, end in self.planner.plan(len(input_ids)):
             tags = spans_to_tags(window_spans(token_spans, start, end), end - start, self.scheme)
             label_ids = [self.label2id[tag] for tag in tags]
             self._check_path(label_ids, record_id, len(windows), start, offsets)
             size = end - start + 2
             window = {
-                "input_ids": [cls_id, *input_ids[start:end], sep_id],
-                "attention_mask": [1] * size,
+                **self.planner.inputs(input_ids, start, end, features),
                 "token_type_ids": [0] * size,
-                "special_tokens_mask": [1, *([0] * (end - start)), 1],
                 "labels": [IGNORE_INDEX, *label_ids, IGNORE_INDEX],
                 "offset_mapping": [(0, 0), *offsets[start:end], (0, 0)],
                 "window_start": start,
             }
-            for name, values in features.items():
-                window[name] = [0, *values[start:end], 0]
             if self.pad_to_max_length:
                 self._pad(window, self.max_length - size)
             windows.append(window)

@@ -21,31 +21,14 @@ from typing import Any
 
 from cli_errors import add_debug_flag, run_command
 
-from .ccks import ReadResult, read_ccks
+from .ccks import ReadResult
 from .char_tokenizer import build_char_tokenizer
 from .encoding import IGNORE_INDEX, EncodingStats, WindowEncoder
-from .label_studio import read_label_studio
-from .labels import BREAST_CANCER_CODES, CCKS_CODES
 from .quality import Finding, all_findings
+from .readers import FORMATS, entity_types_of_format, read_records
 from .schema import Record
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ("ccks2019", "ccks2020", "label-studio")
-
-
-def read_records(file_format: str, path: str | Path, *, strict: bool = False) -> ReadResult:
-    """Read a file in one of :data:`FORMATS`."""
-    if file_format in ("ccks2019", "ccks2020"):
-        return read_ccks(path, strict=strict)
-    if file_format == "label-studio":
-        return read_label_studio(path, strict=strict)
-    raise ValueError(f"unknown format {file_format!r}: expected one of {', '.join(FORMATS)}")
-
-
-def entity_types_of_format(file_format: str) -> tuple[str, ...]:
-    """The type codes of a format's corpus."""
-    return BREAST_CANCER_CODES if file_format == "label-studio" else CCKS_CODES
 
 
 @dataclass

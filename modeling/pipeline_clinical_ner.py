@@ -9,9 +9,9 @@ How a text is tagged:
 
 1. It is tokenized once without special tokens, with ``offset_mapping`` (any fast tokenizer: the project's character
    tokenizer, or a WordPiece one whose ASCII runs are single tokens and whose whitespace gives no token).
-2. :func:`tagging.plan_windows` covers the tokens with windows of ``max_length - 2`` tokens that overlap by
-   ``stride`` tokens; each window gets ``[CLS]`` and ``[SEP]``. Windows of all the texts of a call are batched
-   together, ``batch_size`` windows at a time.
+2. :class:`tagging.WindowPlanner` (the planner training uses too) covers the tokens with windows of
+   ``max_length - 2`` tokens that overlap by ``stride`` tokens; each window gets ``[CLS]`` and ``[SEP]``. Windows of
+   all the texts of a call are batched together, ``batch_size`` windows at a time, the texts longest first.
 3. Each window is Viterbi-decoded by the model's CRF (``model.crf.decode(logits, tag_mask)``, never argmax) and the
    CRF marginals (``model.crf.marginals``) give each token the probability of its decoded label. Only the decoded
    labels and those probabilities are kept, never the logits, so memory stays flat on long records.
@@ -57,15 +57,18 @@ does) lets ``pipeline(task, model=<model object>, tokenizer=...)`` choose these 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader
 from transformers import AutoModelForTokenClassification
 from transformers.dynamic_module_utils import get_relative_import_files
@@ -75,7 +78,15 @@ from transformers.pipelines.token_classification import AggregationStrategy, Tok
 
 from .configuration_crf_tagger import PIPELINE_CLASS_NAMES, clinical_ner_custom_pipelines
 from .display import EntityView, render_entities
-from .tagging import OUTSIDE, Span, merge_windows, plan_windows, spans_to_tags, tags_to_spans, token_to_char_spans
+from .tagging import (
+    OUTSIDE,
+    Span,
+    WindowPlanner,
+    merge_windows,
+    spans_to_tags,
+    tags_to_spans,
+    token_to_char_spans,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,15 +97,19 @@ DEFAULT_MAX_LENGTH = 512
 _NO_LIMIT = 1_000_000
 
 
+#: Values of the ``quantize`` argument (:func:`quantize_model`).
+QUANTIZE_CHOICES = ("int8",)
+
+
 @dataclass
 class _Document:
     """One input text, tokenized once and shared by all its windows (never copied into batches)."""
 
     text: str
-    input_ids: torch.Tensor  # shape: (num_tokens,)
+    input_ids: list[int]
     offsets: list[tuple[int, int]]
     word_ids: list[int | None]  # the tokenizer's word of each token (its pre-tokenizer's split)
-    features: dict[str, torch.Tensor]  # model.text_features of the whole text, each of shape (num_tokens,)
+    features: dict[str, list[int]]  # model.text_features of the whole text, one value per token
 
     @property
     def num_tokens(self) -> int:
@@ -120,6 +135,12 @@ class ClinicalNerPipeline(ChunkPipeline):
         stride: tokens shared by consecutive windows; defaults to the config's ``window_stride`` when ``max_length``
             is the training one, else to a quarter of the window, at least 2.
     ``batch_size`` counts windows (of one or several texts); ``device`` works as in every transformers pipeline.
+    A list of texts is tagged in order of length, so that a batch holds windows of similar lengths and little padding;
+    the results come back in input order.
+
+    Construction parameter (``pipeline("clinical-ner", model=..., quantize="int8")``):
+        quantize: ``"int8"`` tags with a dynamically quantized copy of the model (:func:`quantize_model`, CPU only;
+            the model passed in is left as it is), ``None`` (the default) with the model itself.
     """
 
     _load_tokenizer = True
@@ -128,7 +149,7 @@ class ClinicalNerPipeline(ChunkPipeline):
     _load_video_processor = False
     _load_feature_extractor = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, quantize: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(getattr(self.model, "crf", None), torch.nn.Module):
             raise ValueError(
@@ -145,6 +166,10 @@ class ClinicalNerPipeline(ChunkPipeline):
         self.label_scheme = getattr(config, "label_scheme", None) or "BIO"
         self.label_classes = dict(getattr(config, "label_classes", None) or {})
         self._specials = [t for t in (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id) if t is not None]
+        if quantize is not None:
+            if self.device.type != "cpu":
+                raise ValueError(f"quantize={quantize!r} runs on the CPU only, got device {self.device}")
+            self.model = quantize_model(self.model, quantize)
 
     def __call__(self, inputs, **kwargs):
         """Entities of one text (a list of entity dicts) or of each text of a list (a list of such lists)."""
@@ -152,6 +177,14 @@ class ClinicalNerPipeline(ChunkPipeline):
             inputs = list(inputs)
         if isinstance(inputs, list) and not inputs:
             return []  # the base class looks at inputs[0] to detect chat messages
+        if isinstance(inputs, list) and all(isinstance(text, str) for text in inputs):
+            # Longest first: windows of consecutive texts share batches, so similar lengths mean little padding.
+            order = sorted(range(len(inputs)), key=lambda index: -len(inputs[index]))
+            results = super().__call__([inputs[index] for index in order], **kwargs)
+            in_order = [None] * len(inputs)
+            for index, result in zip(order, results):
+                in_order[index] = result
+            return in_order
         return super().__call__(inputs, **kwargs)
 
     # ------------------------------------------------------------------ parameters
@@ -201,7 +234,12 @@ class ClinicalNerPipeline(ChunkPipeline):
     def preprocess(self, text: str, max_length: int | None = None, stride: int | None = None):
         if not isinstance(text, str):
             raise TypeError(f"the clinical-ner pipeline takes a string or a list of strings, got {type(text).__name__}")
-        window, stride = self._window_plan(max_length, stride)
+        tokenizer = self.tokenizer
+        planner = WindowPlanner(
+            *self._window_plan(max_length, stride),
+            prefix=() if tokenizer.cls_token_id is None else (tokenizer.cls_token_id,),
+            suffix=() if tokenizer.sep_token_id is None else (tokenizer.sep_token_id,),
+        )
         encoding = self.tokenizer(
             text,
             add_special_tokens=False,
@@ -214,17 +252,17 @@ class ClinicalNerPipeline(ChunkPipeline):
         offsets = [tuple(pair) for pair in encoding["offset_mapping"]]
         document = _Document(
             text,
-            torch.tensor(encoding["input_ids"], dtype=torch.long),
+            encoding["input_ids"],
             offsets,
             encoding.word_ids(),
             self._features(text, offsets),
         )
         del encoding
-        plan = plan_windows(document.num_tokens, window, stride)
+        plan = planner.plan(document.num_tokens)
         for index, (start, end) in enumerate(plan):
-            yield {**self._window_inputs(document, start, end), "is_last": index == len(plan) - 1}
+            yield {**self._window_inputs(planner, document, start, end), "is_last": index == len(plan) - 1}
 
-    def _features(self, text: str, offsets: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    def _features(self, text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]:
         """The model's extra per-token inputs for the whole text (see the hook in the module docstring)."""
         if self._text_features is None:
             return {}
@@ -235,38 +273,26 @@ class ClinicalNerPipeline(ChunkPipeline):
                     f"model.text_features returned {len(values)} values for {key!r}, expected one per token "
                     f"({len(offsets)})"
                 )
-            features[key] = torch.tensor(values, dtype=torch.long)
+            features[key] = list(values)
         return features
 
-    def _window_inputs(self, document: _Document, start: int, end: int) -> dict[str, Any]:
-        prefix = self._specials[:1] if self.tokenizer.cls_token_id is not None else []
-        suffix = self._specials[len(prefix) :]
-        ids = torch.cat(
-            [
-                torch.tensor(prefix, dtype=torch.long),
-                document.input_ids[start:end],
-                torch.tensor(suffix, dtype=torch.long),
-            ]
-        )
+    def _window_inputs(self, planner: WindowPlanner, document: _Document, start: int, end: int) -> dict[str, Any]:
         inputs: dict[str, Any] = {
-            "input_ids": ids.unsqueeze(0),
-            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            key: torch.tensor([values], dtype=torch.long)
+            for key, values in planner.inputs(document.input_ids, start, end, document.features).items()
+            if key != "special_tokens_mask" or self._pass_special_tokens_mask
         }
-        if self._pass_special_tokens_mask:
-            special = torch.zeros(1, len(ids), dtype=torch.long)
-            special[0, : len(prefix)] = 1
-            special[0, len(ids) - len(suffix) :] = 1
-            inputs["special_tokens_mask"] = special
-        for key, values in document.features.items():
-            row = torch.zeros(len(ids), dtype=torch.long)
-            row[len(prefix) : len(ids) - len(suffix)] = values[start:end]
-            inputs[key] = row.unsqueeze(0)
         inputs["window"] = _Window(document, start, end)
         return inputs
 
+    def get_inference_context(self):
+        # No autograd bookkeeping at all (transformers' pipelines use no_grad): nothing here is ever trained.
+        return torch.inference_mode
+
     def _forward(self, model_inputs: dict[str, Any], keep_marginals: bool = False) -> dict[str, Any]:
         window, is_last = model_inputs.pop("window"), model_inputs.pop("is_last")
-        output = self.model(**model_inputs, return_dict=True)  # whatever the config's return_dict says
+        with _OneDnnLinear() if _OneDnnLinear.applies(self.device) else contextlib.nullcontext():
+            output = self.model(**model_inputs, return_dict=True)  # whatever the config's return_dict says
         emissions = output.logits  # shape: (batch, seq, num_labels), CRF emissions
         tag_mask = getattr(output, "tag_mask", None)
         if tag_mask is None:
@@ -434,7 +460,7 @@ class CrfTokenClassificationPipeline(ClinicalNerPipeline):
         tags = spans_to_tags(token_spans, document.num_tokens, self.label_scheme)
         scores = [probability(token, tag) for token, tag in enumerate(tags)]
         if aggregation_strategy == AggregationStrategy.NONE:
-            tokens = self.tokenizer.convert_ids_to_tokens(document.input_ids.tolist())
+            tokens = self.tokenizer.convert_ids_to_tokens(document.input_ids)
             entities = [
                 {
                     "entity": tag,
@@ -474,6 +500,55 @@ class CrfTokenClassificationPipeline(ClinicalNerPipeline):
             for start, end, label in sorted(groups)
             if label not in ignore_labels
         ]
+
+
+class _OneDnnLinear(TorchFunctionMode):
+    """Runs ``F.linear`` on float32 CPU tensors with oneDNN's kernel instead of aten's, which calls MKL's sgemm.
+
+    On the AMD EPYC CPUs this was measured on, MKL's sgemm ran at about half the speed of oneDNN's (one thread, a
+    BERT-base feed-forward product of 4,096 tokens: 0.54 s against 0.27 s), and linear layers are most of an
+    encoder's time (``benchmarks/pipeline_speed.py`` shows both kernels).
+    Same arithmetic in another order: scores move in the 7th decimal, never the entities on the benchmark's
+    records. Anything else (another dtype or device, autograd) goes to aten unchanged.
+    """
+
+    @staticmethod
+    def applies(device: torch.device) -> bool:
+        return (
+            device.type == "cpu"
+            and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear:
+            inputs, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if (
+                inputs.device.type == "cpu"
+                and inputs.dtype == weight.dtype == torch.float32
+                and inputs.dim() >= 2
+                and not torch.is_grad_enabled()
+            ):
+                return torch.ops.mkldnn._linear_pointwise(inputs, weight, bias, "none", [], "")
+        return func(*args, **kwargs)
+
+
+def quantize_model(model: torch.nn.Module, scheme: str) -> torch.nn.Module:
+    """A copy of ``model`` for CPU inference with int8 weights (``scheme="int8"``): torch's dynamic quantization of
+    every ``nn.Linear`` and ``nn.LSTM`` (weights int8 per tensor, activations quantized on the fly per batch). The
+    CRF has neither, so it stays in float32. ``model`` itself is not changed.
+
+    ``torch.ao.quantization.quantize_dynamic`` still works in torch 2.13 but warns that it is deprecated in favour
+    of torchao, which a model repository cannot import (remote code imports torch and transformers only); its
+    warnings are silenced here, once, since they say nothing about the user's code.
+    """
+    if scheme not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {list(QUANTIZE_CHOICES)} or None, got {scheme!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
 
 
 def _word_ranges(word_ids: list[int | None]) -> list[tuple[int, int]]:

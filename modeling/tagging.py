@@ -15,7 +15,8 @@ may import nothing but the standard library.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 SCHEMES = ("BIO", "BIOES")
 OUTSIDE = "O"
@@ -226,6 +227,41 @@ def plan_windows(num_tokens: int, window: int, stride: int) -> list[tuple[int, i
         start = min(windows[-1][1] - stride, num_tokens - window)
         windows.append((start, start + window))
     return windows
+
+
+@dataclass(frozen=True)
+class WindowPlanner:
+    """How a text's tokens become model windows, for training (``datasets_scripts.encoding``) and the pipeline alike.
+
+    ``window`` tokens per window, consecutive windows sharing ``stride`` or more (:func:`plan_windows`), each wrapped
+    in the ``prefix`` and ``suffix`` token ids (``[CLS]`` and ``[SEP]``; empty for a tokenizer without them).
+    """
+
+    window: int
+    stride: int
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+
+    def plan(self, num_tokens: int) -> list[tuple[int, int]]:
+        """The windows ``[(start, end), ...]`` over ``num_tokens`` tokens (:func:`plan_windows`)."""
+        return plan_windows(num_tokens, self.window, self.stride)
+
+    def inputs(
+        self, input_ids: Sequence[int], start: int, end: int, features: Mapping[str, Sequence[int]] | None = None
+    ) -> dict[str, list[int]]:
+        """The model inputs of the window over tokens ``[start, end)`` of a text (``input_ids`` and ``features``
+        cover all its tokens, without special tokens): ``input_ids``, ``attention_mask``, ``special_tokens_mask``
+        (1 on the prefix and suffix) and each per-token feature, 0 on the prefix and suffix."""
+        before, after = [0] * len(self.prefix), [0] * len(self.suffix)
+        content = end - start
+        inputs = {
+            "input_ids": [*self.prefix, *input_ids[start:end], *self.suffix],
+            "attention_mask": [1] * (len(before) + content + len(after)),
+            "special_tokens_mask": [1] * len(before) + [0] * content + [1] * len(after),
+        }
+        for name, values in (features or {}).items():
+            inputs[name] = [*before, *values[start:end], *after]
+        return inputs
 
 
 def window_owners(windows: Sequence[tuple[int, int]], num_tokens: int) -> list[int]:

@@ -1,0 +1,138 @@
+"""CPU inference paths of the clinical-ner pipeline and predict.py: length-sorted batches, oneDNN linear layers,
+inference mode, and the int8 option (issue 19, items 2 and 3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.ao.nn.quantized import dynamic as quantized_dynamic
+from transformers import pipeline
+from transformers.utils import logging as hf_logging
+
+from modeling import pipeline_clinical_ner
+from modeling.pipeline_clinical_ner import ClinicalNerPipeline, quantize_model
+
+from .pipeline_helpers import char_tokenizer, hand_set_model, random_model
+from .test_predict import model_dir, read_jsonl, run, spans_of, write_jsonl  # noqa: F401 (model_dir: a fixture)
+
+hf_logging.set_verbosity_error()
+
+# Mixed lengths in an order that interleaves short and long records.
+TEXTS = ["结节" * 3, "患者于年月日行左乳腺癌改良根治术" * 5, "药物", "化疗周期阳性" * 9, "时间", "左乳" * 30]
+
+
+@pytest.fixture(scope="module")
+def char_tok():
+    return char_tokenizer()
+
+
+def spans(entities):
+    return [(e["start"], e["end"], e["entity_group"]) for e in entities]
+
+
+def reference(model, tokenizer, texts, monkeypatch):
+    """Each text alone (batch of one window list, no padding across texts) through aten's linear layers."""
+    monkeypatch.setattr(
+        pipeline_clinical_ner._OneDnnLinear, "applies", staticmethod(lambda device: False), raising=False
+    )
+    pipe = ClinicalNerPipeline(model=model, tokenizer=tokenizer, device=-1)
+    results = [pipe(text, batch_size=1, max_length=24) for text in texts]
+    monkeypatch.undo()
+    return results
+
+
+def test_texts_are_batched_by_length_and_come_back_in_input_order(char_tok, monkeypatch):
+    model = random_model(char_tok)
+    expected = reference(model, char_tok, TEXTS, monkeypatch)
+    pipe = ClinicalNerPipeline(model=model, tokenizer=char_tok, device=-1)
+    padding = []
+    collate = pipe._collate
+
+    def counting(items):
+        batch = collate(items)
+        padding.append(int((batch["attention_mask"] == 0).sum()))
+        return batch
+
+    monkeypatch.setattr(pipe, "_collate", counting)
+    found = pipe(TEXTS, batch_size=2, max_length=24)
+    # In input order, the same entities as each text alone; scores to rounding (another kernel, other batches).
+    assert [spans(entities) for entities in found] == [spans(entities) for entities in expected]
+    for ours, alone in zip(found, expected):
+        assert [e["score"] for e in ours] == pytest.approx([e["score"] for e in alone], abs=1e-5)
+    # Longest first: pairs of windows of nearly equal length (in input order, 2 + 21 + ... padded tokens).
+    assert sum(padding) <= 4, padding
+
+
+def test_linear_layers_run_on_onednn_under_inference_mode(char_tok, monkeypatch):
+    if not pipeline_clinical_ner._OneDnnLinear.applies(torch.device("cpu")):
+        pytest.skip("this torch build has no oneDNN linear kernel")
+    model = random_model(char_tok)
+    calls, modes = [], []
+    onednn = torch.ops.mkldnn._linear_pointwise
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return onednn(*args)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
+    model.register_forward_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
+    pipe = ClinicalNerPipeline(model=model, tokenizer=char_tok, device=-1)
+    pipe(TEXTS[1], max_length=24)
+    linears = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+    assert len(calls) >= linears > 0 and modes == [True] * len(modes) and modes
+    # Outside the pipeline, training and autograd keep aten's linear.
+    calls.clear()
+    model(**char_tok(TEXTS[0], return_tensors="pt"))
+    assert calls == []
+
+
+def test_int8_quantizes_a_copy_of_the_linear_and_lstm_layers(char_tok):
+    model = random_model(char_tok)
+    pipe = pipeline("clinical-ner", model=model, tokenizer=char_tok, quantize="int8")
+    quantized = pipe.model
+    assert quantized is not model
+    kinds = {type(module) for module in quantized.modules()}
+    assert quantized_dynamic.Linear in kinds and quantized_dynamic.LSTM in kinds
+    assert torch.nn.LSTM not in kinds
+    # Every float Linear left is one torch's dynamic quantization cannot take (attention's output projection).
+    left = [name for name, module in quantized.named_modules() if type(module) is torch.nn.Linear]
+    assert not left, left
+    assert quantized.bert.encoder.layer[0].intermediate.dense.weight().dtype == torch.qint8
+    assert all(p.dtype == torch.float32 for p in quantized.crf.parameters())
+    # The model passed in is untouched.
+    assert not any(isinstance(m, (quantized_dynamic.Linear, quantized_dynamic.LSTM)) for m in model.modules())
+
+
+def test_int8_gives_the_fp32_entities_of_a_clear_cut_model(char_tok):
+    model = hand_set_model(char_tok)
+    text = "患者于时间行药物物化疗" * 6
+    fp32 = ClinicalNerPipeline(model=model, tokenizer=char_tok, device=-1)(text, max_length=20)
+    int8 = pipeline("clinical-ner", model=model, tokenizer=char_tok, quantize="int8")(text, max_length=20)
+    assert spans(int8) == spans(fp32) and len(fp32) == 12
+    assert [e["score"] for e in int8] == pytest.approx([e["score"] for e in fp32], abs=0.02)
+
+
+@pytest.mark.parametrize("value", ["int4", "INT8", 8])
+def test_a_bad_quantize_value_is_refused(char_tok, value):
+    with pytest.raises(ValueError, match=r"quantize must be one of \['int8'\] or None, got"):
+        pipeline("clinical-ner", model=hand_set_model(char_tok), tokenizer=char_tok, quantize=value)
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        quantize_model(hand_set_model(char_tok), value)
+
+
+def test_predict_quantize_int8_end_to_end(model_dir, tmp_path):  # noqa: F811 (the fixture)
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)])
+    assert run(model_dir, records, "-o", tmp_path / "fp32.jsonl") == 0
+    assert run(model_dir, records, "-o", tmp_path / "int8.jsonl", "--quantize", "int8") == 0
+    fp32, int8 = read_jsonl(tmp_path / "fp32.jsonl"), read_jsonl(tmp_path / "int8.jsonl")
+    assert [spans_of(r) for r in int8] == [spans_of(r) for r in fp32]
+    assert sum(len(r["entities"]) for r in fp32) > 0
+    assert [r["id"] for r in int8] == [str(i) for i in range(len(TEXTS))]
+
+
+def test_predict_refuses_a_bad_quantize_value_as_argparse_does(model_dir, tmp_path, capsys):  # noqa: F811
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": TEXTS[0]}])
+    assert run(model_dir, records, "-o", tmp_path / "out.jsonl", "--quantize", "int4") == 2
+    err = capsys.readouterr().err
+    assert "argument --quantize: invalid choice: 'int4' (choose from 'int8')" in err
+    assert "Traceback" not in err and not (tmp_path / "out.jsonl").exists()
