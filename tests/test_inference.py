@@ -13,7 +13,6 @@ from modeling import pipeline_clinical_ner
 from modeling.pipeline_clinical_ner import ClinicalNerPipeline, quantize_model
 
 from .pipeline_helpers import char_tokenizer, hand_set_model, random_model
-from .test_predict import model_dir, read_jsonl, run, spans_of, write_jsonl  # noqa: F401 (model_dir: a fixture)
 
 hf_logging.set_verbosity_error()
 
@@ -118,21 +117,3 @@ def test_a_bad_quantize_value_is_refused(char_tok, value):
         pipeline("clinical-ner", model=hand_set_model(char_tok), tokenizer=char_tok, quantize=value)
     with pytest.raises(ValueError, match="quantize must be one of"):
         quantize_model(hand_set_model(char_tok), value)
-
-
-def test_predict_quantize_int8_end_to_end(model_dir, tmp_path):  # noqa: F811 (the fixture)
-    records = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)])
-    assert run(model_dir, records, "-o", tmp_path / "fp32.jsonl") == 0
-    assert run(model_dir, records, "-o", tmp_path / "int8.jsonl", "--quantize", "int8") == 0
-    fp32, int8 = read_jsonl(tmp_path / "fp32.jsonl"), read_jsonl(tmp_path / "int8.jsonl")
-    assert [spans_of(r) for r in int8] == [spans_of(r) for r in fp32]
-    assert sum(len(r["entities"]) for r in fp32) > 0
-    assert [r["id"] for r in int8] == [str(i) for i in range(len(TEXTS))]
-
-
-def test_predict_refuses_a_bad_quantize_value_as_argparse_does(model_dir, tmp_path, capsys):  # noqa: F811
-    records = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": TEXTS[0]}])
-    assert run(model_dir, records, "-o", tmp_path / "out.jsonl", "--quantize", "int4") == 2
-    err = capsys.readouterr().err
-    assert "argument --quantize: invalid choice: 'int4' (choose from 'int8')" in err
-    assert "Traceback" not in err and not (tmp_path / "out.jsonl").exists()

@@ -431,3 +431,24 @@ def test_gold_with_other_texts_for_the_same_ids_is_refused_before_predicting(mod
     gold.write_text("", encoding="utf-8")
     assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", gold) == 2
     assert f"error: {gold}: the file holds no records" in capsys.readouterr().err
+
+
+QUANTIZE_TEXTS = ["结节" * 3, "患者于年月日行左乳腺癌改良根治术" * 5, "药物", "化疗周期阳性" * 9, "时间", "左乳" * 30]
+
+
+def test_predict_quantize_int8_end_to_end(model_dir, tmp_path):
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(QUANTIZE_TEXTS)])
+    assert run(model_dir, records, "-o", tmp_path / "fp32.jsonl") == 0
+    assert run(model_dir, records, "-o", tmp_path / "int8.jsonl", "--quantize", "int8") == 0
+    fp32, int8 = read_jsonl(tmp_path / "fp32.jsonl"), read_jsonl(tmp_path / "int8.jsonl")
+    assert [spans_of(r) for r in int8] == [spans_of(r) for r in fp32]
+    assert sum(len(r["entities"]) for r in fp32) > 0
+    assert [r["id"] for r in int8] == [str(i) for i in range(len(QUANTIZE_TEXTS))]
+
+
+def test_predict_refuses_a_bad_quantize_value_as_argparse_does(model_dir, tmp_path, capsys):
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": QUANTIZE_TEXTS[0]}])
+    assert run(model_dir, records, "-o", tmp_path / "out.jsonl", "--quantize", "int4") == 2
+    err = capsys.readouterr().err
+    assert "argument --quantize: invalid choice: 'int4' (choose from 'int8')" in err
+    assert "Traceback" not in err and not (tmp_path / "out.jsonl").exists()
