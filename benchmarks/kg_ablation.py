@@ -201,9 +201,9 @@ def main(argv: list[str] | None = None) -> None:
             done[key] = result
     (folder / "split").mkdir(exist_ok=True)
     split = hold_out(args.train.resolve(), args.eval_fraction, args.split_seed, folder.resolve() / "split")
-    # Seeds outer, variants inner: a grid cut short still compares every variant on the seeds it finished.
-    for seed in args.seeds:
-        for variant in args.variants:
+    # Variants outer, in the order given: a grid cut short has its first variants complete, every seed.
+    for variant in args.variants:
+        for seed in args.seeds:
             if (variant, seed) in done:
                 print(f"{variant}-seed{seed}: kept from {args.results} (F1 {done[variant, seed]['f1']:.4f})")
                 continue

@@ -66,7 +66,7 @@ def test_a_killed_grid_continues_where_it_stopped_and_prints_mean_spread_and_pai
     kill_at.add(("no-kg", 2))
     with pytest.raises(KeyboardInterrupt):
         kg_ablation.main(grid(inputs, "--seeds", "1", "2"))
-    assert runs == [("kg", 1), ("no-kg", 1), ("kg", 2)]
+    assert runs == [("kg", 1), ("kg", 2), ("no-kg", 1)]  # variant by variant, each over every seed
     assert len(inputs["results"].read_text(encoding="utf-8").splitlines()) == 3
     kill_at.clear()
     capsys.readouterr()
@@ -86,7 +86,7 @@ def test_a_killed_grid_continues_where_it_stopped_and_prints_mean_spread_and_pai
     )
     lines = [json.loads(line) for line in inputs["results"].read_text(encoding="utf-8").splitlines()]
     assert [(line["variant"], line["seed"], line["f1"]) for line in lines] == [
-        ("kg", 1, 0.80), ("no-kg", 1, 0.78), ("kg", 2, 0.84), ("no-kg", 2, 0.79)
+        ("kg", 1, 0.80), ("kg", 2, 0.84), ("no-kg", 1, 0.78), ("no-kg", 2, 0.79)
     ]  # fmt: skip
 
 
