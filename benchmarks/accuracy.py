@@ -5,12 +5,11 @@ papers' numbers for the same corpus. The last line is ``strict F1 = 0.xxxx``.
     python benchmarks/accuracy.py --family chcancerbert --format ccks2019 \\
         --train ../shared/data/ccks2019/train.jsonl --eval-fraction 0.2 --minutes 60 [--pretrain-mlm]
     python benchmarks/accuracy.py --family clinicalbert-kg --kg-embeddings out/kge --lexicon terms.tsv \\
-        --train ../shared/data/ccks2019/train.jsonl --minutes 30 --ablation
+        --train ../shared/data/ccks2019/train.jsonl --minutes 30
 
 Any other flag (``--token_dropout 0.1``) is passed to ``train_ner.py`` as it is, after the defaults here.
 
-``--ablation`` (family B) trains the same configuration with and without the knowledge features (``--variant
-kg`` and ``no-kg``), each with the whole budget, and prints both.
+The family-B ablation (with and without each knowledge feature, several seeds) is benchmarks/kg_ablation.py.
 
 With ``--eval-fraction`` (instead of ``--eval FILE``) a seeded share of the training file's records is held out as
 the eval file. Model selection uses a dev split carved from the remaining training records, never the eval file.
@@ -104,7 +103,6 @@ def main() -> None:
     parser.add_argument("--variant", help="default: the family's full model")
     parser.add_argument("--kg-embeddings", type=Path, help="family B: train_kge.py output folder")
     parser.add_argument("--lexicon", type=Path, help="family B: term list, name<TAB>type")
-    parser.add_argument("--ablation", action="store_true", help="family B: also train without knowledge features")
     parser.add_argument("--minutes", type=float, default=60.0, help="wall-time budget for all training")
     parser.add_argument("--pretrain-mlm", action="store_true", help="continued pretraining on the training texts")
     parser.add_argument("--mlm-share", type=float, default=0.3, help="share of the budget for pretraining")
@@ -120,10 +118,6 @@ def main() -> None:
 
     default_variant = {"chcancerbert": "dgcnn-bilstm-mha-crf", "clinicalbert-kg": "kg"}[args.family]
     variants = [args.variant or default_variant]
-    if args.ablation:
-        if args.family != "clinicalbert-kg":
-            parser.error("--ablation compares with and without knowledge features: it needs --family clinicalbert-kg")
-        variants.append("no-kg")
     knowledge = [f"--{name}={value}" for name, value in
                  (("kg_embeddings", args.kg_embeddings), ("lexicon", args.lexicon)) if value]  # fmt: skip
 

@@ -38,6 +38,7 @@ STATE_FILE = "training_state.json"  # in each checkpoint: our counters (step, ep
 # Parameter names never decayed, as transformers' Trainer.get_decay_parameter_names has them.
 NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 RUN_ARGUMENTS_FILE = "run_arguments.json"  # in each checkpoint: the configuration that wrote it
+BASE_KEY = "base"  # in a --config file: the file it extends (see read_config)
 # What training runs leave in their output folders: --overwrite_output_dir clears only a folder holding one of them.
 TRAINING_OUTPUTS = ("training_args.json", CHECKPOINTS_DIR, "logs", "checkpoint.pt", "kge_config.json")
 # Arguments that steer a run without changing what it trains (simulated_data only words the card): a resumed run
@@ -62,22 +63,15 @@ def parse_arguments(dataclass_types, argv: list[str] | None = None, description:
     pre.add_argument("--config", type=Path)
     known, remaining = pre.parse_known_args(argv)
     parser = HfArgumentParser(dataclass_types, description=description)
-    parser.add_argument("--config", type=Path, help="YAML or JSON file with any of the arguments below")
+    parser.add_argument(
+        "--config", type=Path, help="YAML or JSON file with any of the arguments below ('base: FILE' extends FILE)"
+    )
     add_debug_flag(parser)
     if known.config is not None:
         if not known.config.is_file():
             raise ConfigurationError(f"configuration file {known.config} does not exist")
-        text = known.config.read_text(encoding="utf-8")
-        try:
-            values = yaml.safe_load(text) if known.config.suffix in (".yaml", ".yml") else json.loads(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as error:
-            raise ConfigurationError(f"{known.config}: not valid YAML/JSON: {error}") from error
-        if not isinstance(values, dict):
-            raise ConfigurationError(f"{known.config}: expected a mapping of argument names to values")
         fields = {field.name for cls in dataclass_types for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ConfigurationError(f"{known.config}: unknown argument(s) {', '.join(unknown)}")
+        values = read_config(known.config, fields)
         # Relative paths in the file are relative to the directory the command runs in, as flags are.
         parser.set_defaults(**values)
         for action in parser._actions:
@@ -90,6 +84,33 @@ def parse_arguments(dataclass_types, argv: list[str] | None = None, description:
         names = {field.name for field in dataclasses.fields(cls) if field.init}
         outputs.append(cls(**{k: v for k, v in vars(namespace).items() if k in names}))
     return tuple(outputs)
+
+
+def read_config(path: Path, fields: set[str], extended_by: tuple[Path, ...] = ()) -> dict:
+    """The arguments in a YAML or JSON file. ``base: FILE`` (relative to the file that names it) extends another
+    file: its values first, then this file's, so that a preset states only what differs from the settings it builds
+    on (the papers' ablation rows in ``configs/``). Unknown keys are an error naming the key and the file."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise ConfigurationError(f"{path}: not valid YAML/JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"{path}: expected a mapping of argument names to values")
+    base = values.pop(BASE_KEY, None)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigurationError(f"{path}: unknown argument(s) {', '.join(unknown)}")
+    if base is None:
+        return values
+    base_path = path.parent / str(base)
+    chain = (*extended_by, path.resolve())
+    if base_path.resolve() in chain:
+        loop = " -> ".join(file.name for file in (*chain, base_path))
+        raise ConfigurationError(f"{path}: base {base} makes a loop ({loop}): a file cannot extend itself")
+    if not base_path.is_file():
+        raise ConfigurationError(f"{path}: base {base_path} does not exist")
+    return {**read_config(base_path, fields, chain), **values}
 
 
 class JsonLinesTracker(GeneralTracker):
