@@ -588,8 +588,12 @@ def quantize_model(model: torch.nn.Module, scheme: str) -> torch.nn.Module:
     of torchao, which a model repository cannot import (remote code imports torch and transformers only); its
     warnings are silenced here, once, since they say nothing about the user's code.
     """
+    if scheme == "bf16":
+        raise ValueError(
+            "quantize_model takes 'int8' only: bf16 needs no copy (the pipeline runs the model under autocast)"
+        )
     if scheme != "int8":
-        raise ValueError(f"quantize must be one of ['int8'] or None, got {scheme!r} (bf16 needs no copy: autocast)")
+        raise ValueError(f"quantize must be one of ['int8'] or None, got {scheme!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)

@@ -117,6 +117,8 @@ def test_a_bad_quantize_value_is_refused(char_tok, value):
         pipeline("clinical-ner", model=hand_set_model(char_tok), tokenizer=char_tok, quantize=value)
     with pytest.raises(ValueError, match="quantize must be one of"):
         quantize_model(hand_set_model(char_tok), value)
+    with pytest.raises(ValueError, match="quantize_model takes 'int8' only: bf16 needs no copy"):
+        quantize_model(hand_set_model(char_tok), "bf16")
 
 
 @pytest.fixture
