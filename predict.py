@@ -377,9 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
     parser.add_argument(
         "--quantize",
-        choices=("int8",),
-        help="int8: tag with int8 weights (dynamic quantization of the linear and LSTM layers, CPU only; faster, "
-        "scores differ a little: see benchmarks/quantization.py)",
+        choices=("int8", "bf16"),
+        help="CPU only, faster, scores differ a little (see benchmarks/quantization.py). int8: int8 weights (dynamic "
+        "quantization of the linear and LSTM layers). bf16: the encoder and heads in bfloat16 (autocast), the CRF in "
+        "float32; needs a CPU with native bfloat16 (AVX-512 BF16, AMX or Arm BF16)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug_flag(parser)
@@ -563,6 +564,13 @@ def main(argv: list[str] | None = None) -> int:
         check_gold(args.gold, index)  # a gold file that cannot be scored stops the run before it starts
     if args.quantize and accelerator.device.type != "cpu":
         raise PredictInputError(f"--quantize {args.quantize} runs on the CPU only: add --cpu")
+    if args.quantize == "bf16":
+        from modeling.pipeline_clinical_ner import check_bf16
+
+        try:
+            check_bf16()  # before loading the model: the pipeline would refuse it too, with a traceback
+        except ValueError as error:
+            raise PredictInputError(f"--quantize bf16: {error}") from None
     pipe = load_pipeline(args.model, accelerator.device, args.batch_size, args.quantize)
     try:
         pipe._window_plan(args.max_length, args.stride)

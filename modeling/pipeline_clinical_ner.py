@@ -97,8 +97,11 @@ DEFAULT_MAX_LENGTH = 512
 _NO_LIMIT = 1_000_000
 
 
-#: Values of the ``quantize`` argument (:func:`quantize_model`).
-QUANTIZE_CHOICES = ("int8",)
+#: Values of the ``quantize`` argument: ``"int8"`` (:func:`quantize_model`) and ``"bf16"`` (:func:`check_bf16`).
+QUANTIZE_CHOICES = ("int8", "bf16")
+#: CPU features with native bfloat16 arithmetic, as ``torch.cpu.get_capabilities()`` names them (x86: AVX-512 BF16,
+#: AMX; Arm: FEAT_BF16, SVE BF16). Without them oneDNN emulates bfloat16, slower than float32.
+_BF16_CAPABILITIES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
 
 @dataclass
@@ -138,9 +141,12 @@ class ClinicalNerPipeline(ChunkPipeline):
     A list of texts is tagged in order of length, so that a batch holds windows of similar lengths and little padding;
     the results come back in input order.
 
-    Construction parameter (``pipeline("clinical-ner", model=..., quantize="int8")``):
-        quantize: ``"int8"`` tags with a dynamically quantized copy of the model (:func:`quantize_model`, CPU only;
-            the model passed in is left as it is), ``None`` (the default) with the model itself.
+    Construction parameter (``pipeline("clinical-ner", model=..., quantize="int8")``), CPU only:
+        quantize: ``"int8"`` tags with a dynamically quantized copy of the model (:func:`quantize_model`; the model
+            passed in is left as it is). ``"bf16"`` runs the model's forward (encoder and heads) under
+            ``torch.autocast("cpu", dtype=torch.bfloat16)`` and casts the emissions back to float32, so that the
+            CRF decodes and computes marginals in float32; weights stay float32. It is refused where the CPU has no
+            native bfloat16 arithmetic (:func:`check_bf16`). ``None`` (the default) tags in float32.
     """
 
     _load_tokenizer = True
@@ -166,10 +172,16 @@ class ClinicalNerPipeline(ChunkPipeline):
         self.label_scheme = getattr(config, "label_scheme", None) or "BIO"
         self.label_classes = dict(getattr(config, "label_classes", None) or {})
         self._specials = [t for t in (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id) if t is not None]
+        self._bf16 = quantize == "bf16"
         if quantize is not None:
+            if quantize not in QUANTIZE_CHOICES:
+                raise ValueError(f"quantize must be one of {list(QUANTIZE_CHOICES)} or None, got {quantize!r}")
             if self.device.type != "cpu":
                 raise ValueError(f"quantize={quantize!r} runs on the CPU only, got device {self.device}")
-            self.model = quantize_model(self.model, quantize)
+            if self._bf16:
+                check_bf16()
+            else:
+                self.model = quantize_model(self.model, quantize)
 
     def __call__(self, inputs, **kwargs):
         """Entities of one text (a list of entity dicts) or of each text of a list (a list of such lists)."""
@@ -291,9 +303,18 @@ class ClinicalNerPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs: dict[str, Any], keep_marginals: bool = False) -> dict[str, Any]:
         window, is_last = model_inputs.pop("window"), model_inputs.pop("is_last")
-        with _OneDnnLinear() if _OneDnnLinear.applies(self.device) else contextlib.nullcontext():
+        if self._bf16:
+            # Not with _OneDnnLinear: it would catch F.linear before autocast does and keep it in float32.
+            context = torch.autocast("cpu", dtype=torch.bfloat16)
+        elif _OneDnnLinear.applies(self.device):
+            context = _OneDnnLinear()
+        else:
+            context = contextlib.nullcontext()
+        with context:
             output = self.model(**model_inputs, return_dict=True)  # whatever the config's return_dict says
-        emissions = output.logits  # shape: (batch, seq, num_labels), CRF emissions
+        # shape: (batch, seq, num_labels), CRF emissions; float32 (bfloat16 under autocast: the CRF's sums of
+        # exponentials over a whole window need float32's mantissa)
+        emissions = output.logits.float()
         tag_mask = getattr(output, "tag_mask", None)
         if tag_mask is None:
             tag_mask = model_inputs["attention_mask"].bool()
@@ -535,6 +556,29 @@ class _OneDnnLinear(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def check_bf16() -> None:
+    """Raise ``ValueError`` unless this CPU has native bfloat16 arithmetic (``quantize="bf16"``).
+
+    torch would run bfloat16 anyway, through oneDNN's emulation on AVX-512 CPUs without BF16 instructions or aten's
+    reference kernels elsewhere, slower than float32: so the option is refused there rather than quietly slow. The
+    check reads ``torch.cpu.get_capabilities()``; a torch without it (older releases) falls back to oneDNN's own check,
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, which also accepts emulation.
+    """
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is not None:
+        capabilities = get_capabilities()
+        supported = any(capabilities.get(name, False) for name in _BF16_CAPABILITIES)
+        cpu = capabilities.get("cpu_name") or capabilities.get("architecture", "this CPU")
+    else:
+        supported = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        cpu = "this CPU"
+    if not supported:
+        raise ValueError(
+            f"quantize='bf16' needs a CPU with native bfloat16 arithmetic (one of {', '.join(_BF16_CAPABILITIES)}); "
+            f"{cpu} has none, so bfloat16 would be emulated and slower than float32: use quantize='int8' or None"
+        )
+
+
 def quantize_model(model: torch.nn.Module, scheme: str) -> torch.nn.Module:
     """A copy of ``model`` for CPU inference with int8 weights (``scheme="int8"``): torch's dynamic quantization of
     every ``nn.Linear`` and ``nn.LSTM`` (weights int8 per tensor, activations quantized on the fly per batch). The
@@ -544,8 +588,12 @@ def quantize_model(model: torch.nn.Module, scheme: str) -> torch.nn.Module:
     of torchao, which a model repository cannot import (remote code imports torch and transformers only); its
     warnings are silenced here, once, since they say nothing about the user's code.
     """
-    if scheme not in QUANTIZE_CHOICES:
-        raise ValueError(f"quantize must be one of {list(QUANTIZE_CHOICES)} or None, got {scheme!r}")
+    if scheme == "bf16":
+        raise ValueError(
+            "quantize_model takes 'int8' only: bf16 needs no copy (the pipeline runs the model under autocast)"
+        )
+    if scheme != "int8":
+        raise ValueError(f"quantize must be one of ['int8'] or None, got {scheme!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)

@@ -1,5 +1,5 @@
 """CPU inference paths of the clinical-ner pipeline and predict.py: length-sorted batches, oneDNN linear layers,
-inference mode, and the int8 option (issue 19, items 2 and 3)."""
+inference mode, and the int8 and bf16 options (issue 19, items 2 and 3)."""
 
 from __future__ import annotations
 
@@ -111,9 +111,62 @@ def test_int8_gives_the_fp32_entities_of_a_clear_cut_model(char_tok):
     assert [e["score"] for e in int8] == pytest.approx([e["score"] for e in fp32], abs=0.02)
 
 
-@pytest.mark.parametrize("value", ["int4", "INT8", 8])
+@pytest.mark.parametrize("value", ["int4", "INT8", 8, "BF16", "bfloat16", "fp16"])
 def test_a_bad_quantize_value_is_refused(char_tok, value):
-    with pytest.raises(ValueError, match=r"quantize must be one of \['int8'\] or None, got"):
+    with pytest.raises(ValueError, match=r"quantize must be one of \['int8', 'bf16'\] or None, got"):
         pipeline("clinical-ner", model=hand_set_model(char_tok), tokenizer=char_tok, quantize=value)
     with pytest.raises(ValueError, match="quantize must be one of"):
         quantize_model(hand_set_model(char_tok), value)
+    with pytest.raises(ValueError, match="quantize_model takes 'int8' only: bf16 needs no copy"):
+        quantize_model(hand_set_model(char_tok), "bf16")
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """A CPU that reports native bfloat16 (autocast runs on any CPU; only the speed differs)."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True}, raising=False)
+
+
+def test_bf16_gives_the_fp32_entities_of_a_clear_cut_model(char_tok, bf16_cpu):
+    model = hand_set_model(char_tok)
+    text = "患者于时间行药物物化疗" * 6
+    fp32 = ClinicalNerPipeline(model=model, tokenizer=char_tok, device=-1)(text, max_length=20)
+    pipe = pipeline("clinical-ner", model=model, tokenizer=char_tok, quantize="bf16")
+    bf16 = pipe(text, max_length=20)
+    assert spans(bf16) == spans(fp32) and len(fp32) == 12
+    assert [e["score"] for e in bf16] == pytest.approx([e["score"] for e in fp32], abs=0.02)
+    # No copy: the model's own float32 weights, cast per operation by autocast.
+    assert pipe.model is model and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_bf16_runs_the_encoder_in_bfloat16_and_the_crf_in_float32(char_tok, bf16_cpu, monkeypatch):
+    model = random_model(char_tok)
+    logits, emissions = [], []
+    model.register_forward_hook(lambda module, args, output: logits.append(output.logits.dtype))
+    for name in ("decode", "marginals"):
+        method = getattr(model.crf, name)
+
+        def spy(scores, *args, method=method, **kwargs):
+            emissions.append(scores.dtype)
+            assert not torch.is_autocast_enabled("cpu")
+            return method(scores, *args, **kwargs)
+
+        monkeypatch.setattr(model.crf, name, spy)
+    entities = pipeline("clinical-ner", model=model, tokenizer=char_tok, quantize="bf16")(TEXTS, max_length=24)
+    assert len(entities) == len(TEXTS)
+    assert logits and set(logits) == {torch.bfloat16}
+    assert len(emissions) == 2 * len(logits) and set(emissions) == {torch.float32}
+    # Outside the pipeline the model runs in float32 again.
+    logits.clear()
+    model(**char_tok(TEXTS[0], return_tensors="pt"))
+    assert logits == [torch.float32]
+
+
+def test_bf16_is_refused_on_a_cpu_without_native_bfloat16(char_tok, monkeypatch):
+    capabilities = {"avx512_bf16": False, "amx_bf16": False, "cpu_name": "Old Xeon", "architecture": "x86_64"}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
+    message = r"quantize='bf16' needs a CPU with native bfloat16 arithmetic \(one of avx512_bf16, .*\); Old Xeon has"
+    with pytest.raises(ValueError, match=message):
+        pipeline("clinical-ner", model=hand_set_model(char_tok), tokenizer=char_tok, quantize="bf16")
+    capabilities["amx_bf16"] = True
+    pipeline_clinical_ner.check_bf16()

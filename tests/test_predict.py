@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from transformers.utils import logging as hf_logging
 
 import predict
@@ -446,9 +447,31 @@ def test_predict_quantize_int8_end_to_end(model_dir, tmp_path):
     assert [r["id"] for r in int8] == [str(i) for i in range(len(QUANTIZE_TEXTS))]
 
 
+def test_predict_quantize_bf16_end_to_end(model_dir, tmp_path, monkeypatch):
+    # A CPU that reports native bfloat16 (autocast runs on any CPU; only the speed differs).
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True}, raising=False)
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(QUANTIZE_TEXTS)])
+    assert run(model_dir, records, "-o", tmp_path / "fp32.jsonl") == 0
+    assert run(model_dir, records, "-o", tmp_path / "bf16.jsonl", "--quantize", "bf16") == 0
+    fp32, bf16 = read_jsonl(tmp_path / "fp32.jsonl"), read_jsonl(tmp_path / "bf16.jsonl")
+    assert [spans_of(r) for r in bf16] == [spans_of(r) for r in fp32]
+    assert sum(len(r["entities"]) for r in fp32) > 0
+    assert [r["id"] for r in bf16] == [str(i) for i in range(len(QUANTIZE_TEXTS))]
+
+
+def test_predict_refuses_bf16_on_a_cpu_without_it_before_loading(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"cpu_name": "Old Xeon"}, raising=False)
+    monkeypatch.setattr(predict, "load_pipeline", lambda *args: pytest.fail("the model was loaded"))
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": QUANTIZE_TEXTS[0]}])
+    assert run(model_dir, records, "-o", tmp_path / "out.jsonl", "--quantize", "bf16") == 2
+    err = capsys.readouterr().err
+    assert "error: --quantize bf16: quantize='bf16' needs a CPU with native bfloat16 arithmetic" in err
+    assert "Old Xeon has none" in err and "Traceback" not in err and not (tmp_path / "out.jsonl").exists()
+
+
 def test_predict_refuses_a_bad_quantize_value_as_argparse_does(model_dir, tmp_path, capsys):
     records = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": QUANTIZE_TEXTS[0]}])
     assert run(model_dir, records, "-o", tmp_path / "out.jsonl", "--quantize", "int4") == 2
     err = capsys.readouterr().err
-    assert "argument --quantize: invalid choice: 'int4' (choose from 'int8')" in err
+    assert "argument --quantize: invalid choice: 'int4' (choose from 'int8', 'bf16')" in err
     assert "Traceback" not in err and not (tmp_path / "out.jsonl").exists()
