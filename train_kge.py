@@ -28,8 +28,10 @@ from pathlib import Path
 import torch
 
 from cli_errors import add_debug_flag, run_command
-from kg.embedding import CHECKPOINT_NAME, MODELS, KgeConfig, save_kge, train
+from kg.config import MODELS, KgeConfig
+from kg.export import save_kge
 from kg.io import KgFormatError, read_entities, read_triples
+from kg.training import CHECKPOINT_NAME, train
 from training.common import check_output_dir, clear_output_dir
 
 

@@ -17,8 +17,12 @@ from kg.cmekg import (
     load_restricted_pickle,
     validate_cmekg,
 )
-from kg.embedding import KgeConfig, evaluate_link_prediction, index_triples, load_kge, save_kge, split_triples, train
+from kg.config import KgeConfig
+from kg.evaluation import evaluate_link_prediction
+from kg.export import load_kge, save_kge
+from kg.graph import index_triples, split_triples
 from kg.io import Entity, KgFormatError, Triple, read_entities, read_triples, write_entities, write_triples
+from kg.training import train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -303,3 +307,21 @@ def test_config_errors_name_the_value():
         KgeConfig(model="distmult")
     with pytest.raises(ValueError, match="p_norm must be 1 or 2, got 3"):
         KgeConfig(p_norm=3)
+
+
+def test_load_kge_reads_a_folder_in_the_saved_layout(tmp_path):
+    """The file layout that train_kge.py has always written (embeddings, names, config) keeps loading."""
+    from safetensors.torch import save_file
+
+    embeddings = torch.arange(6, dtype=torch.float32).view(3, 2)
+    save_file(
+        {"entity_embeddings": embeddings, "relation_embeddings": torch.ones(1, 2)},
+        tmp_path / "entity_embeddings.safetensors",
+    )
+    (tmp_path / "entities.tsv").write_text("乳腺癌\tDisease\n紫杉醇\tDrug\n脱发\tOther\n", encoding="utf-8")
+    (tmp_path / "relations.tsv").write_text("不良反应\n", encoding="utf-8")
+    (tmp_path / "kge_config.json").write_text('{"model": "transe", "dim": 2}\n', encoding="utf-8")
+    loaded = load_kge(tmp_path)
+    assert loaded.entities == [Entity("乳腺癌", "Disease"), Entity("紫杉醇", "Drug"), Entity("脱发", "Other")]
+    assert torch.equal(loaded.entity_embeddings, embeddings)
+    assert loaded.relation_names == ["不良反应"] and loaded.config == {"model": "transe", "dim": 2}
