@@ -110,16 +110,6 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.char_features("乳腺癌#x") == lexicon.char_features("乳腺癌#x")
 
 
-def test_from_entity_table_uses_line_numbers_as_entity_rows(tmp_path):
-    path = tmp_path / "entities.tsv"
-    path.write_text("乳腺癌\tDisease\n紫杉醇\tDrug\n", encoding="utf-8")
-    lexicon = TermLexicon.from_entity_table(path, CATEGORIES)
-    assert lexicon.terms == (Term("乳腺癌", "Disease", 0), Term("紫杉醇", "Drug", 1))
-    path.write_text("乳腺癌\tDisease\n紫杉醇\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"entities.tsv, line 2: expected 'name<TAB>type', got '紫杉醇'"):
-        TermLexicon.from_entity_table(path)
-
-
 HEADER = '#TermLexicon\t{"version": 1, "categories": ["Disease", "Drug"]}\n'
 
 
