@@ -60,7 +60,7 @@ class KgeConfig:
     orthogonality_epsilon: float = 1e-3
     valid_fraction: float = 0.01
     test_fraction: float = 0.01
-    eval_triples: int | None = 1000
+    eval_triples: int | None = 2000
     eval_every: int = 5
     target_mrr: float | None = None
     eval_batch_size: int = 256

@@ -44,7 +44,8 @@ def save_kge(
         TransR ``relation_matrices`` ``(num_relations, k, dim)``.
         ``entities.tsv``: row ``i`` = ``name<TAB>type`` of embedding row ``i`` (type ``Other`` when unknown).
         ``relations.tsv``: row ``i`` = relation name of ``relation_embeddings`` row ``i``.
-        ``kge_config.json``: model, dim, all hyper-parameters, test metrics, training time and throughput.
+        ``kge_config.json``: model, dim, all hyper-parameters, test metrics and those of the relation-popularity
+        baseline, training time and throughput.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,7 @@ def save_kge(
         "num_entities": len(result.entity_names),
         "num_relations": len(result.relation_names),
         "metrics": result.metrics,
+        "relation_popularity_baseline": result.baseline,
         "epochs_completed": result.epochs_completed,
         "train_seconds": round(result.train_seconds, 2),
         "triples_per_second": round(result.triples_per_second, 1),

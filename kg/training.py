@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import KgeConfig, KgeConfigError
-from .evaluation import evaluate_link_prediction, known_answers
+from .evaluation import evaluate_link_prediction, known_answers, relation_popularity_baseline
 from .graph import index_triples, split_triples
 from .models import TranslationalModel, build_model
 from .optimizer import SparseRowOptimizer
@@ -69,13 +69,15 @@ def _head_probability(train: torch.Tensor, num_relations: int, strategy: str) ->
 
 @dataclass
 class KgeResult:
-    """What :func:`train` returns: the model, its vocabularies, test metrics and the per-epoch history."""
+    """What :func:`train` returns: the model, its vocabularies, test metrics (and those of the relation-popularity
+    baseline on the same test triples) and the per-epoch history."""
 
     model: TranslationalModel
     config: KgeConfig
     entity_names: list[str]
     relation_names: list[str]
     metrics: dict[str, float]
+    baseline: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_completed: int = 0
     train_seconds: float = 0.0
@@ -149,7 +151,7 @@ def train(
         num_relations,
         *(split[name].shape[0] for name in ("train", "valid", "test")),
     )
-    answers = known_answers(graph.triples, num_entities, num_relations)
+    answers = known_answers(graph.triples)
     valid_sample = _sample(split["valid"], config.eval_triples, config.seed + 1)
     test_sample = _sample(split["test"], config.eval_triples, config.seed + 2)
     head_probability = _head_probability(train_triples, num_relations, config.negative_sampling)
@@ -246,11 +248,20 @@ def train(
     bar.close()
 
     epochs_completed = history[-1]["epoch"] if history else start_epoch
-    metrics = (
-        evaluate_link_prediction(model, test_sample, graph.triples, batch_size=config.eval_batch_size, answers=answers)
-        if test_sample.numel()
-        else {}
-    )
+    metrics, baseline = {}, {}
+    if test_sample.numel():
+        metrics = evaluate_link_prediction(
+            model, test_sample, graph.triples, batch_size=config.eval_batch_size, answers=answers
+        )
+        baseline = relation_popularity_baseline(
+            train_triples,
+            test_sample,
+            graph.triples,
+            num_entities,
+            num_relations,
+            batch_size=config.eval_batch_size,
+            answers=answers,
+        )
     processed = train_triples.shape[0] * epochs_completed  # train_seconds also spans the epochs before a resume
     return KgeResult(
         model=model,
@@ -258,6 +269,7 @@ def train(
         entity_names=graph.entity_names,
         relation_names=graph.relation_names,
         metrics=metrics,
+        baseline=baseline,
         history=history,
         epochs_completed=int(epochs_completed),
         train_seconds=train_seconds,

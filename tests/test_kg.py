@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import Counter
 
 import pytest
 import torch
@@ -325,3 +326,133 @@ def test_load_kge_reads_a_folder_in_the_saved_layout(tmp_path):
     assert loaded.entities == [Entity("乳腺癌", "Disease"), Entity("紫杉醇", "Drug"), Entity("脱发", "Other")]
     assert torch.equal(loaded.entity_embeddings, embeddings)
     assert loaded.relation_names == ["不良反应"] and loaded.config == {"model": "transe", "dim": 2}
+
+
+# ----------------------------------------------------------------------- filtered ranks and the popularity baseline
+
+# A graph of five entities (0..4) and one relation, small enough to rank by hand.
+TINY_TRAIN = [(0, 0, 2), (1, 0, 2), (3, 0, 2), (0, 0, 3), (1, 0, 4)]
+TINY_TEST = [(3, 0, 4)]
+
+
+def brute_force_ranks(distance, triples, known, num_entities):
+    """Filtered ranks by enumeration: ``distance(side, head, relation, tail)``, ties counted half."""
+    ranks = []
+    for head, relation, tail in triples:
+        for side in ("tail", "head"):
+            target = tail if side == "tail" else head
+
+            def triple(entity, side=side, head=head, relation=relation, tail=tail):
+                return (head, relation, entity) if side == "tail" else (entity, relation, tail)
+
+            target_distance = distance(side, *triple(target))
+            better = ties = 0
+            for entity in range(num_entities):
+                if entity == target or triple(entity) in known:
+                    continue
+                candidate = distance(side, *triple(entity))
+                better += candidate < target_distance
+                ties += candidate == target_distance
+            ranks.append(1 + better + ties / 2)
+    return ranks
+
+
+def metrics_of(ranks, num_triples):
+    return {
+        "mrr": sum(1 / rank for rank in ranks) / len(ranks),
+        "hits@1": sum(rank <= 1 for rank in ranks) / len(ranks),
+        "hits@3": sum(rank <= 3 for rank in ranks) / len(ranks),
+        "hits@10": sum(rank <= 10 for rank in ranks) / len(ranks),
+        "mean_rank": sum(ranks) / len(ranks),
+        "num_triples": num_triples,
+    }
+
+
+def test_relation_popularity_baseline_by_hand():
+    from kg.evaluation import relation_popularity_baseline
+
+    train, test = torch.tensor(TINY_TRAIN), torch.tensor(TINY_TEST)
+    metrics = relation_popularity_baseline(train, test, torch.cat([train, test]), 5, 1)
+    # Tail of (3, r, ?), answer 4: tail counts 2:3, 3:1, 4:1; 2 is another known tail of (3, r), filtered; 3 ties
+    # with 4 -> rank 1.5. Head of (?, r, 4), answer 3: head counts 0:2, 1:2, 3:1; 1 is another known head of
+    # (r, 4), filtered; 0 is ahead -> rank 2.
+    assert metrics == pytest.approx(
+        {
+            "mrr": (1 / 1.5 + 1 / 2) / 2,
+            "hits@1": 0.0,
+            "hits@3": 1.0,
+            "hits@10": 1.0,
+            "mean_rank": 1.75,
+            "num_triples": 1,
+        }
+    )
+
+
+def test_relation_popularity_baseline_equals_enumeration():
+    from kg.evaluation import relation_popularity_baseline
+
+    generator = torch.Generator().manual_seed(0)
+    triples = torch.unique(torch.stack([torch.randint(12, (60,), generator=generator),
+                                        torch.randint(3, (60,), generator=generator),
+                                        torch.randint(12, (60,), generator=generator)], dim=1), dim=0)  # fmt: skip
+    train, test = triples[:-15], triples[-15:]
+    tails, heads = Counter(), Counter()
+    for head, relation, tail in train.tolist():
+        tails[relation, tail] += 1
+        heads[head, relation] += 1
+
+    def distance(side, head, relation, tail):
+        return -(tails[relation, tail] if side == "tail" else heads[head, relation])
+
+    known = set(map(tuple, triples.tolist()))
+    ranks = brute_force_ranks(distance, test.tolist(), known, 12)
+    assert any(rank % 1 for rank in ranks), "ties occurred"
+    got = relation_popularity_baseline(train, test, triples, 12, 3, batch_size=4)
+    assert got == pytest.approx(metrics_of(ranks, len(test)))
+
+
+def test_filtered_evaluation_equals_enumeration():
+    """TransE with small integer vectors: L1 distances are exact, so ties are real and must count half."""
+    from kg.models import build_model
+
+    generator = torch.Generator().manual_seed(1)
+    triples = torch.tensor(TINY_TRAIN + TINY_TEST + [(2, 1, 0), (4, 1, 1), (3, 1, 3)])
+    model = build_model(KgeConfig(dim=2), 5, 2)
+    model.entity.weight.data = torch.randint(-2, 3, (5, 2), generator=generator).float()
+    model.relation.weight.data = torch.randint(-1, 2, (2, 2), generator=generator).float()
+    vectors, relations = model.entity.weight.tolist(), model.relation.weight.tolist()
+
+    def distance(side, head, relation, tail):
+        return sum(abs(h + r - t) for h, r, t in zip(vectors[head], relations[relation], vectors[tail]))
+
+    known = set(map(tuple, triples.tolist()))
+    ranks = brute_force_ranks(distance, triples.tolist(), known, 5)
+    assert any(rank % 1 for rank in ranks) and min(ranks) == 1 < max(ranks), ranks
+    got = evaluate_link_prediction(model, triples, triples, batch_size=2)
+    assert got == pytest.approx(metrics_of(ranks, len(triples)))
+
+
+def test_train_kge_prints_the_scores_beside_the_baseline_last(tmp_path, capsys):
+    import json
+    import re
+
+    import train_kge
+
+    triples = tmp_path / "triples.tsv"
+    write_triples(triples, dictionary_graph(languages=3, concepts=10))
+    output = tmp_path / "kge"
+    train_kge.main([f"--triples={triples}", f"--output-dir={output}", "--dim=8", "--epochs=3", "--batch-size=32",
+                    "--test-fraction=0.2", "--valid-fraction=0", "--no-progress"])  # fmt: skip
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    number = r"(\d\.\d{4})"
+    found = re.fullmatch(
+        rf"filtered MRR = {number}, Hits@10 = {number} \(relation-popularity baseline: MRR {number}, Hits@10 {number}\)",
+        last,
+    )
+    assert found, last
+    saved = json.loads((output / "kge_config.json").read_text(encoding="utf-8"))
+    metrics, baseline = saved["metrics"], saved["relation_popularity_baseline"]
+    assert [float(value) for value in found.groups()] == [
+        round(metrics["mrr"], 4), round(metrics["hits@10"], 4), round(baseline["mrr"], 4), round(baseline["hits@10"], 4)
+    ]  # fmt: skip
+    assert baseline["num_triples"] == metrics["num_triples"] > 0
