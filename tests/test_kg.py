@@ -211,6 +211,34 @@ def test_type_inference_majority_and_priority():
     assert untyped == {"A": OTHER_TYPE, "B": OTHER_TYPE}
 
 
+def test_type_guess_report_counts_types_decisions_and_deciding_rules():
+    from kg.cmekg import type_guess_report
+
+    triples = [
+        Triple("A", "不良反应", "X"),  # A Drug 1, X Symptom 1
+        Triple("D", "常见症状", "X"),  # D Disease 1, X Symptom 1
+        Triple("A", "适应症", "D"),  # A Drug 1, D Disease 0.5 (weak)
+        Triple("C", "检查", "Y"),  # C Disease 1, Y Check 1
+        Triple("Y", "并发症", "Z"),  # Y Disease 1 (ties with Check: TYPE_PRIORITY picks Check), Z Disease 1
+        Triple("X", "并发症", "W"),  # X Disease 1 (Symptom 2 wins), W Disease 1
+        Triple("P", "上位关系", "Q"),  # no votes: Other
+    ]
+    types, votes = infer_entity_types(triples)
+    report = type_guess_report(types, votes)
+    assert report["names_per_type"] == {"Disease": 4, "Other": 2, "Drug": 1, "Symptom": 1, "Check": 1}
+    assert report["decided_by"] == {"one type": 5, "no vote": 2, "majority": 1, "tie": 1}
+    assert report["rules"] == {
+        "Disease <- object of 并发症": 2,  # Z, W
+        "Other <- no vote": 2,
+        "Drug <- subject of 不良反应": 1,  # A: 1.0 from 不良反应 and from 适应症, the first in triple order
+        "Symptom <- object of 不良反应": 1,  # X
+        "Disease <- subject of 常见症状": 1,  # D: 1.0 beats the weak 0.5 of 适应症
+        "Disease <- subject of 检查": 1,  # C
+        "Check <- object of 检查": 1,  # Y
+    }
+    assert import_cmekg(SYNTHETIC_CMEKG).counts["type_guess"]["names_per_type"]["Drug"] == 2
+
+
 # ----------------------------------------------------------------------------------------------------- embeddings
 
 
