@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="replace the contents of a non-empty output folder (a previous run's)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="output folder of an earlier run on the same triples (e.g. TransE) to start from, as TransR's paper does",
+    )
     parser.add_argument("--model", choices=MODELS, default=defaults.model)
     parser.add_argument("--dim", type=int, default=defaults.dim)
     parser.add_argument("--relation-dim", type=int, default=None, help="TransR relation space (default: --dim)")
@@ -115,7 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.overwrite_output_dir and not resuming:
         clear_output_dir(args.output_dir)
 
-    result = train(triples, config, checkpoint_dir=args.output_dir, resume=args.resume, progress=not args.no_progress)
+    result = train(
+        triples,
+        config,
+        checkpoint_dir=args.output_dir,
+        resume=args.resume,
+        init_from=args.init_from,
+        progress=not args.no_progress,
+    )
     paths = save_kge(result, args.output_dir, entity_types)
 
     print(json.dumps({"model": config.model, "dim": config.dim, **result.metrics}, indent=2))

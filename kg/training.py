@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .config import KgeConfig, KgeConfigError
 from .evaluation import evaluate_link_prediction, known_answers, relation_popularity_baseline
-from .graph import index_triples, split_triples
+from .graph import GraphIndex, index_triples, split_triples
 from .models import TranslationalModel, build_model
 from .optimizer import SparseRowOptimizer
 
@@ -114,12 +114,36 @@ def _corrupt(
     return torch.cat([batch[:, :1], heads], dim=1), torch.cat([batch[:, 2:], tails], dim=1)
 
 
+def _start_from(model: TranslationalModel, graph: GraphIndex, folder: str | os.PathLike) -> None:
+    """Copy the entity and relation vectors saved in ``folder`` into ``model`` (then its constraints)."""
+    from .export import load_kge  # export imports this module for KgeResult
+
+    saved = load_kge(folder)
+    if [entity.name for entity in saved.entities] != graph.entity_names or saved.relation_names != graph.relation_names:
+        raise KgeConfigError(f"{folder}: embeddings of other entities or relations than these triples'")
+    for table, tensor in (
+        (model.entity, saved.entity_embeddings),
+        (model.relation, saved.tensors["relation_embeddings"]),
+    ):
+        if tensor.shape != table.weight.shape:
+            raise KgeConfigError(
+                f"{folder}: vectors of shape {tuple(tensor.shape)} cannot start a table of shape "
+                f"{tuple(table.weight.shape)} (same --dim, and --relation-dim equal to it)"
+            )
+        with torch.no_grad():
+            table.weight.copy_(tensor)
+    model.constrain_entities(torch.arange(len(graph.entity_names)))
+    model.constrain_relations(torch.arange(len(graph.relation_names)))
+    logger.info("starting from the vectors in %s", folder)
+
+
 def train(
     triples: Sequence[tuple[str, str, str]],
     config: KgeConfig | None = None,
     *,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    init_from: str | os.PathLike | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     **overrides: Any,
@@ -133,6 +157,9 @@ def train(
             every epoch; None: no checkpoints.
         resume: continue from ``checkpoint_dir/checkpoint.pt`` if it exists. The structural settings (model,
             sizes, split, seed, batch size) and the data must match; ``epochs`` may grow.
+        init_from: a folder written by :func:`kg.export.save_kge` for the same triples (e.g. TransE) whose entity
+            and relation vectors this model starts from, as Lin et al. 2015 start TransR from TransE; a resumed
+            checkpoint takes precedence.
         progress: show a tqdm bar over epochs.
         on_epoch_end: called with each history entry (epoch, seconds, loss, and validation metrics when run).
 
@@ -157,6 +184,8 @@ def train(
     head_probability = _head_probability(train_triples, num_relations, config.negative_sampling)
 
     model = build_model(config, num_entities, num_relations)
+    if init_from is not None:
+        _start_from(model, graph, init_from)
     optimizer = _build_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed + 3)
     history: list[dict[str, float]] = []

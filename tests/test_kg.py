@@ -484,3 +484,20 @@ def test_train_kge_prints_the_scores_beside_the_baseline_last(tmp_path, capsys):
         round(metrics["mrr"], 4), round(metrics["hits@10"], 4), round(baseline["mrr"], 4), round(baseline["hits@10"], 4)
     ]  # fmt: skip
     assert baseline["num_triples"] == metrics["num_triples"] > 0
+
+
+def test_transr_starts_from_transe_vectors(tmp_path):
+    """Lin et al. 2015 start TransR from TransE: entity and relation vectors copied, M_r the identity."""
+    transe = train(dictionary_graph(), model="transe", **{**SMALL, "epochs": 30})
+    save_kge(transe, tmp_path / "transe")
+    transr = train(dictionary_graph(), model="transr", init_from=tmp_path / "transe", **{**SMALL, "epochs": 0})
+    torch.testing.assert_close(transr.model.entity.weight, transe.model.entity.weight)
+    relations = transe.model.relation.weight
+    assert torch.allclose(transr.model.relation.weight, relations / relations.norm(dim=-1, keepdim=True).clamp_min(1))
+    assert transr.metrics["mrr"] > 0.3 > 3 * RANDOM_MRR  # ranks well before any TransR step
+    with pytest.raises(ValueError, match="embeddings of other entities or relations"):
+        train(dictionary_graph(languages=3), model="transr", init_from=tmp_path / "transe", **SMALL)
+    with pytest.raises(ValueError, match=r"shape \(120, 16\) cannot start a table of shape \(120, 8\)"):
+        train(dictionary_graph(), model="transr", init_from=tmp_path / "transe", **{**SMALL, "dim": 8})
+    with pytest.raises(OSError):
+        train(dictionary_graph(), model="transr", init_from=tmp_path / "missing", **SMALL)
