@@ -68,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--optimizer", choices=("adam", "adagrad"), default=defaults.optimizer)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget (checked per epoch)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default=defaults.clock,
+        help="training time for --max-minutes and the speed: elapsed, or the process's CPU time (fair on a shared "
+        "machine: with --threads 1, 10 CPU minutes are what one free core does in 10 minutes)",
+    )
     parser.add_argument("--constraint-weight", type=float, default=defaults.constraint_weight)
     parser.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction)
     parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         optimizer=args.optimizer,
         epochs=args.epochs,
         max_minutes=args.max_minutes,
+        clock=args.clock,
         constraint_weight=args.constraint_weight,
         valid_fraction=args.valid_fraction,
         test_fraction=args.test_fraction,

@@ -33,6 +33,8 @@ class KgeConfig:
         epochs: passes over the training triples (a resumed run continues up to this number).
         max_minutes: stop after the first epoch that ends past this much training time, counted across resumes
             (None: no limit).
+        clock: what training time is: ``"wall"`` (elapsed) or ``"cpu"`` (the process's CPU time: on a machine
+            shared with other jobs, the time the run actually computed, so budgets and speeds compare across runs).
         constraint_weight: ``C``, weight of the soft constraints of TransH and TransR.
         orthogonality_epsilon: ``ε`` of TransH's orthogonality constraint.
         valid_fraction, test_fraction: held-out shares of the triples (every held-out entity and relation keeps
@@ -56,6 +58,7 @@ class KgeConfig:
     optimizer: str = "adam"
     epochs: int = 50
     max_minutes: float | None = None
+    clock: str = "wall"
     constraint_weight: float = 0.25
     orthogonality_epsilon: float = 1e-3
     valid_fraction: float = 0.01
@@ -71,6 +74,8 @@ class KgeConfig:
             raise KgeConfigError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.negative_sampling not in ("uniform", "bernoulli"):
             raise KgeConfigError(f"negative_sampling must be 'uniform' or 'bernoulli', got {self.negative_sampling!r}")
+        if self.clock not in ("wall", "cpu"):
+            raise KgeConfigError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
         if self.optimizer not in ("adam", "adagrad"):
             raise KgeConfigError(f"optimizer must be 'adam' or 'adagrad', got {self.optimizer!r}")
         if self.p_norm not in (1, 2):

@@ -190,6 +190,7 @@ def train(
     generator = torch.Generator().manual_seed(config.seed + 3)
     history: list[dict[str, float]] = []
     start_epoch, train_seconds = 0, 0.0
+    clock = time.process_time if config.clock == "cpu" else time.perf_counter
 
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if resume and checkpoint_path is not None and checkpoint_path.is_file():
@@ -213,7 +214,7 @@ def train(
     bar = tqdm(range(start_epoch, config.epochs), desc=config.model, unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
-        started = time.perf_counter()
+        started = clock()
         loss_sum, steps = 0.0, 0
         permutation = torch.randperm(train_triples.shape[0], generator=generator)
         for batch_index in permutation.split(config.batch_size):
@@ -230,7 +231,7 @@ def train(
             model.constrain_relations(torch.unique(relation_ids))
             loss_sum += loss.item()
             steps += 1
-        train_seconds += time.perf_counter() - started
+        train_seconds += clock() - started
         entry: dict[str, float] = {"epoch": epoch + 1, "train_seconds": train_seconds, "loss": loss_sum / max(1, steps)}
         is_last = epoch + 1 == config.epochs
         out_of_time = config.max_minutes is not None and train_seconds >= 60 * config.max_minutes

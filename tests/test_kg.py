@@ -501,3 +501,16 @@ def test_transr_starts_from_transe_vectors(tmp_path):
         train(dictionary_graph(), model="transr", init_from=tmp_path / "transe", **{**SMALL, "dim": 8})
     with pytest.raises(OSError):
         train(dictionary_graph(), model="transr", init_from=tmp_path / "missing", **SMALL)
+
+
+def test_cpu_clock_budget_counts_the_process_cpu_time(monkeypatch):
+    """On a shared machine the wall clock runs while other jobs compute: --clock cpu budgets the run's own time."""
+    import kg.training
+
+    ticks = iter(range(0, 10_000, 40))  # every call of the CPU clock: 40 s more
+    monkeypatch.setattr(kg.training.time, "process_time", lambda: next(ticks))
+    settings = dict(SMALL, epochs=5, max_minutes=1.0)
+    assert train(dictionary_graph(), clock="cpu", **settings).epochs_completed == 2  # 40 s, then 80 s >= 60 s
+    assert train(dictionary_graph(), clock="wall", **settings).epochs_completed == 5
+    with pytest.raises(ValueError, match="clock must be 'wall' or 'cpu', got 'gpu'"):
+        KgeConfig(clock="gpu")
