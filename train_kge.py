@@ -63,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--p-norm", type=int, choices=(1, 2), default=defaults.p_norm, help="L1 or L2 distance")
     parser.add_argument("--negative-sampling", choices=("uniform", "bernoulli"), default=defaults.negative_sampling)
     parser.add_argument("--num-negatives", type=int, default=defaults.num_negatives)
+    parser.add_argument(
+        "--negative-entities",
+        choices=("uniform", "degree"),
+        default=defaults.negative_entities,
+        help="replacing entities drawn uniformly, or in proportion to degree^0.75 (popular entities as negatives)",
+    )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--optimizer", choices=("adam", "adagrad"), default=defaults.optimizer)
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         p_norm=args.p_norm,
         negative_sampling=args.negative_sampling,
         num_negatives=args.num_negatives,
+        negative_entities=args.negative_entities,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         optimizer=args.optimizer,

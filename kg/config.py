@@ -27,6 +27,9 @@ class KgeConfig:
         p_norm: 1 (L1) or 2 (L2) distance.
         negative_sampling: ``"uniform"`` or ``"bernoulli"`` choice of the corrupted side.
         num_negatives: negatives per positive triple.
+        negative_entities: how the replacing entity is drawn: ``"uniform"`` over all entities, or ``"degree"`` in
+            proportion to its number of training triples to the power 0.75 (as word2vec draws negative words), so
+            that corruptions also use the popular entities a frequency ranking would put first.
         batch_size: positive triples per step.
         learning_rate: optimiser step size (0.003 was best of 0.01/0.003/0.001 for TransE on CMeKG with Adam).
         optimizer: ``"adam"`` or ``"adagrad"``, both lazy row-wise updates (:class:`SparseRowOptimizer`).
@@ -53,6 +56,7 @@ class KgeConfig:
     p_norm: int = 1
     negative_sampling: str = "bernoulli"
     num_negatives: int = 1
+    negative_entities: str = "uniform"
     batch_size: int = 8192
     learning_rate: float = 0.003
     optimizer: str = "adam"
@@ -74,6 +78,8 @@ class KgeConfig:
             raise KgeConfigError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.negative_sampling not in ("uniform", "bernoulli"):
             raise KgeConfigError(f"negative_sampling must be 'uniform' or 'bernoulli', got {self.negative_sampling!r}")
+        if self.negative_entities not in ("uniform", "degree"):
+            raise KgeConfigError(f"negative_entities must be 'uniform' or 'degree', got {self.negative_entities!r}")
         if self.clock not in ("wall", "cpu"):
             raise KgeConfigError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
         if self.optimizer not in ("adam", "adagrad"):

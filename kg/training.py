@@ -43,6 +43,7 @@ _STRUCTURAL_FIELDS = (
     "p_norm",
     "negative_sampling",
     "num_negatives",
+    "negative_entities",
     "batch_size",
     "optimizer",
     "valid_fraction",
@@ -102,13 +103,18 @@ def _corrupt(
     head_probability: torch.Tensor,
     num_entities: int,
     generator: torch.Generator,
+    entity_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Heads and tails ``(batch, 1 + num_negatives)``: column 0 the true triple, then its corruptions."""
+    """Heads and tails ``(batch, 1 + num_negatives)``: column 0 the true triple, then its corruptions; the
+    replacing entities are drawn in proportion to ``entity_weights`` (None: uniformly)."""
     size = (batch.shape[0], num_negatives)
     heads = batch[:, :1].expand(size).clone()
     tails = batch[:, 2:].expand(size).clone()
     replace_head = torch.rand(size, generator=generator) < head_probability[batch[:, 1]].unsqueeze(1)
-    random_entities = torch.randint(num_entities, size, generator=generator)
+    if entity_weights is None:
+        random_entities = torch.randint(num_entities, size, generator=generator)
+    else:
+        random_entities = torch.multinomial(entity_weights, size[0] * size[1], True, generator=generator).view(size)
     heads[replace_head] = random_entities[replace_head]
     tails[~replace_head] = random_entities[~replace_head]
     return torch.cat([batch[:, :1], heads], dim=1), torch.cat([batch[:, 2:], tails], dim=1)
@@ -182,6 +188,9 @@ def train(
     valid_sample = _sample(split["valid"], config.eval_triples, config.seed + 1)
     test_sample = _sample(split["test"], config.eval_triples, config.seed + 2)
     head_probability = _head_probability(train_triples, num_relations, config.negative_sampling)
+    entity_weights = None
+    if config.negative_entities == "degree":
+        entity_weights = torch.bincount(train_triples[:, [0, 2]].reshape(-1), minlength=num_entities).double() ** 0.75
 
     model = build_model(config, num_entities, num_relations)
     if init_from is not None:
@@ -219,7 +228,9 @@ def train(
         permutation = torch.randperm(train_triples.shape[0], generator=generator)
         for batch_index in permutation.split(config.batch_size):
             batch = train_triples[batch_index]
-            heads, tails = _corrupt(batch, config.num_negatives, head_probability, num_entities, generator)
+            heads, tails = _corrupt(
+                batch, config.num_negatives, head_probability, num_entities, generator, entity_weights
+            )
             relation_ids = batch[:, 1]
             distances, penalty = model.distance_and_penalty(heads, relation_ids, tails)  # (batch, 1 + negatives)
             # Margin ranking loss: a true triple must be closer than each of its corruptions by the margin.

@@ -514,3 +514,17 @@ def test_cpu_clock_budget_counts_the_process_cpu_time(monkeypatch):
     assert train(dictionary_graph(), clock="wall", **settings).epochs_completed == 5
     with pytest.raises(ValueError, match="clock must be 'wall' or 'cpu', got 'gpu'"):
         KgeConfig(clock="gpu")
+
+
+def test_degree_negatives_draw_entities_in_proportion_to_their_weight():
+    from kg.training import _corrupt
+
+    batch = torch.tensor([[0, 0, 1], [1, 0, 0]])
+    generator = torch.Generator().manual_seed(0)
+    heads, tails = _corrupt(batch, 50, torch.tensor([0.5]), 4, generator, torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    assert torch.equal(heads[:, 0], batch[:, 0]) and torch.equal(tails[:, 0], batch[:, 2])
+    corrupted = torch.where(heads[:, 1:] != batch[:, :1], heads[:, 1:], tails[:, 1:])
+    assert set(corrupted.unique().tolist()) == {2}, "only the entity with weight"
+    assert (heads[:, 1:] == 2).any() and (tails[:, 1:] == 2).any(), "both sides corrupted"
+    result = train(dictionary_graph(), model="transe", negative_entities="degree", **SMALL)
+    assert result.metrics["mrr"] > 0.8, result.metrics
