@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from cli_errors import add_debug_flag, run_command
+from cli_errors import UserError, add_debug_flag, run_command
 from kg.config import MODELS, KgeConfig
-from kg.export import save_kge
+from kg.export import EMBEDDINGS_NAME, save_kge
 from kg.io import KgFormatError, read_entities, read_triples
 from kg.training import CHECKPOINT_NAME, train
 from training.common import check_output_dir, clear_output_dir
@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.entities is not None:
         entity_types = {entity.name: entity.type for entity in read_entities(args.entities)}
     print(f"{len(triples)} triples from {args.triples}")
+    if args.init_from is not None and not (args.init_from / EMBEDDINGS_NAME).is_file():
+        raise UserError(
+            f"--init-from {args.init_from}: no {EMBEDDINGS_NAME}: expected the output folder of train_kge.py"
+        )
     if args.overwrite_output_dir and not resuming:
         clear_output_dir(args.output_dir)
 

@@ -528,3 +528,18 @@ def test_degree_negatives_draw_entities_in_proportion_to_their_weight():
     assert (heads[:, 1:] == 2).any() and (tails[:, 1:] == 2).any(), "both sides corrupted"
     result = train(dictionary_graph(), model="transe", negative_entities="degree", **SMALL)
     assert result.metrics["mrr"] > 0.8, result.metrics
+
+
+def test_train_kge_refuses_a_missing_init_folder_before_clearing_the_output(tmp_path):
+    import train_kge
+    from cli_errors import UserError
+
+    triples = tmp_path / "triples.tsv"
+    write_triples(triples, dictionary_graph(languages=2, concepts=5))
+    output = tmp_path / "kge"
+    output.mkdir()
+    (output / "kge_config.json").write_text("{}\n", encoding="utf-8")  # a previous run's folder
+    with pytest.raises(UserError, match=r"--init-from .*transe: no entity_embeddings.safetensors"):
+        train_kge.main([f"--triples={triples}", f"--output-dir={output}", "--overwrite-output-dir",
+                        f"--init-from={tmp_path / 'transe'}", "--model=transr"])  # fmt: skip
+    assert (output / "kge_config.json").read_text(encoding="utf-8") == "{}\n"
