@@ -151,6 +151,13 @@ class ModelArguments:
             "linked to KG entities by name"
         },
     )
+    min_term_length: int = field(
+        default=2,
+        metadata={
+            "help": "family B: lexicon terms shorter than this many characters are left out (CMeKG names such as "
+            "上, 大, 心 would tag common characters)"
+        },
+    )
     freeze_kg_embeddings: bool = field(default=True, metadata={"help": "family B: keep the KG table fixed"})
     hidden_size: int = field(default=256, metadata={"help": "from scratch: encoder hidden size"})
     num_hidden_layers: int = field(default=4, metadata={"help": "from scratch: encoder layers"})
@@ -362,11 +369,16 @@ def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torc
     for row, entity in enumerate(entities):
         row_of.setdefault(entity.name, row)
     terms = read_entities(model_args.lexicon, allow_duplicates=True) if model_args.lexicon else entities
+    short = sum(len(term.name) < model_args.min_term_length for term in terms)
+    terms = [term for term in terms if len(term.name) >= model_args.min_term_length]
     types = list(dict.fromkeys(term.type for term in terms))
     categories = list(KG_CATEGORIES) if set(types) <= set(KG_CATEGORIES) else sorted(types)
     lexicon = TermLexicon([(t.name, t.type, row_of.get(t.name)) for t in terms], categories)
     linked = sum(t.name in row_of for t in terms)
-    logger.info("lexicon: %d terms in %d categories, %d linked to KG entities", len(lexicon), len(categories), linked)
+    logger.info(
+        "lexicon: %d terms in %d categories, %d linked to KG entities; %d shorter than --min_term_length %d left out",
+        len(lexicon), len(categories), linked, short, model_args.min_term_length,
+    )  # fmt: skip
     return lexicon, embeddings
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from kg.embedding import MODELS, train
+from kg.config import MODELS
 from kg.io import read_triples
+from kg.training import train
 
 
 def load_triples(path: Path | None, max_name_length: int) -> list | None:

@@ -28,10 +28,7 @@ pyahocorasick's time.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import io
 import json
-import pickle
 import random
 import time
 from importlib.metadata import version
@@ -39,25 +36,18 @@ from pathlib import Path
 
 import ahocorasick
 
+from kg.cmekg import load_cmekg
 from modeling.lexicon import TermLexicon, fold
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILLER = "患者男女性岁因于年月日入院出院查体示无明显伴有及行术后左右侧见约大小cm，。；、：（）0123456789 "
 
 
-class _NoGlobals(pickle.Unpickler):
-    """CMeKG's pickle holds only dicts, lists and strings: any global (class, function) is refused."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"refusing global {module}.{name} in the CMeKG pickle")
-
-
 def cmekg_names() -> list[str] | None:
-    spec = importlib.util.find_spec("pyCMeKG")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        graph = load_cmekg()  # the package's reader: an unpickler that refuses every global
+    except FileNotFoundError:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "cmekg.pkl"
-    graph = _NoGlobals(io.BytesIO(path.read_bytes())).load()
     names = dict.fromkeys(graph)
     for predicates in graph.values():
         for objects in predicates.values():

@@ -75,6 +75,7 @@ __all__ = [
     "infer_entity_types",
     "load_cmekg",
     "load_restricted_pickle",
+    "type_guess_report",
     "validate_cmekg",
 ]
 
@@ -357,8 +358,8 @@ def infer_entity_types(
     """Infer one type per entity by weighted majority vote over the roles it plays (see module docstring).
 
     Returns:
-        ``(types, votes)``: the chosen type per entity (``OTHER_TYPE`` without votes), and the vote totals per
-        entity for inspection.
+        ``(types, votes)``: the chosen type per entity (``OTHER_TYPE`` without votes), and per entity the weight
+        each ``(type, role)`` cast, a role being ``"subject of 不良反应"`` or ``"object of 常见症状"``.
     """
     votes: dict[str, Counter] = defaultdict(Counter)
     for head, relation, tail in triples:
@@ -366,22 +367,60 @@ def infer_entity_types(
         if rule is None:
             continue
         if rule.subject is not None:
-            votes[head][rule.subject[0]] += rule.subject[1]
+            votes[head][rule.subject[0], f"subject of {relation}"] += rule.subject[1]
         if rule.object is not None:
-            votes[tail][rule.object[0]] += rule.object[1]
+            votes[tail][rule.object[0], f"object of {relation}"] += rule.object[1]
     rank = {entity_type: position for position, entity_type in enumerate(TYPE_PRIORITY)}
     types: dict[str, str] = {}
     for head, _, tail in triples:
         for name in (head, tail):
             if name in types:
                 continue
-            tally = votes.get(name)
+            tally = _per_type(votes.get(name, Counter()))
             if not tally:
                 types[name] = OTHER_TYPE
             else:
                 # Largest weight wins; among equal weights the earlier type in TYPE_PRIORITY.
                 types[name] = min(tally, key=lambda t: (-tally[t], rank.get(t, len(rank))))
     return types, votes
+
+
+def _per_type(votes: Counter) -> Counter:
+    tally: Counter = Counter()
+    for (entity_type, _), weight in votes.items():
+        tally[entity_type] += weight
+    return tally
+
+
+def type_guess_report(types: Mapping[str, str], votes: Mapping[str, Counter]) -> dict[str, dict[str, int]]:
+    """How the types of :func:`infer_entity_types` were guessed, to judge how far to trust them.
+
+    Returns:
+        ``names_per_type``: entities per type; ``decided_by``: entities whose votes named one type only
+        (``"one type"``), several (``"majority"``: the heaviest won; ``"tie"``: TYPE_PRIORITY chose), or none
+        (``"no vote"``, typed Other); ``rules``: per chosen type and role (``"Drug <- subject of 不良反应"``), the
+        entities for which that role cast the most weight for the type they got. Each section sums to the number of
+        entities.
+    """
+    decided_by: Counter = Counter()
+    rules: Counter = Counter()
+    for name, entity_type in types.items():
+        name_votes = votes.get(name, Counter())
+        tally = _per_type(name_votes)
+        if not tally:
+            decided_by["no vote"] += 1
+            rules[f"{OTHER_TYPE} <- no vote"] += 1
+            continue
+        top = sorted(tally.values(), reverse=True)
+        decided_by["one type" if len(top) == 1 else "tie" if top[0] == top[1] else "majority"] += 1
+        # The role that cast the most weight for the chosen type (the first such role on a tie, in triple order).
+        role = max((r for t, r in name_votes if t == entity_type), key=lambda r: name_votes[entity_type, r])
+        rules[f"{entity_type} <- {role}"] += 1
+    return {
+        "names_per_type": dict(Counter(types.values()).most_common()),
+        "decided_by": dict(decided_by.most_common()),
+        "rules": dict(rules.most_common()),
+    }
 
 
 @dataclass
@@ -436,7 +475,7 @@ def import_cmekg(graph: Mapping[str, Mapping[str, list[str]]], *, max_name_lengt
                     continue
                 seen.add(triple)
                 triples.append(triple)
-    types, _ = infer_entity_types(triples)
+    types, votes = infer_entity_types(triples)
     entities = [Entity(name, types[name]) for name in sorted(types)]
     per_type = Counter(entity.type for entity in entities)
     counts = {
@@ -448,6 +487,7 @@ def import_cmekg(graph: Mapping[str, Mapping[str, list[str]]], *, max_name_lengt
         "relations": dict(Counter(t.relation for t in triples).most_common()),
         "entities_total": len(entities),
         "entities_per_type": {t: per_type.get(t, 0) for t in (*ENTITY_TYPES, OTHER_TYPE)},
+        "type_guess": type_guess_report(types, votes),
         "max_name_length": max_name_length,
     }
     assert counts["triples_kept"] + sum(dropped.values()) == total, "every triple is kept or dropped for one reason"
@@ -488,9 +528,17 @@ def main(argv: list[str] | None = None) -> None:
     unlisted = counts["dropped_predicates"]["unlisted_predicate"]
     if unlisted:
         print(f"unlisted predicates dropped: {len(unlisted)} (top: {', '.join(list(unlisted)[:10])})")
-    print(f"entities: {counts['entities_total']}")
+    total = counts["entities_total"]
+    print(f"entities: {total} (types guessed from the predicates they take part in)")
     for entity_type, n in counts["entities_per_type"].items():
-        print(f"  {entity_type:<11} {n:>8}")
+        print(f"  {entity_type:<11} {n:>8}  {n / total:6.1%}")
+    guess = counts["type_guess"]
+    print("  guessed from: " + ", ".join(f"{how} {n} ({n / total:.1%})" for how, n in guess["decided_by"].items()))
+    print("  deciding rule (most entities first):")
+    for rule, n in list(guess["rules"].items())[:15]:
+        print(f"    {n:>8}  {n / total:6.1%}  {rule}")
+    if len(guess["rules"]) > 15:
+        print(f"    ... {len(guess['rules']) - 15} more rules in counts.json")
     print(f"wrote {args.output_dir}/triples.tsv, entities.tsv, counts.json")
 
 

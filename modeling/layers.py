@@ -25,7 +25,7 @@ def reverse_within_length(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.
 class BiLSTM(nn.Module):
     """Bidirectional LSTM (``num_layers`` stacked) that respects right padding without packing.
 
-    ``pack_padded_sequence`` made the backward pass 50-100x slower on CPU (DESIGN.md section 4). With right
+    ``pack_padded_sequence`` made the backward pass 50-100x slower on a 2-core CPU (2-12 s a batch). With right
     padding the forward direction never sees padding before a real step, and the backward direction runs over
     each sequence reversed within its own length, which gives the packed result exactly.
     Output size: ``2 * hidden_size``.

@@ -156,19 +156,6 @@ class TermLexicon:
             raise ValueError(f"expected distinct categories, got {categories}")
         return categories
 
-    @classmethod
-    def from_entity_table(cls, path: str | Path, categories: Sequence[str] | None = None) -> TermLexicon:
-        """Lexicon of a KG entity table (``entities.tsv`` of ``train_kge.py``): line ``i`` is ``name`` TAB ``type``
-        and its entity row is ``i``."""
-        terms = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle):
-                fields = line.rstrip("\r\n").split("\t")
-                if len(fields) != 2 or not fields[0] or not fields[1]:
-                    raise ValueError(f"{path}, line {number + 1}: expected 'name<TAB>type', got {line.rstrip()!r}")
-                terms.append((fields[0], fields[1], number))
-        return cls(terms, categories)
-
     # ------------------------------------------------------------------ save and load
 
     def dumps(self) -> str:

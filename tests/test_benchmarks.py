@@ -93,3 +93,20 @@ def test_lexicon_speed_benchmark_checks_matches_and_prints_the_ratio(tmp_path):
     row = r"simulated 200-char\s+\d+/20\s+\d+\s+\d+\s+[\d,]+\s+[\d,]+\s+[\d,]+\s+\d+\.\d\dx\s+[\d.]+-[\d.]+x\s+[\d.]+x\s+<=2x (ok|MISSED)"
     assert re.fullmatch(row, lines[3]), lines[3]
     assert len(lines) == 6, lines  # no CCKS row when the file is absent
+
+
+def test_lexicon_coverage_compares_lexicons_against_gold(tmp_path):
+    corpus = tmp_path / "ccks.jsonl"
+    record = {"originalText": "心跳伴胸痛", "entities": [{"label_type": "疾病和诊断", "start_pos": 3, "end_pos": 5}]}
+    corpus.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    lexicon = tmp_path / "terms.tsv"
+    lexicon.write_text("心\tOther\n胸痛\tSymptom\n伴随\tOther\n", encoding="utf-8")
+    command = [sys.executable, "benchmarks/lexicon_coverage.py", "--corpus", str(corpus), "--lexicon",
+               f"kg={lexicon}", "--min-term-length", "1", "2"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "1 records from ccks.jsonl, 1 entities"
+    # min 1: 心 and 胸痛 tag 3 of 5 characters, 2 of them gold; min 2: only 胸痛.
+    assert lines[2].split() == ["kg", "1", "3", "60.0%", "66.7%", "100.0%", "100.0%"]
+    assert lines[3].split() == ["kg", "2", "2", "40.0%", "100.0%", "100.0%", "100.0%"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import Counter
 
 import pytest
 import torch
@@ -17,8 +18,12 @@ from kg.cmekg import (
     load_restricted_pickle,
     validate_cmekg,
 )
-from kg.embedding import KgeConfig, evaluate_link_prediction, index_triples, load_kge, save_kge, split_triples, train
+from kg.config import KgeConfig
+from kg.evaluation import evaluate_link_prediction
+from kg.export import load_kge, save_kge
+from kg.graph import index_triples, split_triples
 from kg.io import Entity, KgFormatError, Triple, read_entities, read_triples, write_entities, write_triples
+from kg.training import train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -206,6 +211,34 @@ def test_type_inference_majority_and_priority():
     assert untyped == {"A": OTHER_TYPE, "B": OTHER_TYPE}
 
 
+def test_type_guess_report_counts_types_decisions_and_deciding_rules():
+    from kg.cmekg import type_guess_report
+
+    triples = [
+        Triple("A", "不良反应", "X"),  # A Drug 1, X Symptom 1
+        Triple("D", "常见症状", "X"),  # D Disease 1, X Symptom 1
+        Triple("A", "适应症", "D"),  # A Drug 1, D Disease 0.5 (weak)
+        Triple("C", "检查", "Y"),  # C Disease 1, Y Check 1
+        Triple("Y", "并发症", "Z"),  # Y Disease 1 (ties with Check: TYPE_PRIORITY picks Check), Z Disease 1
+        Triple("X", "并发症", "W"),  # X Disease 1 (Symptom 2 wins), W Disease 1
+        Triple("P", "上位关系", "Q"),  # no votes: Other
+    ]
+    types, votes = infer_entity_types(triples)
+    report = type_guess_report(types, votes)
+    assert report["names_per_type"] == {"Disease": 4, "Other": 2, "Drug": 1, "Symptom": 1, "Check": 1}
+    assert report["decided_by"] == {"one type": 5, "no vote": 2, "majority": 1, "tie": 1}
+    assert report["rules"] == {
+        "Disease <- object of 并发症": 2,  # Z, W
+        "Other <- no vote": 2,
+        "Drug <- subject of 不良反应": 1,  # A: 1.0 from 不良反应 and from 适应症, the first in triple order
+        "Symptom <- object of 不良反应": 1,  # X
+        "Disease <- subject of 常见症状": 1,  # D: 1.0 beats the weak 0.5 of 适应症
+        "Disease <- subject of 检查": 1,  # C
+        "Check <- object of 检查": 1,  # Y
+    }
+    assert import_cmekg(SYNTHETIC_CMEKG).counts["type_guess"]["names_per_type"]["Drug"] == 2
+
+
 # ----------------------------------------------------------------------------------------------------- embeddings
 
 
@@ -303,3 +336,210 @@ def test_config_errors_name_the_value():
         KgeConfig(model="distmult")
     with pytest.raises(ValueError, match="p_norm must be 1 or 2, got 3"):
         KgeConfig(p_norm=3)
+
+
+def test_load_kge_reads_a_folder_in_the_saved_layout(tmp_path):
+    """The file layout that train_kge.py has always written (embeddings, names, config) keeps loading."""
+    from safetensors.torch import save_file
+
+    embeddings = torch.arange(6, dtype=torch.float32).view(3, 2)
+    save_file(
+        {"entity_embeddings": embeddings, "relation_embeddings": torch.ones(1, 2)},
+        tmp_path / "entity_embeddings.safetensors",
+    )
+    (tmp_path / "entities.tsv").write_text("乳腺癌\tDisease\n紫杉醇\tDrug\n脱发\tOther\n", encoding="utf-8")
+    (tmp_path / "relations.tsv").write_text("不良反应\n", encoding="utf-8")
+    (tmp_path / "kge_config.json").write_text('{"model": "transe", "dim": 2}\n', encoding="utf-8")
+    loaded = load_kge(tmp_path)
+    assert loaded.entities == [Entity("乳腺癌", "Disease"), Entity("紫杉醇", "Drug"), Entity("脱发", "Other")]
+    assert torch.equal(loaded.entity_embeddings, embeddings)
+    assert loaded.relation_names == ["不良反应"] and loaded.config == {"model": "transe", "dim": 2}
+
+
+# ----------------------------------------------------------------------- filtered ranks and the popularity baseline
+
+# A graph of five entities (0..4) and one relation, small enough to rank by hand.
+TINY_TRAIN = [(0, 0, 2), (1, 0, 2), (3, 0, 2), (0, 0, 3), (1, 0, 4)]
+TINY_TEST = [(3, 0, 4)]
+
+
+def brute_force_ranks(distance, triples, known, num_entities):
+    """Filtered ranks by enumeration: ``distance(side, head, relation, tail)``, ties counted half."""
+    ranks = []
+    for head, relation, tail in triples:
+        for side in ("tail", "head"):
+            target = tail if side == "tail" else head
+
+            def triple(entity, side=side, head=head, relation=relation, tail=tail):
+                return (head, relation, entity) if side == "tail" else (entity, relation, tail)
+
+            target_distance = distance(side, *triple(target))
+            better = ties = 0
+            for entity in range(num_entities):
+                if entity == target or triple(entity) in known:
+                    continue
+                candidate = distance(side, *triple(entity))
+                better += candidate < target_distance
+                ties += candidate == target_distance
+            ranks.append(1 + better + ties / 2)
+    return ranks
+
+
+def metrics_of(ranks, num_triples):
+    return {
+        "mrr": sum(1 / rank for rank in ranks) / len(ranks),
+        "hits@1": sum(rank <= 1 for rank in ranks) / len(ranks),
+        "hits@3": sum(rank <= 3 for rank in ranks) / len(ranks),
+        "hits@10": sum(rank <= 10 for rank in ranks) / len(ranks),
+        "mean_rank": sum(ranks) / len(ranks),
+        "num_triples": num_triples,
+    }
+
+
+def test_relation_popularity_baseline_by_hand():
+    from kg.evaluation import relation_popularity_baseline
+
+    train, test = torch.tensor(TINY_TRAIN), torch.tensor(TINY_TEST)
+    metrics = relation_popularity_baseline(train, test, torch.cat([train, test]), 5, 1)
+    # Tail of (3, r, ?), answer 4: tail counts 2:3, 3:1, 4:1; 2 is another known tail of (3, r), filtered; 3 ties
+    # with 4 -> rank 1.5. Head of (?, r, 4), answer 3: head counts 0:2, 1:2, 3:1; 1 is another known head of
+    # (r, 4), filtered; 0 is ahead -> rank 2.
+    assert metrics == pytest.approx(
+        {
+            "mrr": (1 / 1.5 + 1 / 2) / 2,
+            "hits@1": 0.0,
+            "hits@3": 1.0,
+            "hits@10": 1.0,
+            "mean_rank": 1.75,
+            "num_triples": 1,
+        }
+    )
+
+
+def test_relation_popularity_baseline_equals_enumeration():
+    from kg.evaluation import relation_popularity_baseline
+
+    generator = torch.Generator().manual_seed(0)
+    triples = torch.unique(torch.stack([torch.randint(12, (60,), generator=generator),
+                                        torch.randint(3, (60,), generator=generator),
+                                        torch.randint(12, (60,), generator=generator)], dim=1), dim=0)  # fmt: skip
+    train, test = triples[:-15], triples[-15:]
+    tails, heads = Counter(), Counter()
+    for head, relation, tail in train.tolist():
+        tails[relation, tail] += 1
+        heads[head, relation] += 1
+
+    def distance(side, head, relation, tail):
+        return -(tails[relation, tail] if side == "tail" else heads[head, relation])
+
+    known = set(map(tuple, triples.tolist()))
+    ranks = brute_force_ranks(distance, test.tolist(), known, 12)
+    assert any(rank % 1 for rank in ranks), "ties occurred"
+    got = relation_popularity_baseline(train, test, triples, 12, 3, batch_size=4)
+    assert got == pytest.approx(metrics_of(ranks, len(test)))
+
+
+def test_filtered_evaluation_equals_enumeration():
+    """TransE with small integer vectors: L1 distances are exact, so ties are real and must count half."""
+    from kg.models import build_model
+
+    generator = torch.Generator().manual_seed(1)
+    triples = torch.tensor(TINY_TRAIN + TINY_TEST + [(2, 1, 0), (4, 1, 1), (3, 1, 3)])
+    model = build_model(KgeConfig(dim=2), 5, 2)
+    model.entity.weight.data = torch.randint(-2, 3, (5, 2), generator=generator).float()
+    model.relation.weight.data = torch.randint(-1, 2, (2, 2), generator=generator).float()
+    vectors, relations = model.entity.weight.tolist(), model.relation.weight.tolist()
+
+    def distance(side, head, relation, tail):
+        return sum(abs(h + r - t) for h, r, t in zip(vectors[head], relations[relation], vectors[tail]))
+
+    known = set(map(tuple, triples.tolist()))
+    ranks = brute_force_ranks(distance, triples.tolist(), known, 5)
+    assert any(rank % 1 for rank in ranks) and min(ranks) == 1 < max(ranks), ranks
+    got = evaluate_link_prediction(model, triples, triples, batch_size=2)
+    assert got == pytest.approx(metrics_of(ranks, len(triples)))
+
+
+def test_train_kge_prints_the_scores_beside_the_baseline_last(tmp_path, capsys):
+    import json
+    import re
+
+    import train_kge
+
+    triples = tmp_path / "triples.tsv"
+    write_triples(triples, dictionary_graph(languages=3, concepts=10))
+    output = tmp_path / "kge"
+    train_kge.main([f"--triples={triples}", f"--output-dir={output}", "--dim=8", "--epochs=3", "--batch-size=32",
+                    "--test-fraction=0.2", "--valid-fraction=0", "--no-progress"])  # fmt: skip
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    number = r"(\d\.\d{4})"
+    found = re.fullmatch(
+        rf"filtered MRR = {number}, Hits@10 = {number} \(relation-popularity baseline: MRR {number}, Hits@10 {number}\)",
+        last,
+    )
+    assert found, last
+    saved = json.loads((output / "kge_config.json").read_text(encoding="utf-8"))
+    metrics, baseline = saved["metrics"], saved["relation_popularity_baseline"]
+    assert [float(value) for value in found.groups()] == [
+        round(metrics["mrr"], 4), round(metrics["hits@10"], 4), round(baseline["mrr"], 4), round(baseline["hits@10"], 4)
+    ]  # fmt: skip
+    assert baseline["num_triples"] == metrics["num_triples"] > 0
+
+
+def test_transr_starts_from_transe_vectors(tmp_path):
+    """Lin et al. 2015 start TransR from TransE: entity and relation vectors copied, M_r the identity."""
+    transe = train(dictionary_graph(), model="transe", **{**SMALL, "epochs": 30})
+    save_kge(transe, tmp_path / "transe")
+    transr = train(dictionary_graph(), model="transr", init_from=tmp_path / "transe", **{**SMALL, "epochs": 0})
+    torch.testing.assert_close(transr.model.entity.weight, transe.model.entity.weight)
+    relations = transe.model.relation.weight
+    assert torch.allclose(transr.model.relation.weight, relations / relations.norm(dim=-1, keepdim=True).clamp_min(1))
+    assert transr.metrics["mrr"] > 0.3 > 3 * RANDOM_MRR  # ranks well before any TransR step
+    with pytest.raises(ValueError, match="embeddings of other entities or relations"):
+        train(dictionary_graph(languages=3), model="transr", init_from=tmp_path / "transe", **SMALL)
+    with pytest.raises(ValueError, match=r"shape \(120, 16\) cannot start a table of shape \(120, 8\)"):
+        train(dictionary_graph(), model="transr", init_from=tmp_path / "transe", **{**SMALL, "dim": 8})
+    with pytest.raises(OSError):
+        train(dictionary_graph(), model="transr", init_from=tmp_path / "missing", **SMALL)
+
+
+def test_cpu_clock_budget_counts_the_process_cpu_time(monkeypatch):
+    """On a shared machine the wall clock runs while other jobs compute: --clock cpu budgets the run's own time."""
+    import kg.training
+
+    ticks = iter(range(0, 10_000, 40))  # every call of the CPU clock: 40 s more
+    monkeypatch.setattr(kg.training.time, "process_time", lambda: next(ticks))
+    settings = dict(SMALL, epochs=5, max_minutes=1.0)
+    assert train(dictionary_graph(), clock="cpu", **settings).epochs_completed == 2  # 40 s, then 80 s >= 60 s
+    assert train(dictionary_graph(), clock="wall", **settings).epochs_completed == 5
+    with pytest.raises(ValueError, match="clock must be 'wall' or 'cpu', got 'gpu'"):
+        KgeConfig(clock="gpu")
+
+
+def test_degree_negatives_draw_entities_in_proportion_to_their_weight():
+    from kg.training import _corrupt
+
+    batch = torch.tensor([[0, 0, 1], [1, 0, 0]])
+    generator = torch.Generator().manual_seed(0)
+    heads, tails = _corrupt(batch, 50, torch.tensor([0.5]), 4, generator, torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    assert torch.equal(heads[:, 0], batch[:, 0]) and torch.equal(tails[:, 0], batch[:, 2])
+    corrupted = torch.where(heads[:, 1:] != batch[:, :1], heads[:, 1:], tails[:, 1:])
+    assert set(corrupted.unique().tolist()) == {2}, "only the entity with weight"
+    assert (heads[:, 1:] == 2).any() and (tails[:, 1:] == 2).any(), "both sides corrupted"
+    result = train(dictionary_graph(), model="transe", negative_entities="degree", **SMALL)
+    assert result.metrics["mrr"] > 0.8, result.metrics
+
+
+def test_train_kge_refuses_a_missing_init_folder_before_clearing_the_output(tmp_path):
+    import train_kge
+    from cli_errors import UserError
+
+    triples = tmp_path / "triples.tsv"
+    write_triples(triples, dictionary_graph(languages=2, concepts=5))
+    output = tmp_path / "kge"
+    output.mkdir()
+    (output / "kge_config.json").write_text("{}\n", encoding="utf-8")  # a previous run's folder
+    with pytest.raises(UserError, match=r"--init-from .*transe: no entity_embeddings.safetensors"):
+        train_kge.main([f"--triples={triples}", f"--output-dir={output}", "--overwrite-output-dir",
+                        f"--init-from={tmp_path / 'transe'}", "--model=transr"])  # fmt: skip
+    assert (output / "kge_config.json").read_text(encoding="utf-8") == "{}\n"

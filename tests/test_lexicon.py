@@ -110,16 +110,6 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.char_features("乳腺癌#x") == lexicon.char_features("乳腺癌#x")
 
 
-def test_from_entity_table_uses_line_numbers_as_entity_rows(tmp_path):
-    path = tmp_path / "entities.tsv"
-    path.write_text("乳腺癌\tDisease\n紫杉醇\tDrug\n", encoding="utf-8")
-    lexicon = TermLexicon.from_entity_table(path, CATEGORIES)
-    assert lexicon.terms == (Term("乳腺癌", "Disease", 0), Term("紫杉醇", "Drug", 1))
-    path.write_text("乳腺癌\tDisease\n紫杉醇\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"entities.tsv, line 2: expected 'name<TAB>type', got '紫杉醇'"):
-        TermLexicon.from_entity_table(path)
-
-
 HEADER = '#TermLexicon\t{"version": 1, "categories": ["Disease", "Drug"]}\n'
 
 
@@ -161,3 +151,25 @@ def test_malformed_lexicon_files_raise_value_error_naming_file_and_line(tmp_path
 def test_bad_terms_raise_value_error(terms, categories, message):
     with pytest.raises(ValueError, match=message):
         TermLexicon(terms, categories)
+
+
+def test_lexicon_from_the_kg_leaves_out_one_character_names_by_default(tmp_path):
+    """train_ner.py builds the lexicon: CMeKG names such as 上, 大, 心 would tag common characters, so terms shorter
+    than --min_term_length (default 2) are left out; the kept terms keep their KG rows."""
+    import torch
+    from safetensors.torch import save_file
+
+    from train_ner import ModelArguments, load_knowledge
+
+    save_file({"entity_embeddings": torch.zeros(4, 3)}, tmp_path / "entity_embeddings.safetensors")
+    (tmp_path / "entities.tsv").write_text("心\tOther\n心悸\tSymptom\n上\tOther\n胸痛\tSymptom\n", encoding="utf-8")
+    arguments = dict(family="clinicalbert-kg", variant="kg", kg_embeddings=str(tmp_path))
+    lexicon, _ = load_knowledge(ModelArguments(**arguments))
+    assert lexicon.terms == (Term("心悸", "Symptom", 1), Term("胸痛", "Symptom", 3))
+    assert lexicon.char_features("上午心悸")["kg_position_ids"] == [0, 0, 1, 3]
+    lexicon, _ = load_knowledge(ModelArguments(**arguments, min_term_length=1))
+    assert [term.name for term in lexicon.terms] == ["心", "心悸", "上", "胸痛"]
+    names = tmp_path / "terms.tsv"
+    names.write_text("痛\tSymptom\n胸痛\tSymptom\n", encoding="utf-8")
+    lexicon, _ = load_knowledge(ModelArguments(**arguments, lexicon=str(names)))
+    assert lexicon.terms == (Term("胸痛", "Symptom", 3),)
