@@ -20,7 +20,7 @@ Output: one JSON line per record, in input order, in the span schema: ``{"id", "
 pre-annotations; tasks read from a Label Studio file keep their fields. ``--label-studio-config FILE`` writes the
 labeling configuration (XML) of a project those tasks import into: a ``<Labels>`` control with the model's entity
 types and the ``<Text>`` it annotates, named as the predictions name them. ``--gold FILE`` (span schema, CCKS or a
-Label Studio export) prints the entity-level scores of :mod:`metrics` and writes them as JSON.
+Label Studio export) prints the entity-level scores of :mod:`clinical_ner_zh.metrics` and writes them as JSON.
 
 Nothing is written before the model, every record of the input and every output path have been checked; an output
 path equal to an input (or to another output) is refused. Results go to ``OUTPUT.partial`` beside the output, which
@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from cli_errors import UserError, add_debug_flag, run_command
-from cli_errors.output_folder import check_writable
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command
+from clinical_ner_zh.cli_errors.output_folder import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def replace_when_done(path: Path) -> Iterator[Any]:
 
 def check_gold(gold_path: Path, index: InputIndex) -> None:
     """Before predicting: every gold record is in the input, with the same text (compared by digest)."""
-    from metrics.cli import ScoredRecord, pair_records, read_scored_records
+    from clinical_ner_zh.metrics.cli import ScoredRecord, pair_records, read_scored_records
 
     gold = {
         record_id: ScoredRecord(None if record.text is None else _digest(record.text).hex(), [])
@@ -312,8 +312,8 @@ def check_gold(gold_path: Path, index: InputIndex) -> None:
 
 def score_against_gold(gold_path: Path, predictions_path: Path, config, metrics_path: Path) -> str:
     """The metrics table of the predictions against gold (records matched by id); writes the JSON report."""
-    from metrics import format_report, score_entities
-    from metrics.cli import pair_records, read_scored_records
+    from clinical_ner_zh.metrics import format_report, score_entities
+    from clinical_ner_zh.metrics.cli import pair_records, read_scored_records
 
     gold = read_scored_records(gold_path)
     predicted = read_scored_records(predictions_path)
@@ -484,7 +484,7 @@ def read_partial(partial: Path, index: InputIndex) -> tuple[set[str], int, int]:
 def load_pipeline(model: str, device, batch_size: int, quantize: str | None = None):
     from transformers import pipeline
 
-    from training.common import not_loadable
+    from clinical_ner_zh.training.common import not_loadable
 
     folder = Path(model)
     if folder.exists() and not (folder / "config.json").is_file():
@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
-    from training.common import has_accelerator_device
+    from clinical_ner_zh.training.common import has_accelerator_device
 
     # On a machine without GPUs, Accelerate forms a multi-process (gloo) group only when told to use the CPU:
     # `accelerate launch --multi_gpu --num_processes 2 predict.py ...` then runs two cooperating processes.
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quantize and accelerator.device.type != "cpu":
         raise PredictInputError(f"--quantize {args.quantize} runs on the CPU only: add --cpu")
     if args.quantize == "bf16":
-        from modeling.pipeline_clinical_ner import check_bf16
+        from clinical_ner_zh.modeling.pipeline_clinical_ner import check_bf16
 
         try:
             check_bf16()  # before loading the model: the pipeline would refuse it too, with a traceback

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from cli_errors import UserError, add_debug_flag, run_command
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command
 from predict import Record, label_studio_task, load_pipeline, to_span_entities
 
 logger = logging.getLogger(__name__)

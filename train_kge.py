@@ -1,6 +1,6 @@
 """Train TransE, TransH or TransR knowledge-graph embeddings and export them for the CBT-KG model.
 
-Reads a triples file (``head<TAB>relation<TAB>tail``, e.g. from ``python -m kg.cmekg``), trains with the margin
+Reads a triples file (``head<TAB>relation<TAB>tail``, e.g. from ``python -m clinical_ner_zh.kg.cmekg``), trains with the margin
 ranking loss on a seeded train/valid/test split, reports filtered MRR and Hits@1/3/10 on the held-out test sample,
 beside a relation-popularity baseline on the same triples (the last line printed:
 ``filtered MRR = x, Hits@10 = y (relation-popularity baseline: MRR b, Hits@10 c)``), and writes to ``--output-dir``. No triple is dropped, so there is no ``--max_bad_fraction``: a line that is not a
@@ -13,7 +13,7 @@ UTF-8 triple (or ``--entities`` row) stops the run naming file and line; a tripl
 
 Examples::
 
-    python -m kg.cmekg --output-dir outputs/cmekg
+    python -m clinical_ner_zh.kg.cmekg --output-dir outputs/cmekg
     python train_kge.py --triples outputs/cmekg/triples.tsv --entities outputs/cmekg/entities.tsv \\
         --model transe --dim 100 --epochs 50 --max-minutes 5 --output-dir outputs/kge_transe
     python train_kge.py ... --output-dir outputs/kge_transe --epochs 80 --resume
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from cli_errors import UserError, add_debug_flag, run_command
-from kg.config import MODELS, KgeConfig
-from kg.export import EMBEDDINGS_NAME, save_kge
-from kg.io import KgFormatError, read_entities, read_triples
-from kg.training import CHECKPOINT_NAME, train
-from training.common import check_output_dir, clear_output_dir
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command
+from clinical_ner_zh.kg.config import MODELS, KgeConfig
+from clinical_ner_zh.kg.export import EMBEDDINGS_NAME, save_kge
+from clinical_ner_zh.kg.io import KgFormatError, read_entities, read_triples
+from clinical_ner_zh.kg.training import CHECKPOINT_NAME, train
+from clinical_ner_zh.training.common import check_output_dir, clear_output_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForPreTraining
 
-from cli_errors import run_command
-from datasets_scripts.char_tokenizer import build_char_tokenizer
-from training.common import (
+from clinical_ner_zh.cli_errors import run_command
+from clinical_ner_zh.datasets_scripts.char_tokenizer import build_char_tokenizer
+from clinical_ner_zh.training.common import (
     ConfigurationError,
     RunArguments,
     TrainingBudget,
@@ -35,9 +35,15 @@ from training.common import (
     warmup_decay_schedule,
     write_arguments,
 )
-from training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
-from training.model_card import write_pretraining_card
-from training.pretraining_data import MASKINGS, MaskingCollator, TextCorpus, WordSegmenter, pretraining_examples
+from clinical_ner_zh.training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
+from clinical_ner_zh.training.model_card import write_pretraining_card
+from clinical_ner_zh.training.pretraining_data import (
+    MASKINGS,
+    MaskingCollator,
+    TextCorpus,
+    WordSegmenter,
+    pretraining_examples,
+)
 
 logger = logging.getLogger("train_mlm")
 

@@ -27,8 +27,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, AutoTokenizer
 
-from cli_errors import run_command
-from datasets_scripts import (
+from clinical_ner_zh.cli_errors import run_command
+from clinical_ner_zh.datasets_scripts import (
     BREAST_CANCER_TYPES,
     CCKS_TYPES,
     FEATURES,
@@ -41,22 +41,22 @@ from datasets_scripts import (
     load_ccks2019,
     load_ccks2020,
 )
-from datasets_scripts.augment import augment_records
-from datasets_scripts.schema import to_dataset
-from datasets_scripts.spans import read_span_jsonl
-from kg import read_entities
-from metrics import format_report, score_entities
-from modeling import (
+from clinical_ner_zh.datasets_scripts.augment import augment_records
+from clinical_ner_zh.datasets_scripts.schema import to_dataset
+from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl
+from clinical_ner_zh.kg import read_entities
+from clinical_ner_zh.metrics import format_report, score_entities
+from clinical_ner_zh.modeling import (
     ChCancerBertConfig,
     ChCancerBertForCrfTagging,
     ClinicalBertKgConfig,
     ClinicalBertKgForCrfTagging,
     TermLexicon,
 )
-from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
-from modeling.configuration_crf_tagger import encoder_fields
-from modeling.tagging import SCHEMES, build_label_list
-from training.common import (
+from clinical_ner_zh.modeling.configuration_clinicalbert_kg import KG_CATEGORIES
+from clinical_ner_zh.modeling.configuration_crf_tagger import encoder_fields
+from clinical_ner_zh.modeling.tagging import SCHEMES, build_label_list
+from clinical_ner_zh.training.common import (
     ConfigurationError,
     RunArguments,
     TrainingBudget,
@@ -72,8 +72,8 @@ from training.common import (
     warmup_decay_schedule,
     write_arguments,
 )
-from training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
-from training.model_card import write_model_card
+from clinical_ner_zh.training.loop import TrainingLoop, begin_training, seeded_dataloader, start_run
+from clinical_ner_zh.training.model_card import write_model_card
 
 logger = logging.getLogger("train_ner")
 

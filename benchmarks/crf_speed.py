@@ -22,7 +22,7 @@ import time
 import torch
 from torchcrf import CRF
 
-from modeling.crf import ConditionalRandomField
+from clinical_ner_zh.modeling.crf import ConditionalRandomField
 
 TARGETS = {"viterbi decode": 2.5, "nll forward+backward": 1.5}
 

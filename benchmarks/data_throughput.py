@@ -12,11 +12,11 @@ import argparse
 import time
 from pathlib import Path
 
-from datasets_scripts.ccks import read_ccks
-from datasets_scripts.char_tokenizer import build_char_tokenizer, build_wordpiece_tokenizer
-from datasets_scripts.encoding import WindowEncoder, encode_dataset
-from datasets_scripts.labels import CCKS_CODES
-from datasets_scripts.schema import to_dataset
+from clinical_ner_zh.datasets_scripts.ccks import read_ccks
+from clinical_ner_zh.datasets_scripts.char_tokenizer import build_char_tokenizer, build_wordpiece_tokenizer
+from clinical_ner_zh.datasets_scripts.encoding import WindowEncoder, encode_dataset
+from clinical_ner_zh.datasets_scripts.labels import CCKS_CODES
+from clinical_ner_zh.datasets_scripts.schema import to_dataset
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ccks2019" / "train.jsonl"
 

@@ -14,8 +14,8 @@ import time
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
-from modeling.tagging import build_label_list
+from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from clinical_ner_zh.modeling.tagging import build_label_list
 
 # The breast-cancer label set: 16 types, BIO -> 33 labels.
 TYPES = [f"T{i}" for i in range(16)]

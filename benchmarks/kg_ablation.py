@@ -1,8 +1,8 @@
 """The family-B knowledge-graph ablation as one command: the same from-scratch CBT-KG model with all knowledge
-features (``kg``), without any (``no-kg``) and without each character feature in turn (``no-kg-embedding``,
+features (``clinical_ner_zh.kg``), without any (``no-kg``) and without each character feature in turn (``no-kg-embedding``,
 ``no-position``, ``no-category``), several training seeds each, on one held-out eval file, every run with the same
 budget of optimiser steps (not minutes: on a shared machine the same minutes buy different amounts of training).
-Prints strict micro F1 per variant, mean ± standard deviation over the seeds, and its difference to ``kg``
+Prints strict micro F1 per variant, mean ± standard deviation over the seeds, and its difference to ``clinical_ner_zh.kg``
 paired by seed, whatever its sign.
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/kg_ablation.py --train ../shared/data/ccks2019/train.jsonl \\
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import NER, SCRATCH, hold_out  # noqa: E402  (the accuracy benchmark's settings and split)
-from cli_errors import UserError, add_debug_flag, run_command  # noqa: E402
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command  # noqa: E402
 
 VARIANTS = ("kg", "no-kg", "no-kg-embedding", "no-position", "no-category")  # train_ner.py's family-B variants
 REFERENCE = "kg"  # the differences are to the full model
@@ -135,7 +135,7 @@ def mean_sd(values: list[float], signed: bool = False) -> str:
 
 
 def table(results: list[dict], variants: list[str], seeds: list[int]) -> list[str]:
-    """Mean ± standard deviation over the seeds per variant, and the difference to ``kg`` paired by seed."""
+    """Mean ± standard deviation over the seeds per variant, and the difference to ``clinical_ner_zh.kg`` paired by seed."""
     by_run = {(r["variant"], r["seed"]): r for r in results}
     lines = [f"{'variant':<17}{'runs':>5}  {'strict F1 mean ± sd':<19}  {'min-max':<13}  {'P':>6}  {'R':>6}  "
              f"{'F1 - kg F1, same seed':<21}"]  # fmt: skip

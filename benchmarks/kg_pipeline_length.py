@@ -33,13 +33,13 @@ def build(folder: Path) -> None:
     """Save a family-B model with its lexicon and tokenizer to ``folder``."""
     import torch
 
-    from datasets_scripts import build_char_tokenizer
-    from datasets_scripts.labels import BREAST_CANCER_CODES
-    from datasets_scripts.simulated import simulated_breast_cancer_records
-    from modeling import ClinicalBertKgConfig, ClinicalBertKgForCrfTagging, TermLexicon
-    from modeling.configuration_clinicalbert_kg import KG_CATEGORIES
-    from modeling.pipeline_clinical_ner import save_for_hub
-    from modeling.tagging import build_label_list
+    from clinical_ner_zh.datasets_scripts import build_char_tokenizer
+    from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_CODES
+    from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
+    from clinical_ner_zh.modeling import ClinicalBertKgConfig, ClinicalBertKgForCrfTagging, TermLexicon
+    from clinical_ner_zh.modeling.configuration_clinicalbert_kg import KG_CATEGORIES
+    from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
+    from clinical_ner_zh.modeling.tagging import build_label_list
 
     records = simulated_breast_cancer_records(count=200, seed=99, long_records=0)
     mentions = dict.fromkeys(record["text"][e["start"] : e["end"]] for record in records for e in record["entities"])

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 
-from kg.config import MODELS
-from kg.io import read_triples
-from kg.training import train
+from clinical_ner_zh.kg.config import MODELS
+from clinical_ner_zh.kg.io import read_triples
+from clinical_ner_zh.kg.training import train
 
 
 def load_triples(path: Path | None, max_name_length: int) -> list | None:
     if path is not None:
         return read_triples(path)
-    from kg.cmekg import find_cmekg_pickle, import_cmekg, load_cmekg
+    from clinical_ner_zh.kg.cmekg import find_cmekg_pickle, import_cmekg, load_cmekg
 
     try:
         find_cmekg_pickle()

@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datasets_scripts.ccks import read_ccks  # noqa: E402
-from kg.io import read_entities  # noqa: E402
-from modeling.lexicon import TermLexicon  # noqa: E402
+from clinical_ner_zh.datasets_scripts.ccks import read_ccks  # noqa: E402
+from clinical_ner_zh.kg.io import read_entities  # noqa: E402
+from clinical_ner_zh.modeling.lexicon import TermLexicon  # noqa: E402
 
 
 def coverage(records: list[dict], lexicon: TermLexicon) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Term matching speed: ``modeling.lexicon.TermLexicon`` (pure Python) against ``pyahocorasick`` (C), in one run.
+"""Term matching speed: ``clinical_ner_zh.modeling.lexicon.TermLexicon`` (pure Python) against ``pyahocorasick`` (C), in one run.
 
 Names: the ~170,000 distinct node strings of CMeKG when ``pycmekg`` is installed (its pickle is read with an
 unpickler that refuses every global, so no code in it can run), else ``../shared/data/kg/medical_entities.tsv``.
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import ahocorasick
 
-from kg.cmekg import load_cmekg
-from modeling.lexicon import TermLexicon, fold
+from clinical_ner_zh.kg.cmekg import load_cmekg
+from clinical_ner_zh.modeling.lexicon import TermLexicon, fold
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILLER = "患者男女性岁因于年月日入院出院查体示无明显伴有及行术后左右侧见约大小cm，。；、：（）0123456789 "

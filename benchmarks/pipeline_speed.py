@@ -42,7 +42,7 @@ MAX_LENGTH = 512
 
 
 def simulated_text(chars: int, seed: int) -> str:
-    from datasets_scripts.simulated import simulated_breast_cancer_records
+    from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 
     pieces, total, index = [], 0, 0
     while total < chars:
@@ -58,11 +58,11 @@ def build(folder: Path) -> None:
     import torch
     from transformers import BertConfig, BertForTokenClassification
 
-    from datasets_scripts import build_char_tokenizer
-    from datasets_scripts.labels import BREAST_CANCER_CODES, class_of
-    from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
-    from modeling.pipeline_clinical_ner import save_for_hub
-    from modeling.tagging import build_label_list
+    from clinical_ner_zh.datasets_scripts import build_char_tokenizer
+    from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_CODES, class_of
+    from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+    from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
+    from clinical_ner_zh.modeling.tagging import build_label_list
 
     tokenizer = build_char_tokenizer([simulated_text(50_000, seed=99)], model_max_length=MAX_LENGTH)
     labels = build_label_list(BREAST_CANCER_CODES, "BIO")

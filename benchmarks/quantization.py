@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def settings() -> tuple[tuple[str | None, ...], str]:
     """float32 (``None``), int8, and bf16 where the CPU has it; and why bf16 is left out, if it is."""
-    from modeling.pipeline_clinical_ner import check_bf16
+    from clinical_ner_zh.modeling.pipeline_clinical_ner import check_bf16
 
     try:
         check_bf16()
@@ -39,7 +39,7 @@ def settings() -> tuple[tuple[str | None, ...], str]:
 
 
 def pipelines(model, tokenizer, kinds) -> dict[str | None, object]:
-    from modeling.pipeline_clinical_ner import ClinicalNerPipeline
+    from clinical_ner_zh.modeling.pipeline_clinical_ner import ClinicalNerPipeline
 
     return {
         q: ClinicalNerPipeline(model=model, tokenizer=tokenizer, device=-1, batch_size=8, quantize=q) for q in kinds
@@ -64,7 +64,7 @@ def compare(folder: Path, texts: list[str], gold: list | None, rounds: int, name
     ``gold``, or against the float32 entities when there is no gold."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from metrics import score_entities
+    from clinical_ner_zh.metrics import score_entities
 
     model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
@@ -94,7 +94,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from benchmarks import pipeline_speed
-    from metrics.cli import read_scored_records
+    from clinical_ner_zh.metrics.cli import read_scored_records
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

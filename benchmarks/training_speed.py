@@ -12,8 +12,8 @@ import time
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
-from modeling.tagging import build_label_list
+from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from clinical_ner_zh.modeling.tagging import build_label_list
 
 TYPES = ["Disease", "ImagingExam", "LabTest", "Operation", "Drug", "Anatomy"]
 VARIANTS = {

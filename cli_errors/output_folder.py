@@ -1,4 +1,4 @@
-"""Output folders of the converters (``python -m datasets_scripts.ccks2019`` and friends, ``python -m kg.cmekg``):
+"""Output folders of the converters (``python -m clinical_ner_zh.datasets_scripts.ccks2019`` and friends, ``python -m clinical_ner_zh.kg.cmekg``):
 never overwritten by accident, and replaced only by a complete new folder.
 
 A command checks its ``--output-dir`` with :func:`check_output_folder` before it reads anything, and writes into

@@ -1,7 +1,7 @@
 """Corpus readers (one span schema for every corpus), tokenizers for training from scratch, window encoding.
 
-The public names are imported lazily (PEP 562), so that ``python -m datasets_scripts.<module>`` does not import
-its own module twice and ``import datasets_scripts`` stays cheap.
+The public names are imported lazily (PEP 562), so that ``python -m clinical_ner_zh.datasets_scripts.<module>`` does not import
+its own module twice and ``from clinical_ner_zh import datasets_scripts`` stays cheap.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Breast-cancer EHR corpus (Chen et al., JMIR Med Inform 2025) from a Label Studio export.
 
-``load_breast_cancer`` and ``python -m datasets_scripts.breast_cancer``. The records are split 6:2:2 into train,
+``load_breast_cancer`` and ``python -m clinical_ner_zh.datasets_scripts.breast_cancer``. The records are split 6:2:2 into train,
 validation and test by hashing each record id, so a record always lands in the same split, also after records are
 added to the export. The real corpus is private; the project ships only simulated records
-(:mod:`datasets_scripts.simulated`).
+(:mod:`clinical_ner_zh.datasets_scripts.simulated`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import datasets
 
-from cli_errors import run_command
+from clinical_ner_zh.cli_errors import run_command
 
 from .export import add_output_arguments, check_output_dir, configure_logging, finish
 from .label_studio import read_label_studio
@@ -43,7 +43,7 @@ def load_breast_cancer(
 ) -> datasets.DatasetDict:
     """Read a Label Studio JSON or JSON-MIN export into train/validation/test (see :func:`split_of`).
 
-    The :class:`~datasets_scripts.schema.ReadReport` is attached as the ``read_report`` attribute.
+    The :class:`~clinical_ner_zh.datasets_scripts.schema.ReadReport` is attached as the ``read_report`` attribute.
     """
     result = read_label_studio(export_file, text_key=text_key, strict=strict)
     by_split: dict[str, list] = {split: [] for split in SPLITS}

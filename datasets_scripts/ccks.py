@@ -37,7 +37,7 @@ class ReadResult:
 def read_ccks(path: str | Path, *, strict: bool = False) -> ReadResult:
     """Read one CCKS JSON-lines file.
 
-    With ``strict=True`` the first problem raises :class:`~datasets_scripts.schema.CorpusError`; otherwise a bad
+    With ``strict=True`` the first problem raises :class:`~clinical_ner_zh.datasets_scripts.schema.CorpusError`; otherwise a bad
     line is skipped, a bad entity is dropped from its record, and each problem is logged and kept in the report.
     """
     path = Path(path)
@@ -95,7 +95,7 @@ def load_ccks(
     """Read the official train and/or test file into a ``DatasetDict`` (splits ``train``, ``validation``, ``test``).
 
     ``validation`` is carved from train when ``dev_fraction > 0`` (seeded). The combined
-    :class:`~datasets_scripts.schema.ReadReport` is attached as the ``read_report`` attribute.
+    :class:`~clinical_ner_zh.datasets_scripts.schema.ReadReport` is attached as the ``read_report`` attribute.
     """
     if train_file is None and test_file is None:
         raise ValueError("expected a train file, a test file or both, got neither")
@@ -118,7 +118,7 @@ def load_ccks(
 
 
 def convert_main(argv: list[str] | None, load, *, pretty_name: str, description: str) -> None:
-    """The command line of ``python -m datasets_scripts.ccks2019`` / ``ccks2020``: official files to Parquet with a
+    """The command line of ``python -m clinical_ner_zh.datasets_scripts.ccks2019`` / ``ccks2020``: official files to Parquet with a
     dataset card."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("input", type=Path, help="the training file (train.jsonl)")

@@ -1,4 +1,4 @@
-"""CCKS 2020 clinical NER: ``load_ccks2020`` and ``python -m datasets_scripts.ccks2020``."""
+"""CCKS 2020 clinical NER: ``load_ccks2020`` and ``python -m clinical_ner_zh.datasets_scripts.ccks2020``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import datasets
 
-from cli_errors import run_command
+from clinical_ner_zh.cli_errors import run_command
 
 from .ccks import convert_main, load_ccks
 
@@ -26,7 +26,7 @@ def load_ccks2020(
     seed: int = 42,
     strict: bool = False,
 ) -> datasets.DatasetDict:
-    """Read the CCKS 2020 train and/or test file; see :func:`datasets_scripts.ccks.load_ccks`."""
+    """Read the CCKS 2020 train and/or test file; see :func:`clinical_ner_zh.datasets_scripts.ccks.load_ccks`."""
     return load_ccks(train_file, test_file, dev_fraction=dev_fraction, seed=seed, strict=strict)
 
 

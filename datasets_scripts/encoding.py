@@ -10,7 +10,7 @@ cost stays linear in the record's length.
 
 Gold entities that cannot be written into one tag sequence are never lost silently. An entity whose boundary
 falls inside a token (or on whitespace that produced no token) is *not representable*; of overlapping entities
-one is kept by :func:`modeling.tagging.resolve_overlaps` (the longest in characters wins, then the earlier start,
+one is kept by :func:`clinical_ner_zh.modeling.tagging.resolve_overlaps` (the longest in characters wins, then the earlier start,
 then the label that sorts first) and the others are *dropped*. Both are counted per type in
 :class:`EncodingStats` and logged with record id and offsets only.
 
@@ -19,7 +19,7 @@ A window cut inside an entity labels the entity's part it holds as an entity of 
 (a bug, never a valid corpus) is an error naming the record, window and token, because constrained training would
 score it as a loss of about 1e4 instead of failing.
 
-Decoding merges per-window tag paths with :func:`modeling.tagging.merge_windows`, the merge the ``clinical-ner``
+Decoding merges per-window tag paths with :func:`clinical_ner_zh.modeling.tagging.merge_windows`, the merge the ``clinical-ner``
 pipeline uses (consecutive windows joined where they agree, so the merged entities are entities the windows
 decoded, or stitched where both windows continue them), and maps the spans back to characters.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 import datasets
 
-from modeling.tagging import (
+from clinical_ner_zh.modeling.tagging import (
     Span,
     WindowPlanner,
     allowed_transitions,

@@ -1,6 +1,6 @@
 """Write a corpus as Parquet files plus a dataset card, and optionally push it to the Hub.
 
-Shared by the ``python -m datasets_scripts.<corpus>`` commands.
+Shared by the ``python -m clinical_ner_zh.datasets_scripts.<corpus>`` commands.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import datasets
 
-from cli_errors import add_debug_flag
-from cli_errors.output_folder import OVERWRITE_FLAG, check_output_folder, replacing_folder
+from clinical_ner_zh.cli_errors import add_debug_flag
+from clinical_ner_zh.cli_errors.output_folder import OVERWRITE_FLAG, check_output_folder, replacing_folder
 
 from .labels import EntityType
 

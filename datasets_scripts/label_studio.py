@@ -40,8 +40,8 @@ def read_label_studio(
 ) -> ReadResult:
     """Read a Label Studio JSON or JSON-MIN export (detected from its content).
 
-    A file that is not valid JSON raises :class:`~datasets_scripts.schema.CorpusError` even when not strict, since
-    nothing in it can be read. Otherwise see :func:`datasets_scripts.ccks.read_ccks` for ``strict``.
+    A file that is not valid JSON raises :class:`~clinical_ner_zh.datasets_scripts.schema.CorpusError` even when not strict, since
+    nothing in it can be read. Otherwise see :func:`clinical_ner_zh.datasets_scripts.ccks.read_ccks` for ``strict``.
     """
     path = Path(path)
     sink = ProblemSink(path, strict)

@@ -1,5 +1,5 @@
 """The corpus files a command can read by format name (``--format``), for the commands that take any of them
-(``python -m datasets_scripts.report``, ``python -m datasets_scripts.char_tokenizer``)."""
+(``python -m clinical_ner_zh.datasets_scripts.report``, ``python -m clinical_ner_zh.datasets_scripts.char_tokenizer``)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Corpus report: counts per type, data-quality findings, and a lossless span -> tag -> span round trip.
 
-``python -m datasets_scripts.report --format {ccks2019,ccks2020,label-studio} FILE [--tokenizer DIR]
+``python -m clinical_ner_zh.datasets_scripts.report --format {ccks2019,ccks2020,label-studio} FILE [--tokenizer DIR]
 [--scheme BIO|BIOES] [--max-length N] [--stride N]``
 
-The round trip encodes every record into windows of tag ids (:class:`~datasets_scripts.encoding.WindowEncoder`),
+The round trip encodes every record into windows of tag ids (:class:`~clinical_ner_zh.datasets_scripts.encoding.WindowEncoder`),
 decodes the gold label ids back as if they were predictions (merging the windows), and compares the character
 spans with the originals. Its last line is ``round-trip: recovered N/M entities (K not representable)``, where
 K counts entities with a boundary inside a token and entities dropped as overlaps.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli_errors import add_debug_flag, run_command
+from clinical_ner_zh.cli_errors import add_debug_flag, run_command
 
 from .ccks import ReadResult
 from .char_tokenizer import build_char_tokenizer

@@ -1,7 +1,7 @@
 """The span schema every reader returns, and the problem reporting shared by the readers.
 
 A record is ``{"id": str, "text": str, "entities": [{"start", "end", "label", "text"}]}`` with ``end`` exclusive
-and ``label`` an entity-type code from :mod:`datasets_scripts.labels`. Messages about bad input name the file,
+and ``label`` an entity-type code from :mod:`clinical_ner_zh.datasets_scripts.labels`. Messages about bad input name the file,
 the line or record id, the entity's offsets and the reason, never the patient text.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import datasets
 
-from cli_errors import UserError
+from clinical_ner_zh.cli_errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def check_entity(
     """Validate one entity's offsets and label.
 
     Returns ``(None, code)`` when it is good, else ``(kind, reason)``. ``labels`` maps accepted spellings to codes
-    (see :func:`datasets_scripts.labels.alias_table`); ``None`` takes any label name as its own code.
+    (see :func:`clinical_ner_zh.datasets_scripts.labels.alias_table`); ``None`` takes any label name as its own code.
     """
     from .labels import to_code
 

@@ -30,7 +30,7 @@ separate lexicon (``data/kg/medical_entities.tsv``).
 
 CLI::
 
-    python -m kg.cmekg --output-dir outputs/cmekg [--pickle PATH] [--max-name-length 30]
+    python -m clinical_ner_zh.kg.cmekg --output-dir outputs/cmekg [--pickle PATH] [--max-name-length 30]
 
 writes ``triples.tsv``, ``entities.tsv`` (name, type) and ``counts.json`` (kept and dropped triples per reason,
 entities per type, triples per relation) and prints a summary.
@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cli_errors import UserError, add_debug_flag, run_command
-from cli_errors.output_folder import OVERWRITE_FLAG, check_output_folder, replacing_folder
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command
+from clinical_ner_zh.cli_errors.output_folder import OVERWRITE_FLAG, check_output_folder, replacing_folder
 
 from .io import Entity, Triple, write_entities, write_triples
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cli_errors import UserError
+from clinical_ner_zh.cli_errors import UserError
 
 __all__ = ["MODELS", "KgeConfig", "KgeConfigError"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from cli_errors import UserError
+from clinical_ner_zh.cli_errors import UserError
 
 __all__ = [
     "Entity",

@@ -12,7 +12,7 @@ head and a tail.
   ``||e|| <= 1`` and ``||r|| <= 1`` (projection) and ``||M_r e|| <= 1`` (soft penalty ``[||M_r e||² - 1]_+``).
 
 All parameters are ``nn.Embedding(sparse=True)`` tables, so one step touches only the rows in the batch (and
-:class:`kg.optimizer.SparseRowOptimizer` updates only those).
+:class:`clinical_ner_zh.kg.optimizer.SparseRowOptimizer` updates only those).
 """
 
 from __future__ import annotations

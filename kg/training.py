@@ -5,7 +5,7 @@ or the tail of each training triple with a uniformly drawn entity; the side is c
 ("uniform") or, per relation, with probability ``tph / (tph + hpt)`` of replacing the head ("bernoulli", Wang et
 al. 2014 §3.3: one-to-many relations corrupt the head more often, which yields fewer false negatives).
 
-With sparse tables and :class:`kg.optimizer.SparseRowOptimizer` (lazy Adam or Adagrad), batches of thousands of
+With sparse tables and :class:`clinical_ner_zh.kg.optimizer.SparseRowOptimizer` (lazy Adam or Adagrad), batches of thousands of
 triples train CMeKG's 800,000 triples in seconds per epoch on two CPU cores.
 """
 
@@ -157,13 +157,13 @@ def train(
     """Train a translational embedding on ``triples`` and score it on a held-out split.
 
     Args:
-        triples: ``(head, relation, tail)`` strings, e.g. from :func:`kg.io.read_triples`.
+        triples: ``(head, relation, tail)`` strings, e.g. from :func:`clinical_ner_zh.kg.io.read_triples`.
         config: hyper-parameters; keyword ``overrides`` replace its fields (``train(t, model="transh", dim=50)``).
         checkpoint_dir: where ``checkpoint.pt`` (model, optimiser, epoch, random state, history) is written after
             every epoch; None: no checkpoints.
         resume: continue from ``checkpoint_dir/checkpoint.pt`` if it exists. The structural settings (model,
             sizes, split, seed, batch size) and the data must match; ``epochs`` may grow.
-        init_from: a folder written by :func:`kg.export.save_kge` for the same triples (e.g. TransE) whose entity
+        init_from: a folder written by :func:`clinical_ner_zh.kg.export.save_kge` for the same triples (e.g. TransE) whose entity
             and relation vectors this model starts from, as Lin et al. 2015 start TransR from TransE; a resumed
             checkpoint takes precedence.
         progress: show a tqdm bar over epochs.

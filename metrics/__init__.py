@@ -1,10 +1,11 @@
 """Entity-level evaluation of clinical NER over character spans: strict and partial scores, micro and macro, per
-type and per class; the same numbers as an ``evaluate`` module and on the command line (``python -m metrics``).
+type and per class; the same numbers as an ``evaluate`` module and on the command line (``python -m clinical_ner_zh.metrics``).
 
->>> import evaluate, metrics
+>>> import evaluate
+>>> from clinical_ner_zh import metrics
 >>> metric = evaluate.load(metrics.EVALUATE_MODULE_PATH)  # a local path: loads offline
 
-For transformers' ``Trainer`` on a CRF tagger, :class:`metrics.trainer.CrfEntityMetrics` gives ``compute_metrics`` and
+For transformers' ``Trainer`` on a CRF tagger, :class:`clinical_ner_zh.metrics.trainer.CrfEntityMetrics` gives ``compute_metrics`` and
 ``preprocess_logits_for_metrics`` (CRF decoding, strict entity scores); it imports torch and transformers, so it is
 not imported here.
 """

@@ -1,6 +1,6 @@
-"""``python -m metrics GOLD PRED [--format table|json] [--output report.json]``; see :mod:`metrics.cli`."""
+"""``python -m clinical_ner_zh.metrics GOLD PRED [--format table|json] [--output report.json]``; see :mod:`clinical_ner_zh.metrics.cli`."""
 
-from cli_errors import run_command
+from clinical_ner_zh.cli_errors import run_command
 
 from .cli import main
 

@@ -1,4 +1,4 @@
-"""``python -m metrics GOLD PRED``: score a prediction file against a gold one.
+"""``python -m clinical_ner_zh.metrics GOLD PRED``: score a prediction file against a gold one.
 
 Each file is read in any format ``predict.py --gold`` reads, detected from its content: JSON lines in the span
 schema, ``{"id": ..., "text": ..., "entities": [{"start", "end", "label"}]}`` (prediction entities may name their
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli_errors import UserError, add_debug_flag
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag
 
 from .entity_scores import Span, _class_of_type, format_report, normalize_span, score_entities
 
@@ -51,11 +51,11 @@ def read_scored_records(path: str | Path) -> dict[str, ScoredRecord]:
         raise InputFileError(f"{path}: cannot read the file ({error.strerror})") from None
     first_line = head.split(b"\n", 1)[0]
     if head.startswith(b"["):
-        from datasets_scripts import read_label_studio
+        from clinical_ner_zh.datasets_scripts import read_label_studio
 
         records = _from_reader(read_label_studio(path, strict=True).records)
     elif b'"originalText"' in first_line and _is_json_object(first_line):
-        from datasets_scripts import read_ccks
+        from clinical_ner_zh.datasets_scripts import read_ccks
 
         records = _from_reader(read_ccks(path, strict=True).records)
     else:
@@ -180,7 +180,8 @@ def _read_classes(path: str) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The command line's arguments."""
     parser = argparse.ArgumentParser(
-        prog="python -m metrics", description="Entity-level scores of span predictions against gold spans."
+        prog="python -m clinical_ner_zh.metrics",
+        description="Entity-level scores of span predictions against gold spans.",
     )
     parser.add_argument("gold", help="gold file: span-schema or CCKS JSON lines, or a Label Studio export")
     parser.add_argument("predictions", help="predictions, in the same formats (entities may use 'entity_group')")
@@ -196,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; bad input raises :class:`InputFileError` (``python -m metrics`` reports it)."""
+    """Run the command line; bad input raises :class:`InputFileError` (``python -m clinical_ner_zh.metrics`` reports it)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name, path in (("GOLD", args.gold), ("PRED", args.predictions)):

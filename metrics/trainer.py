@@ -1,7 +1,7 @@
 """Strict entity scores in transformers' ``Trainer`` for a CRF tagger: decode with the CRF, score with
-:func:`metrics.score_entities`.
+:func:`clinical_ner_zh.metrics.score_entities`.
 
->>> from metrics.trainer import CrfEntityMetrics
+>>> from clinical_ner_zh.metrics.trainer import CrfEntityMetrics
 >>> entity_metrics = CrfEntityMetrics(model)
 >>> trainer = Trainer(
 ...     model=model, args=args, train_dataset=train, eval_dataset=dev, data_collator=collator,
@@ -19,9 +19,9 @@ over the tokens the CRF scored (the model's ``tag_mask``) and hands on label ids
 the emissions (which never gather across batches; argmax over them would be wrong for a CRF). ``compute_metrics``
 reads each sequence's labelled tokens as a tag sequence in the model's label scheme, gold and predicted alike,
 turns both into spans (positions of labelled tokens: with first-piece labels, words) and returns the strict micro
-``precision``, ``recall`` and ``f1`` of :func:`metrics.score_entities` (the Trainer logs them as ``eval_f1`` etc.).
+``precision``, ``recall`` and ``f1`` of :func:`clinical_ner_zh.metrics.score_entities` (the Trainer logs them as ``eval_f1`` etc.).
 
-Kept out of ``metrics/__init__`` so that ``import metrics`` (and ``python -m metrics``) needs neither torch nor
+Kept out of ``metrics/__init__`` so that ``from clinical_ner_zh import metrics`` (and ``python -m clinical_ner_zh.metrics``) needs neither torch nor
 transformers.
 """
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeling.crf_tagger import IGNORE_INDEX
-from modeling.tagging import tags_to_spans
+from clinical_ner_zh.modeling.crf_tagger import IGNORE_INDEX
+from clinical_ner_zh.modeling.tagging import tags_to_spans
 
 from .entity_scores import score_entities
 

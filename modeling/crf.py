@@ -8,7 +8,7 @@ Masks may be any boolean pattern: the positions where ``mask`` is true are packe
 before the recursions run, so a model can hide special tokens ([CLS], [SEP]) or padding anywhere. The
 likelihood needs at least one position on per sequence; decoding gives an empty path for a sequence with none.
 
-Constraints (which tags may start, end or follow which, see ``modeling.tagging.allowed_transitions``) are stored
+Constraints (which tags may start, end or follow which, see ``clinical_ner_zh.modeling.tagging.allowed_transitions``) are stored
 as non-persistent buffers and always applied when decoding and computing marginals; with
 ``constrain_training=True`` they also shape the likelihood, and a gold path that makes a forbidden move is a
 ``ValueError``. A forbidden move scores ``IMPOSSIBLE``, a large finite negative number, so log-sum-exp stays finite

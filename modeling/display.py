@@ -1,6 +1,6 @@
 """A notebook view of entities: the text as HTML with each entity highlighted, a colour per label and a legend.
 
->>> from modeling.display import render_entities
+>>> from clinical_ner_zh.modeling.display import render_entities
 >>> render_entities(text, pipe(text))   # shows itself in Jupyter (``_repr_html_``); ``.html`` is the markup
 
 Entities are dicts with ``start``, ``end`` (character offsets, end exclusive) and ``entity_group`` or ``label``;

@@ -39,7 +39,7 @@ per input text, with the text and the character offsets of all its tokens (step 
 token under each key. Each window takes its tokens' slice of those values, ``0`` at ``[CLS]``, ``[SEP]`` and
 padding, passed to the model as ``long`` tensors ``(batch, seq)`` under those keys. Computing them once per text
 keeps the cost per character flat on long records (per window, a whole-text lexicon scan made it grow with the
-number of windows); training computes them the same way (``datasets_scripts.encoding.WindowEncoder``).
+number of windows); training computes them the same way (``clinical_ner_zh.datasets_scripts.encoding.WindowEncoder``).
 
 The model must be a CRF tagger: ``model.crf`` and a ``forward`` returning ``logits`` (CRF emissions) and
 ``tag_mask``; ``special_tokens_mask`` is passed when ``forward`` takes it.

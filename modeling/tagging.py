@@ -231,7 +231,7 @@ def plan_windows(num_tokens: int, window: int, stride: int) -> list[tuple[int, i
 
 @dataclass(frozen=True)
 class WindowPlanner:
-    """How a text's tokens become model windows, for training (``datasets_scripts.encoding``) and the pipeline alike.
+    """How a text's tokens become model windows, for training (``clinical_ner_zh.datasets_scripts.encoding``) and the pipeline alike.
 
     ``window`` tokens per window, consecutive windows sharing ``stride`` or more (:func:`plan_windows`), each wrapped
     in the ``prefix`` and ``suffix`` token ids (``[CLS]`` and ``[SEP]``; empty for a tokenizer without them).

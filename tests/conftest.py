@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 
-from datasets_scripts.simulated import simulated_breast_cancer_records
+from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PROJECT_PACKAGES = ("modeling", "datasets_scripts", "metrics", "kg")
+PROJECT_PACKAGES = ("clinical_ner_zh",)
 
 TINY_BERT = dict(
     vocab_size=99,

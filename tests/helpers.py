@@ -6,7 +6,7 @@ The files reproduce what the real tools write: a UTF-8 BOM, CRLF line ends and a
 entity ending with a space, entities without the ``overlap`` key (CCKS 2019 test, CCKS 2020), nested spans and one
 span with two labels (CCKS 2020), and Label Studio JSON / JSON-MIN exports with a cancelled annotation, several
 annotations per task, regions with several labels and a record longer than 5,000 characters. Every text is
-invented (``datasets_scripts.simulated`` for the breast-cancer records).
+invented (``clinical_ner_zh.datasets_scripts.simulated`` for the breast-cancer records).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import pytest
 import torch
 
 import predict
-from cli_errors import run_command
-from datasets_scripts.labels import CCKS_TYPES
-from datasets_scripts.schema import Record
-from datasets_scripts.simulated import RecordBuilder, simulated_breast_cancer_records
-from modeling import ClinicalBertKgConfig, ClinicalBertKgForCrfTagging, TermLexicon
-from modeling.tagging import build_label_list
+from clinical_ner_zh.cli_errors import run_command
+from clinical_ner_zh.datasets_scripts.labels import CCKS_TYPES
+from clinical_ner_zh.datasets_scripts.schema import Record
+from clinical_ner_zh.datasets_scripts.simulated import RecordBuilder, simulated_breast_cancer_records
+from clinical_ner_zh.modeling import ClinicalBertKgConfig, ClinicalBertKgForCrfTagging, TermLexicon
+from clinical_ner_zh.modeling.tagging import build_label_list
 
 from .conftest import TINY_BERT
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
-from modeling.tagging import build_label_list
+from clinical_ner_zh.datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
+from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from clinical_ner_zh.modeling.tagging import build_label_list
 
 from .conftest import TINY_BERT
 

@@ -7,9 +7,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datasets_scripts.augment import augment_records, mention_pool, replace_mentions
-from datasets_scripts.schema import to_dataset
-from datasets_scripts.simulated import simulated_breast_cancer_records
+from clinical_ner_zh.datasets_scripts.augment import augment_records, mention_pool, replace_mentions
+from clinical_ner_zh.datasets_scripts.schema import to_dataset
+from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 
 from .helpers import ccks2020_records
 

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from transformers import AutoTokenizer
 
-from datasets_scripts.char_tokenizer import (
+from clinical_ner_zh.datasets_scripts.char_tokenizer import (
     SPACE_TOKEN,
     build_char_tokenizer,
     build_wordpiece_tokenizer,

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeling.crf import ConditionalRandomField
-from modeling.tagging import allowed_transitions, build_label_list, transition_constraints
+from clinical_ner_zh.modeling.crf import ConditionalRandomField
+from clinical_ner_zh.modeling.tagging import allowed_transitions, build_label_list, transition_constraints
 
 torchcrf = pytest.importorskip("torchcrf")
 

@@ -28,10 +28,10 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 import train_ner
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
-from modeling.pipeline_clinical_ner import save_for_hub
-from modeling.tagging import build_label_list
-from training.common import ConfigurationError
+from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
+from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
+from clinical_ner_zh.modeling.tagging import build_label_list
+from clinical_ner_zh.training.common import ConfigurationError
 
 hf_logging.set_verbosity_error()
 

@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from datasets_scripts.char_tokenizer import build_char_tokenizer, build_wordpiece_tokenizer
-from datasets_scripts.encoding import IGNORE_INDEX, WindowEncoder, decode_dataset, encode_dataset
-from datasets_scripts.labels import BREAST_CANCER_CODES, CCKS_CODES
-from datasets_scripts.schema import to_dataset
-from datasets_scripts.simulated import simulated_breast_cancer_records
-from modeling.tagging import plan_windows
+from clinical_ner_zh.datasets_scripts.char_tokenizer import build_char_tokenizer, build_wordpiece_tokenizer
+from clinical_ner_zh.datasets_scripts.encoding import IGNORE_INDEX, WindowEncoder, decode_dataset, encode_dataset
+from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_CODES, CCKS_CODES
+from clinical_ner_zh.datasets_scripts.schema import to_dataset
+from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
+from clinical_ner_zh.modeling.tagging import plan_windows
 
 from .helpers import ccks2020_records
 
@@ -152,7 +152,7 @@ def test_windows_cut_inside_an_entity_label_its_part_as_an_entity(char_tokenizer
 def test_window_with_an_ill_formed_gold_path_names_the_record(char_tokenizer, monkeypatch, scheme, tags, message):
     """Gold tags the constrained CRF forbids (here from a broken span -> tag step in the second window) stop the
     encoding with record id, window, token and character offsets, and no text."""
-    import datasets_scripts.encoding as encoding
+    import clinical_ner_zh.datasets_scripts.encoding as encoding
 
     real, calls = encoding.spans_to_tags, []
 
@@ -185,7 +185,7 @@ def test_overlaps_resolved_longest_wins_and_counted(char_tokenizer, caplog):
     tokenizer = build_char_tokenizer([records[0]["text"]])
     encoder = WindowEncoder(tokenizer, CCKS_CODES, scheme="BIO", max_length=16, stride=4)
     spans = [(e["start"], e["end"], e["label"]) for e in records[0]["entities"]]
-    with caplog.at_level("INFO", logger="datasets_scripts.encoding"):
+    with caplog.at_level("INFO", logger="clinical_ner_zh.datasets_scripts.encoding"):
         decoded, _ = _round_trip(encoder, records[0]["text"], spans)
     assert decoded == [(3, 8, "Operation"), (11, 16, "Disease")]
     assert encoder.stats.overlap_dropped == {"Anatomy": 1, "Operation": 1}
@@ -237,7 +237,7 @@ def test_dataset_map_and_long_record_round_trip():
 def test_text_features_once_per_record_equal_the_per_window_computation(wordpiece_tokenizer, pad):
     """Family B's lexicon features: computed once per record over all its tokens, sliced per window; each window
     gets what a per-window computation over the whole text gives, also where a term crosses a window edge."""
-    from modeling.lexicon import FEATURE_NAMES, TermLexicon
+    from clinical_ner_zh.modeling.lexicon import FEATURE_NAMES, TermLexicon
 
     lexicon = TermLexicon([("乳腺结节", "Disease", 0), ("HER2阳性", "Check", 1), ("化疗", "Drug")])
     calls = []

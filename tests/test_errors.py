@@ -2,7 +2,7 @@
 exits with status 2 and shows no traceback (unless ``--debug``). The cases are also the README's table of error
 messages: ``python -m tests.test_errors`` rewrites that table, and a test fails when it has drifted.
 
-The cases run in this process through :func:`cli_errors.run_command`; one slow test per command runs its
+The cases run in this process through :func:`clinical_ner_zh.cli_errors.run_command`; one slow test per command runs its
 ``__main__`` in a subprocess.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_errors import run_command
+from clinical_ner_zh.cli_errors import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -42,7 +42,9 @@ class Case:
         if self.command.endswith(".py"):
             return __import__(self.command.removesuffix(".py")).main
         module = self.command.removeprefix("python -m ")
-        return __import__(module if module != "metrics" else "metrics.cli", fromlist=["main"]).main
+        return __import__(
+            module if module != "clinical_ner_zh.metrics" else "clinical_ner_zh.metrics.cli", fromlist=["main"]
+        ).main
 
 
 def _write(path: Path, text: str) -> Path:
@@ -281,7 +283,7 @@ CASES = [
         "<dir>/t.tsv:2: not UTF-8 text (byte 0 of the line)",
     ),
     Case(
-        "python -m datasets_scripts.report",
+        "python -m clinical_ner_zh.datasets_scripts.report",
         "--strict and an entity past the end of its record",
         lambda d, m: [
             "--format",
@@ -292,26 +294,26 @@ CASES = [
         "<dir>/ccks.jsonl:1: record ccks:1: entity 0: offsets out of range (start=0, end=99, text length 12)",
     ),
     Case(
-        "python -m datasets_scripts.report",
+        "python -m clinical_ner_zh.datasets_scripts.report",
         "corpus file not found",
         lambda d, m: ["--format", "ccks2019", str(d / "missing.jsonl")],
         "<dir>/missing.jsonl: No such file or directory",
     ),
     Case(
-        "python -m datasets_scripts.ccks2019",
+        "python -m clinical_ner_zh.datasets_scripts.ccks2019",
         "an output folder that holds other files",
         lambda d, m: [str(_ccks(d, CCKS_LINE)), "--output-dir", str(_non_empty(d))],
         "output folder <dir>/out is not empty (model.safetensors): --overwrite-output-dir replaces it, or choose "
         "another folder",
     ),
     Case(
-        "python -m metrics",
+        "python -m clinical_ner_zh.metrics",
         "a gold id missing from the predictions",
         lambda d, m: _metrics_files(d, [_span("r0", SECRET), _span(7, SECRET)], [_span("r0", SECRET)]),
         "1 ids in <dir>/gold.jsonl are missing from <dir>/pred.jsonl: '7'",
     ),
     Case(
-        "python -m metrics",
+        "python -m clinical_ner_zh.metrics",
         "a type in two classes in --classes",
         lambda d, m: [
             *_metrics_files(d, [_span("r0", SECRET)], [_span("r0", SECRET)]),
@@ -321,7 +323,7 @@ CASES = [
         "<dir>/classes.json: class mapping: type 'TNM' is in two classes",
     ),
     Case(
-        "python -m metrics",
+        "python -m clinical_ner_zh.metrics",
         "the same ids on different texts",
         lambda d, m: _metrics_files(
             d, [_span("r0", "时间"), _span("r1", SECRET)], [_span("r0", "时间"), _span("r1", "药物")]
@@ -330,13 +332,13 @@ CASES = [
         "were both made from the same input?): 'r1'",
     ),
     Case(
-        "python -m metrics",
+        "python -m clinical_ner_zh.metrics",
         "an empty gold file",
         lambda d, m: _metrics_files(d, [], [_span("r0", SECRET)]),
         "<dir>/gold.jsonl: the file holds no records",
     ),
     Case(
-        "python -m metrics",
+        "python -m clinical_ner_zh.metrics",
         "--output equal to the gold file",
         lambda d, m: [
             *_metrics_files(d, [_span("r0", SECRET)], [_span("r0", SECRET)]),
@@ -346,7 +348,7 @@ CASES = [
         "--output <dir>/gold.jsonl is GOLD: choose another path for the report",
     ),
     Case(
-        "python -m kg.cmekg",
+        "python -m clinical_ner_zh.kg.cmekg",
         "a pickle that references a global",
         lambda d, m: ["--output-dir", str(d / "kg"), "--pickle", str(_pickle_with_global(d))],
         "<dir>/evil.pkl: refusing to load global posix.system: this file may hold only dicts, lists and strings",
@@ -356,7 +358,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from modeling.pipeline_clinical_ner import save_for_hub
+    from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
 
     from .pipeline_helpers import char_tokenizer, hand_set_model
 

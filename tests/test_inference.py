@@ -9,8 +9,8 @@ from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from transformers import pipeline
 from transformers.utils import logging as hf_logging
 
-from modeling import pipeline_clinical_ner
-from modeling.pipeline_clinical_ner import ClinicalNerPipeline, quantize_model
+from clinical_ner_zh.modeling import pipeline_clinical_ner
+from clinical_ner_zh.modeling.pipeline_clinical_ner import ClinicalNerPipeline, quantize_model
 
 from .pipeline_helpers import char_tokenizer, hand_set_model, random_model
 

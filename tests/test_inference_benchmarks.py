@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling.pipeline_clinical_ner import check_bf16, save_for_hub
+from clinical_ner_zh.modeling.pipeline_clinical_ner import check_bf16, save_for_hub
 
 from .pipeline_helpers import char_tokenizer, hand_set_model
 

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from kg.cmekg import (
+from clinical_ner_zh.kg.cmekg import (
     OTHER_TYPE,
     CMeKGFormatError,
     import_cmekg,
@@ -18,12 +18,20 @@ from kg.cmekg import (
     load_restricted_pickle,
     validate_cmekg,
 )
-from kg.config import KgeConfig
-from kg.evaluation import evaluate_link_prediction
-from kg.export import load_kge, save_kge
-from kg.graph import index_triples, split_triples
-from kg.io import Entity, KgFormatError, Triple, read_entities, read_triples, write_entities, write_triples
-from kg.training import train
+from clinical_ner_zh.kg.config import KgeConfig
+from clinical_ner_zh.kg.evaluation import evaluate_link_prediction
+from clinical_ner_zh.kg.export import load_kge, save_kge
+from clinical_ner_zh.kg.graph import index_triples, split_triples
+from clinical_ner_zh.kg.io import (
+    Entity,
+    KgFormatError,
+    Triple,
+    read_entities,
+    read_triples,
+    write_entities,
+    write_triples,
+)
+from clinical_ner_zh.kg.training import train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -212,7 +220,7 @@ def test_type_inference_majority_and_priority():
 
 
 def test_type_guess_report_counts_types_decisions_and_deciding_rules():
-    from kg.cmekg import type_guess_report
+    from clinical_ner_zh.kg.cmekg import type_guess_report
 
     triples = [
         Triple("A", "不良反应", "X"),  # A Drug 1, X Symptom 1
@@ -397,7 +405,7 @@ def metrics_of(ranks, num_triples):
 
 
 def test_relation_popularity_baseline_by_hand():
-    from kg.evaluation import relation_popularity_baseline
+    from clinical_ner_zh.kg.evaluation import relation_popularity_baseline
 
     train, test = torch.tensor(TINY_TRAIN), torch.tensor(TINY_TEST)
     metrics = relation_popularity_baseline(train, test, torch.cat([train, test]), 5, 1)
@@ -417,7 +425,7 @@ def test_relation_popularity_baseline_by_hand():
 
 
 def test_relation_popularity_baseline_equals_enumeration():
-    from kg.evaluation import relation_popularity_baseline
+    from clinical_ner_zh.kg.evaluation import relation_popularity_baseline
 
     generator = torch.Generator().manual_seed(0)
     triples = torch.unique(torch.stack([torch.randint(12, (60,), generator=generator),
@@ -441,7 +449,7 @@ def test_relation_popularity_baseline_equals_enumeration():
 
 def test_filtered_evaluation_equals_enumeration():
     """TransE with small integer vectors: L1 distances are exact, so ties are real and must count half."""
-    from kg.models import build_model
+    from clinical_ner_zh.kg.models import build_model
 
     generator = torch.Generator().manual_seed(1)
     triples = torch.tensor(TINY_TRAIN + TINY_TEST + [(2, 1, 0), (4, 1, 1), (3, 1, 3)])
@@ -517,7 +525,7 @@ def test_cpu_clock_budget_counts_the_process_cpu_time(monkeypatch):
 
 
 def test_degree_negatives_draw_entities_in_proportion_to_their_weight():
-    from kg.training import _corrupt
+    from clinical_ner_zh.kg.training import _corrupt
 
     batch = torch.tensor([[0, 0, 1], [1, 0, 0]])
     generator = torch.Generator().manual_seed(0)
@@ -532,7 +540,7 @@ def test_degree_negatives_draw_entities_in_proportion_to_their_weight():
 
 def test_train_kge_refuses_a_missing_init_folder_before_clearing_the_output(tmp_path):
     import train_kge
-    from cli_errors import UserError
+    from clinical_ner_zh.cli_errors import UserError
 
     triples = tmp_path / "triples.tsv"
     write_triples(triples, dictionary_graph(languages=2, concepts=5))

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from benchmarks import kg_ablation
-from cli_errors import UserError
+from clinical_ner_zh.cli_errors import UserError
 
 from .helpers import simulated_ccks_records, write_ccks
 

@@ -24,9 +24,9 @@ from transformers.utils import logging as hf_logging
 
 import predict
 import serve_label_studio
-from cli_errors import run_command
-from datasets_scripts import read_label_studio
-from modeling.pipeline_clinical_ner import save_for_hub
+from clinical_ner_zh.cli_errors import run_command
+from clinical_ner_zh.datasets_scripts import read_label_studio
+from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
 from serve_label_studio import Backend, BackendServer
 from train_ner import DataArguments, load_corpus
 

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from modeling.layers import AttentionFusion, BiLSTM, DilatedGatedConv, SelfAttentionFusion, reverse_within_length
+from clinical_ner_zh.modeling.layers import (
+    AttentionFusion,
+    BiLSTM,
+    DilatedGatedConv,
+    SelfAttentionFusion,
+    reverse_within_length,
+)
 
 FUSIONS = (AttentionFusion, SelfAttentionFusion)
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeling.lexicon import POSITION_TAGS, Term, TermLexicon, fold
+from clinical_ner_zh.modeling.lexicon import POSITION_TAGS, Term, TermLexicon, fold
 
 CATEGORIES = ["Disease", "Drug", "Check"]
 

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
-import metrics
-from cli_errors import run_command
-from metrics import Score, format_report, normalize_span, score_entities
-from metrics.cli import main
-from modeling.tagging import resolve_overlaps, spans_to_tags
+from clinical_ner_zh import metrics
+from clinical_ner_zh.cli_errors import run_command
+from clinical_ner_zh.metrics import Score, format_report, normalize_span, score_entities
+from clinical_ner_zh.metrics.cli import main
+from clinical_ner_zh.modeling.tagging import resolve_overlaps, spans_to_tags
 
 # A string that stands for patient text: it must never show up in an error message or a log line
 SECRET = "患者左乳肿块3cm"
@@ -131,7 +131,7 @@ def test_per_class_pools_the_counts_of_its_types(classes):
 
 
 def test_unclassified_types_are_reported_and_a_type_in_two_classes_is_an_error(caplog):
-    with caplog.at_level(logging.WARNING, logger="metrics"):
+    with caplog.at_level(logging.WARNING, logger="clinical_ner_zh.metrics"):
         report = score_entities([[(0, 1, "X")]], [[(0, 1, "X")]], classes={"Tests": ["TNM"]})
     assert report.unclassified_types == ("X",)
     assert report.micro.f1 == 1.0
@@ -149,7 +149,7 @@ def test_zero_division_gives_zero():
 
 
 def test_duplicates_count_once_and_are_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="metrics"):
+    with caplog.at_level(logging.WARNING, logger="clinical_ner_zh.metrics"):
         report = score_entities([[(0, 2, "A"), (0, 2, "A")]], [[(0, 2, "A"), (0, 2, "A")]], record_ids=["r1"])
     assert counts(report.micro) == (1, 1, 1)
     assert "'r1'" in caplog.text
@@ -212,7 +212,7 @@ def test_report_json_and_table():
         "records: 1",
     ]
     # Columns line up on screen: a CJK character takes two columns
-    from metrics.entity_scores import _display_width
+    from clinical_ner_zh.metrics.entity_scores import _display_width
 
     rows = [line for line in table if line and line[0] != "-" and "records:" not in line]
     assert len({_display_width(line) for line in rows}) == 1
@@ -380,8 +380,8 @@ def test_evaluate_load_local_path_offline_in_a_fresh_process(tmp_path):
 
 
 def _installed() -> bool:
-    """Whether ``metrics`` is importable in a process that does not start in the repository."""
-    code = "import metrics"
+    """Whether ``clinical_ner_zh.metrics`` is importable in a process that does not start in the repository."""
+    code = "from clinical_ner_zh import metrics"
     return subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True).returncode == 0
 
 
@@ -428,7 +428,7 @@ def test_cli_prints_table_and_writes_json(tmp_path, capsys):
 def test_cli_as_a_module(tmp_path):
     gold = write_jsonl(tmp_path / "gold.jsonl", records_of(GOLD))
     result = subprocess.run(
-        [sys.executable, "-m", "metrics", str(gold), str(gold)],
+        [sys.executable, "-m", "clinical_ner_zh.metrics", str(gold), str(gold)],
         cwd=Path(metrics.__file__).resolve().parents[1],
         capture_output=True,
         text=True,

@@ -17,12 +17,12 @@ from transformers.pipelines import SUPPORTED_TASKS
 
 import train_mlm
 import train_ner
-from datasets_scripts.simulated import simulated_breast_cancer_records
-from metrics import EntityReport, score_entities
-from modeling import ChCancerBertConfig
-from modeling.tagging import build_label_list
-from training.common import parse_arguments
-from training.model_card import write_model_card
+from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
+from clinical_ner_zh.metrics import EntityReport, score_entities
+from clinical_ner_zh.modeling import ChCancerBertConfig
+from clinical_ner_zh.modeling.tagging import build_label_list
+from clinical_ner_zh.training.common import parse_arguments
+from clinical_ner_zh.training.model_card import write_model_card
 
 from .helpers import simulated_ccks_records, write_ccks, write_label_studio_json
 

@@ -12,9 +12,9 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel
 from transformers.utils import logging as hf_logging
 
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
-from modeling.crf_tagger import CrfTaggerOutput
-from modeling.tagging import build_label_list
+from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from clinical_ner_zh.modeling.crf_tagger import CrfTaggerOutput
+from clinical_ner_zh.modeling.tagging import build_label_list
 
 from .conftest import TINY_BERT
 
@@ -91,7 +91,7 @@ def test_every_ablation_loads_in_a_fresh_process_with_trust_remote_code(saved_va
             config = AutoConfig.from_pretrained(f"{{root}}/{{name}}", trust_remote_code=True)
             assert type(config).__name__ == "ChCancerBertConfig", type(config)
             model = AutoModelForTokenClassification.from_pretrained(f"{{root}}/{{name}}", trust_remote_code=True)
-            assert not type(model).__module__.startswith("modeling."), type(model).__module__
+            assert not type(model).__module__.startswith("clinical_ner_zh.modeling."), type(model).__module__
             model.eval()
             with torch.no_grad():
                 got = model(**data["inputs"]).logits

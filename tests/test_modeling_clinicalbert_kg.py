@@ -12,9 +12,9 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel, BertTokenizer
 from transformers.utils import logging as hf_logging
 
-from modeling import ClinicalBertKgConfig, ClinicalBertKgForCrfTagging, TermLexicon
-from modeling.lexicon import FEATURE_NAMES
-from modeling.tagging import build_label_list
+from clinical_ner_zh.modeling import ClinicalBertKgConfig, ClinicalBertKgForCrfTagging, TermLexicon
+from clinical_ner_zh.modeling.lexicon import FEATURE_NAMES
+from clinical_ner_zh.modeling.tagging import build_label_list
 
 from .conftest import TINY_BERT
 from .helpers import CATEGORIES, CLS, HEAD, NUM_ENTITIES, PAD, SEP, TEXT, VOCAB, lexicon, tiny_config, tiny_model
@@ -84,7 +84,7 @@ def test_every_ablation_loads_alone_in_a_fresh_process_and_tags_text_with_its_ow
             config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
             assert type(config).__name__ == "ClinicalBertKgConfig", type(config)
             model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
-            assert not type(model).__module__.startswith("modeling."), type(model).__module__
+            assert not type(model).__module__.startswith("clinical_ner_zh.modeling."), type(model).__module__
             assert model.lexicon is not None and len(model.lexicon) == 5, name
             inputs = data["inputs"][name]
             with torch.no_grad():

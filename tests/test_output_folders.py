@@ -14,10 +14,10 @@ import pytest
 import train_kge
 import train_mlm
 import train_ner
-from cli_errors import UserError
-from datasets_scripts import ccks2019
-from kg import cmekg
-from training.common import ConfigurationError, parse_arguments, run_arguments
+from clinical_ner_zh.cli_errors import UserError
+from clinical_ner_zh.datasets_scripts import ccks2019
+from clinical_ner_zh.kg import cmekg
+from clinical_ner_zh.training.common import ConfigurationError, parse_arguments, run_arguments
 
 from .helpers import TINY, ner_args, simulated_ccks_records, write_ccks
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from transformers import pipeline
 from transformers.utils import logging as hf_logging
 
-from modeling import ChCancerBertForCrfTagging
-from modeling.display import render_entities
-from modeling.pipeline_clinical_ner import ClinicalNerPipeline, register_pipeline, save_for_hub
-from modeling.tagging import owned_ranges, plan_windows, window_owners
+from clinical_ner_zh.modeling import ChCancerBertForCrfTagging
+from clinical_ner_zh.modeling.display import render_entities
+from clinical_ner_zh.modeling.pipeline_clinical_ner import ClinicalNerPipeline, register_pipeline, save_for_hub
+from clinical_ner_zh.modeling.tagging import owned_ranges, plan_windows, window_owners
 
 from .pipeline_helpers import (
     ALPHABET,
@@ -276,7 +276,7 @@ def test_family_b_features_are_computed_once_per_text_and_sliced_per_window():
     and every window gets what a per-window computation over the whole text gives, terms crossing its edges too."""
     from transformers import BertTokenizer
 
-    from modeling.lexicon import FEATURE_NAMES
+    from clinical_ner_zh.modeling.lexicon import FEATURE_NAMES
 
     from .helpers import TEXT, VOCAB, tiny_model
 
@@ -356,7 +356,7 @@ def test_saved_model_moved_alone_runs_in_a_fresh_process(char_tok, tmp_path, run
         import json
         from transformers import pipeline
         pipe = pipeline("clinical-ner", model={str(moved)!r}, trust_remote_code=True, device=-1)
-        assert not type(pipe).__module__.startswith("modeling"), type(pipe).__module__
+        assert not type(pipe).__module__.startswith("clinical_ner_zh.modeling"), type(pipe).__module__
         print(json.dumps(pipe({texts!r}, max_length=20, batch_size=4)))
     """)
     got = json.loads(output.strip().splitlines()[-1])

@@ -17,8 +17,8 @@ import torch
 from transformers.utils import logging as hf_logging
 
 import predict
-from datasets_scripts import load_breast_cancer
-from modeling.pipeline_clinical_ner import save_for_hub
+from clinical_ner_zh.datasets_scripts import load_breast_cancer
+from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
 
 from .helpers import run_predict as run
 from .pipeline_helpers import char_tokenizer, hand_set_model

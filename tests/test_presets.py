@@ -12,7 +12,7 @@ import yaml
 
 import train_mlm
 import train_ner
-from training.common import ConfigurationError, parse_arguments, read_config
+from clinical_ner_zh.training.common import ConfigurationError, parse_arguments, read_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NER_ARGUMENTS = (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments)

@@ -11,10 +11,16 @@ import torch
 from safetensors.torch import load_file
 
 import train_mlm
-from datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
-from datasets_scripts.simulated import simulated_breast_cancer_records
-from training.common import ConfigurationError
-from training.pretraining_data import MASKINGS, MaskingCollator, WordSegmenter, pretraining_examples, split_sentences
+from clinical_ner_zh.datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
+from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
+from clinical_ner_zh.training.common import ConfigurationError
+from clinical_ner_zh.training.pretraining_data import (
+    MASKINGS,
+    MaskingCollator,
+    WordSegmenter,
+    pretraining_examples,
+    split_sentences,
+)
 
 TEXTS = [r["text"] for r in simulated_breast_cancer_records(12, seed=5, long_records=0)]
 

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from datasets_scripts import (
+from clinical_ner_zh.datasets_scripts import (
     FEATURES,
     CorpusError,
     breast_cancer,
@@ -23,8 +23,8 @@ from datasets_scripts import (
     read_label_studio,
     split_of,
 )
-from datasets_scripts.labels import BREAST_CANCER_CLASSES, BREAST_CANCER_CODES
-from datasets_scripts.simulated import simulated_breast_cancer_records
+from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_CLASSES, BREAST_CANCER_CODES
+from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 
 from .helpers import ccks2020_records, simulated_ccks_records, write_fixtures
 

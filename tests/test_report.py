@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from datasets_scripts import report
-from datasets_scripts.char_tokenizer import build_wordpiece_tokenizer
+from clinical_ner_zh.datasets_scripts import report
+from clinical_ner_zh.datasets_scripts.char_tokenizer import build_wordpiece_tokenizer
 
 from .helpers import simulated_ccks_records, write_ccks, write_fixtures
 
@@ -72,7 +72,7 @@ def test_report_with_wordpiece_tokenizer_counts_unrepresentable(files, tmp_path)
     command = [
         sys.executable,
         "-m",
-        "datasets_scripts.report",
+        "clinical_ner_zh.datasets_scripts.report",
         "--format",
         "ccks2019",
         str(files["ccks2019_train.jsonl"]),

@@ -9,8 +9,13 @@ import pytest
 from transformers import AutoConfig
 from transformers.utils import logging as hf_logging
 
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgConfig, ClinicalBertKgForCrfTagging
-from modeling.tagging import build_label_list
+from clinical_ner_zh.modeling import (
+    ChCancerBertConfig,
+    ChCancerBertForCrfTagging,
+    ClinicalBertKgConfig,
+    ClinicalBertKgForCrfTagging,
+)
+from clinical_ner_zh.modeling.tagging import build_label_list
 
 from .conftest import TINY_BERT
 
@@ -58,7 +63,7 @@ def test_from_pretrained_keywords_pass_through_the_config_checks_without_a_model
 
 
 def test_both_taggers_share_one_pretrained_model_base():
-    from modeling.crf_tagger import CrfTaggerPreTrainedModel
+    from clinical_ner_zh.modeling.crf_tagger import CrfTaggerPreTrainedModel
 
     for model_class in (ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging):
         assert model_class.__bases__ == (CrfTaggerPreTrainedModel,)

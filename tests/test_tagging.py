@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modeling.tagging import (
+from clinical_ner_zh.modeling.tagging import (
     allowed_transitions,
     build_label_list,
     char_to_token_spans,

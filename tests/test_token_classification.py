@@ -12,8 +12,12 @@ from transformers import BertConfig, BertForTokenClassification, TokenClassifica
 from transformers.pipelines.token_classification import AggregationStrategy
 from transformers.utils import logging as hf_logging
 
-from modeling.pipeline_clinical_ner import ClinicalNerPipeline, CrfTokenClassificationPipeline, save_for_hub
-from modeling.tagging import tags_to_spans
+from clinical_ner_zh.modeling.pipeline_clinical_ner import (
+    ClinicalNerPipeline,
+    CrfTokenClassificationPipeline,
+    save_for_hub,
+)
+from clinical_ner_zh.modeling.tagging import tags_to_spans
 
 from .pipeline_helpers import TYPES, char_tokenizer, random_model, spans, wordpiece_tokenizer
 

@@ -11,9 +11,9 @@ import torch
 from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
-from datasets_scripts import build_wordpiece_tokenizer
-from metrics import score_entities
-from modeling.tagging import tags_to_spans
+from clinical_ner_zh.datasets_scripts import build_wordpiece_tokenizer
+from clinical_ner_zh.metrics import score_entities
+from clinical_ner_zh.modeling.tagging import tags_to_spans
 
 from .conftest import TINY_BERT
 from .pipeline_helpers import random_model, wordpiece_tokenizer

@@ -22,11 +22,11 @@ from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 
 import train_mlm
 import train_ner
-from datasets_scripts import WindowEncoder, build_char_tokenizer, encode_dataset
-from datasets_scripts.simulated import simulated_breast_cancer_records
-from modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
-from modeling.tagging import build_label_list
-from training.common import (
+from clinical_ner_zh.datasets_scripts import WindowEncoder, build_char_tokenizer, encode_dataset
+from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
+from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from clinical_ner_zh.modeling.tagging import build_label_list
+from clinical_ner_zh.training.common import (
     ConfigurationError,
     TrainingBudget,
     make_accelerator,
@@ -469,7 +469,7 @@ def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
 def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from modeling import ClinicalBertKgForCrfTagging
+    from clinical_ner_zh.modeling import ClinicalBertKgForCrfTagging
 
     # The knowledge features are computed once per record (all its tokens), never once per window.
     calls = []

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datasets_scripts.encoding import WindowEncoder
-from modeling.pipeline_clinical_ner import ClinicalNerPipeline
-from modeling.tagging import WindowPlanner
+from clinical_ner_zh.datasets_scripts.encoding import WindowEncoder
+from clinical_ner_zh.modeling.pipeline_clinical_ner import ClinicalNerPipeline
+from clinical_ner_zh.modeling.tagging import WindowPlanner
 
 from .pipeline_helpers import char_tokenizer, hand_set_model
 

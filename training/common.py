@@ -25,9 +25,9 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import HfArgumentParser
 from transformers.trainer_pt_utils import get_parameter_names
 
-from cli_errors import UserError, add_debug_flag
-from cli_errors.output_folder import check_writable, folder_entries, listed
-from modeling.crf import ConditionalRandomField
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag
+from clinical_ner_zh.cli_errors.output_folder import check_writable, folder_entries, listed
+from clinical_ner_zh.modeling.crf import ConditionalRandomField
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from training.common import (
+from clinical_ner_zh.training.common import (
     RunArguments,
     TrainingBudget,
     check_checkpoint_arguments,
@@ -65,7 +65,7 @@ def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("datasets_scripts.encoding", "accelerate", "httpx"):
+    for noisy in ("clinical_ner_zh.datasets_scripts.encoding", "accelerate", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.manual_seed(train_args.seed)
     logger.info("%d process(es), %s, device %s", accelerator.num_processes, accelerator.distributed_type,

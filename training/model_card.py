@@ -10,7 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from metrics import EntityReport, format_report
+from clinical_ner_zh.metrics import EntityReport, format_report
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 TEMPLATE_OF_FAMILY = {"chcancerbert": "chcancerbert.md", "clinicalbert-kg": "clinicalbert_kg.md"}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from datasets_scripts.schema import ProblemSink, ReadReport
+from clinical_ner_zh.datasets_scripts.schema import ProblemSink, ReadReport
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,11 @@
 
 Load it from its directory, which works offline (``evaluate.load("seqeval")`` needs the network)::
 
-    import evaluate, metrics
+    import evaluate
+    from clinical_ner_zh import metrics
     metric = evaluate.load(metrics.EVALUATE_MODULE_PATH)  # or the path of this folder
 
-The scoring itself lives in the ``clinical-ner-zh`` package (``metrics.entity_scores``): ``evaluate.load`` copies
+The scoring itself lives in the ``clinical-ner-zh`` package (``clinical_ner_zh.metrics.entity_scores``): ``evaluate.load`` copies
 this file alone into its module cache, so the file imports the installed package rather than its neighbours.
 """
 
@@ -17,10 +18,10 @@ import evaluate
 try:
     # Indented on purpose: evaluate scans top-level imports and would ask users to `pip install metrics`, a
     # different package; this way the message below names the right one.
-    from metrics.entity_scores import normalize_span, score_entities
+    from clinical_ner_zh.metrics.entity_scores import normalize_span, score_entities
 except ImportError as error:
     raise ImportError(
-        "the clinical_ner_f1 metric needs the clinical-ner-zh package (its `metrics` module): install it with "
+        "the clinical_ner_f1 metric needs the clinical-ner-zh package (its `clinical_ner_zh.metrics` module): install it with "
         "`pip install -e <path to the clinical-ner-zh repository>` in this environment"
     ) from error
 
@@ -79,7 +80,7 @@ def _to_schema(spans: Iterable, where: str) -> list[dict]:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class ClinicalNerF1(evaluate.Metric):
-    """Strict and partial entity-level scores; see ``metrics.entity_scores`` for the exact counting."""
+    """Strict and partial entity-level scores; see ``clinical_ner_zh.metrics.entity_scores`` for the exact counting."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
