@@ -143,6 +143,214 @@ def _start_from(model: TranslationalModel, graph: GraphIndex, folder: str | os.P
     logger.info("starting from the vectors in %s", folder)
 
 
+@dataclass
+class _TrainingData:
+    """The indexed triples, their split, the evaluation samples and the fixed parts of negative sampling."""
+
+    graph: GraphIndex
+    split: dict[str, torch.Tensor]
+    answers: tuple[dict, dict]  # known_answers over every triple, for filtered ranking
+    valid_sample: torch.Tensor
+    test_sample: torch.Tensor
+    head_probability: torch.Tensor  # (relations,)
+    entity_weights: torch.Tensor | None  # (entities,), None: negatives drawn uniformly
+
+    @property
+    def train(self) -> torch.Tensor:
+        return self.split["train"]
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.graph.entity_names)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.graph.relation_names)
+
+
+def _prepare_data(triples: Sequence[tuple[str, str, str]], config: KgeConfig) -> _TrainingData:
+    """Index and split the triples, draw the seeded evaluation samples, and weigh the sides and entities of
+    negative sampling on the training split."""
+    graph = index_triples(triples)
+    split = split_triples(graph.triples, config.valid_fraction, config.test_fraction, config.seed)
+    train_triples = split["train"]
+    num_entities, num_relations = len(graph.entity_names), len(graph.relation_names)
+    logger.info(
+        "%s: %d entities, %d relations, %d train / %d valid / %d test triples",
+        config.model,
+        num_entities,
+        num_relations,
+        *(split[name].shape[0] for name in ("train", "valid", "test")),
+    )
+    answers = known_answers(graph.triples)
+    valid_sample = _sample(split["valid"], config.eval_triples, config.seed + 1)
+    test_sample = _sample(split["test"], config.eval_triples, config.seed + 2)
+    head_probability = _head_probability(train_triples, num_relations, config.negative_sampling)
+    entity_weights = None
+    if config.negative_entities == "degree":
+        entity_weights = torch.bincount(train_triples[:, [0, 2]].reshape(-1), minlength=num_entities).double() ** 0.75
+    return _TrainingData(graph, split, answers, valid_sample, test_sample, head_probability, entity_weights)
+
+
+class _TrainingRun:
+    """What changes while training (model, optimiser, random stream, history, seconds spent) and the steps that
+    change it; :func:`train` calls them in order. Shuffling and negatives draw from ``generator``, which a
+    checkpoint saves, so that a resumed run continues the random stream of an uninterrupted one."""
+
+    def __init__(self, config: KgeConfig, data: _TrainingData, init_from: str | os.PathLike | None) -> None:
+        self.config, self.data = config, data
+        self.model = build_model(config, data.num_entities, data.num_relations)
+        if init_from is not None:
+            _start_from(self.model, data.graph, init_from)
+        self.optimizer = _build_optimizer(self.model, config)
+        self.generator = torch.Generator().manual_seed(config.seed + 3)
+        self.history: list[dict[str, float]] = []
+        self.start_epoch, self.train_seconds = 0, 0.0
+        self.clock = time.process_time if config.clock == "cpu" else time.perf_counter
+
+    def resume(self, checkpoint_path: Path | None) -> None:
+        """Continue from ``checkpoint_path`` if it exists and was trained with these settings on these triples."""
+        if checkpoint_path is None or not checkpoint_path.is_file():
+            logger.warning("no checkpoint at %s; starting from scratch", checkpoint_path)
+            return
+        state = torch.load(checkpoint_path, weights_only=True)
+        config = self.config
+        mismatched = [name for name in _STRUCTURAL_FIELDS if state["config"][name] != getattr(config, name)]
+        if mismatched:
+            raise KgeConfigError(
+                f"{checkpoint_path}: cannot resume, settings differ: "
+                + ", ".join(f"{n}={state['config'][n]!r} in checkpoint, {getattr(config, n)!r} now" for n in mismatched)
+            )
+        if state["fingerprint"] != self.data.graph.fingerprint:
+            raise KgeConfigError(f"{checkpoint_path}: cannot resume, the checkpoint was trained on other triples")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.start_epoch, self.train_seconds, self.history = state["epoch"], state["train_seconds"], state["history"]
+        logger.info("resumed from %s at epoch %d", checkpoint_path, self.start_epoch)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the shuffled training triples; returns the epoch's history entry. Only these passes count
+        towards ``train_seconds`` and the time budget, not validation."""
+        self.model.train()
+        started = self.clock()
+        loss_sum, steps = 0.0, 0
+        permutation = torch.randperm(self.data.train.shape[0], generator=self.generator)
+        for batch_index in permutation.split(self.config.batch_size):
+            loss_sum += self._step(self.data.train[batch_index])
+            steps += 1
+        self.train_seconds += self.clock() - started
+        return {"epoch": epoch + 1, "train_seconds": self.train_seconds, "loss": loss_sum / max(1, steps)}
+
+    def _step(self, batch: torch.Tensor) -> float:
+        """One optimiser step on ``batch`` (true triples, ``(batch, 3)``) and its corruptions; returns the loss."""
+        config, data = self.config, self.data
+        heads, tails = _corrupt(
+            batch, config.num_negatives, data.head_probability, data.num_entities, self.generator, data.entity_weights
+        )
+        relation_ids = batch[:, 1]
+        distances, penalty = self.model.distance_and_penalty(heads, relation_ids, tails)  # (batch, 1 + negatives)
+        # Margin ranking loss: a true triple must be closer than each of its corruptions by the margin.
+        loss = F.relu(config.margin + distances[:, :1] - distances[:, 1:]).mean() + penalty
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.model.constrain_entities(torch.unique(torch.cat([heads.reshape(-1), tails.reshape(-1)])))
+        self.model.constrain_relations(torch.unique(relation_ids))
+        return loss.item()
+
+    def validate(self, entry: dict[str, float], out_of_time: bool) -> None:
+        """Add the validation metrics to ``entry`` every ``eval_every`` epochs, after the last epoch and before
+        stopping for time (when there is a validation split)."""
+        config, data = self.config, self.data
+        evaluation_due = bool(config.eval_every and entry["epoch"] % config.eval_every == 0)
+        if not ((evaluation_due or entry["epoch"] == config.epochs or out_of_time) and data.valid_sample.numel()):
+            return
+        metrics = evaluate_link_prediction(
+            self.model, data.valid_sample, data.graph.triples, batch_size=config.eval_batch_size, answers=data.answers
+        )
+        entry.update({f"valid_{name}": value for name, value in metrics.items() if name != "num_triples"})
+
+    def save_checkpoint(self, checkpoint_path: Path, epoch: int) -> None:
+        """Write everything :meth:`resume` needs to continue after ``epoch`` (counted from 1)."""
+        checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": epoch,
+            "train_seconds": self.train_seconds,
+            "history": self.history,
+            "config": asdict(self.config),
+            "fingerprint": self.data.graph.fingerprint,
+        }
+        # Write then rename, so that an interrupted save never leaves a truncated checkpoint behind.
+        torch.save(state, checkpoint_path.with_suffix(".tmp"))
+        os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
+
+    def result(self) -> KgeResult:
+        """Score the model on the test sample, beside the relation-popularity baseline on the same triples."""
+        config, data = self.config, self.data
+        epochs_completed = self.history[-1]["epoch"] if self.history else self.start_epoch
+        metrics, baseline = {}, {}
+        if data.test_sample.numel():
+            metrics = evaluate_link_prediction(
+                self.model,
+                data.test_sample,
+                data.graph.triples,
+                batch_size=config.eval_batch_size,
+                answers=data.answers,
+            )
+            baseline = relation_popularity_baseline(
+                data.train,
+                data.test_sample,
+                data.graph.triples,
+                data.num_entities,
+                data.num_relations,
+                batch_size=config.eval_batch_size,
+                answers=data.answers,
+            )
+        processed = data.train.shape[0] * epochs_completed  # train_seconds also spans the epochs before a resume
+        return KgeResult(
+            model=self.model,
+            config=config,
+            entity_names=data.graph.entity_names,
+            relation_names=data.graph.relation_names,
+            metrics=metrics,
+            baseline=baseline,
+            history=self.history,
+            epochs_completed=int(epochs_completed),
+            train_seconds=self.train_seconds,
+            triples_per_second=processed / self.train_seconds if self.train_seconds else 0.0,
+            split_sizes={name: int(part.shape[0]) for name, part in data.split.items()},
+        )
+
+
+def _show_epoch(bar: tqdm, entry: dict[str, float]) -> None:
+    """The loss (and validation MRR) on the progress bar; the validation scores in the log."""
+    bar.set_postfix(
+        loss=f"{entry['loss']:.4f}", **({"mrr": f"{entry['valid_mrr']:.3f}"} if "valid_mrr" in entry else {})
+    )
+    if "valid_mrr" in entry:
+        logger.info(
+            "epoch %d: %.0f s, loss %.4f, valid MRR %.4f, Hits@10 %.4f",
+            entry["epoch"],
+            entry["train_seconds"],
+            entry["loss"],
+            entry["valid_mrr"],
+            entry["valid_hits@10"],
+        )
+
+
+def _stop_reason(config: KgeConfig, entry: dict[str, float], out_of_time: bool) -> str | None:
+    """Why training ends before ``config.epochs``: the time budget is spent, or validation reached the target."""
+    if out_of_time:
+        return "time budget"
+    if config.target_mrr is not None and entry.get("valid_mrr", -1.0) >= config.target_mrr:
+        return "target MRR"
+    return None
+
+
 def train(
     triples: Sequence[tuple[str, str, str]],
     config: KgeConfig | None = None,
@@ -173,147 +381,23 @@ def train(
         :class:`KgeResult` with test metrics (on a seeded sample of ``config.eval_triples`` test triples).
     """
     config = KgeConfig(**{**(asdict(config) if config else {}), **overrides})
-    graph = index_triples(triples)
-    split = split_triples(graph.triples, config.valid_fraction, config.test_fraction, config.seed)
-    train_triples = split["train"]
-    num_entities, num_relations = len(graph.entity_names), len(graph.relation_names)
-    logger.info(
-        "%s: %d entities, %d relations, %d train / %d valid / %d test triples",
-        config.model,
-        num_entities,
-        num_relations,
-        *(split[name].shape[0] for name in ("train", "valid", "test")),
-    )
-    answers = known_answers(graph.triples)
-    valid_sample = _sample(split["valid"], config.eval_triples, config.seed + 1)
-    test_sample = _sample(split["test"], config.eval_triples, config.seed + 2)
-    head_probability = _head_probability(train_triples, num_relations, config.negative_sampling)
-    entity_weights = None
-    if config.negative_entities == "degree":
-        entity_weights = torch.bincount(train_triples[:, [0, 2]].reshape(-1), minlength=num_entities).double() ** 0.75
-
-    model = build_model(config, num_entities, num_relations)
-    if init_from is not None:
-        _start_from(model, graph, init_from)
-    optimizer = _build_optimizer(model, config)
-    generator = torch.Generator().manual_seed(config.seed + 3)
-    history: list[dict[str, float]] = []
-    start_epoch, train_seconds = 0, 0.0
-    clock = time.process_time if config.clock == "cpu" else time.perf_counter
-
+    run = _TrainingRun(config, _prepare_data(triples, config), init_from)
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if resume and checkpoint_path is not None and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, weights_only=True)
-        mismatched = [name for name in _STRUCTURAL_FIELDS if state["config"][name] != getattr(config, name)]
-        if mismatched:
-            raise KgeConfigError(
-                f"{checkpoint_path}: cannot resume, settings differ: "
-                + ", ".join(f"{n}={state['config'][n]!r} in checkpoint, {getattr(config, n)!r} now" for n in mismatched)
-            )
-        if state["fingerprint"] != graph.fingerprint:
-            raise KgeConfigError(f"{checkpoint_path}: cannot resume, the checkpoint was trained on other triples")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start_epoch, train_seconds, history = state["epoch"], state["train_seconds"], state["history"]
-        logger.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
-    elif resume:
-        logger.warning("no checkpoint at %s; starting from scratch", checkpoint_path)
-
-    bar = tqdm(range(start_epoch, config.epochs), desc=config.model, unit="epoch", disable=not progress)
+    if resume:
+        run.resume(checkpoint_path)
+    bar = tqdm(range(run.start_epoch, config.epochs), desc=config.model, unit="epoch", disable=not progress)
     for epoch in bar:
-        model.train()
-        started = clock()
-        loss_sum, steps = 0.0, 0
-        permutation = torch.randperm(train_triples.shape[0], generator=generator)
-        for batch_index in permutation.split(config.batch_size):
-            batch = train_triples[batch_index]
-            heads, tails = _corrupt(
-                batch, config.num_negatives, head_probability, num_entities, generator, entity_weights
-            )
-            relation_ids = batch[:, 1]
-            distances, penalty = model.distance_and_penalty(heads, relation_ids, tails)  # (batch, 1 + negatives)
-            # Margin ranking loss: a true triple must be closer than each of its corruptions by the margin.
-            loss = F.relu(config.margin + distances[:, :1] - distances[:, 1:]).mean() + penalty
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            model.constrain_entities(torch.unique(torch.cat([heads.reshape(-1), tails.reshape(-1)])))
-            model.constrain_relations(torch.unique(relation_ids))
-            loss_sum += loss.item()
-            steps += 1
-        train_seconds += clock() - started
-        entry: dict[str, float] = {"epoch": epoch + 1, "train_seconds": train_seconds, "loss": loss_sum / max(1, steps)}
-        is_last = epoch + 1 == config.epochs
-        out_of_time = config.max_minutes is not None and train_seconds >= 60 * config.max_minutes
-        evaluation_due = bool(config.eval_every and (epoch + 1) % config.eval_every == 0)
-        if (evaluation_due or is_last or out_of_time) and valid_sample.numel():
-            metrics = evaluate_link_prediction(
-                model, valid_sample, graph.triples, batch_size=config.eval_batch_size, answers=answers
-            )
-            entry.update({f"valid_{name}": value for name, value in metrics.items() if name != "num_triples"})
-        history.append(entry)
-        bar.set_postfix(
-            loss=f"{entry['loss']:.4f}", **({"mrr": f"{entry['valid_mrr']:.3f}"} if "valid_mrr" in entry else {})
-        )
-        if "valid_mrr" in entry:
-            logger.info(
-                "epoch %d: %.0f s, loss %.4f, valid MRR %.4f, Hits@10 %.4f",
-                entry["epoch"],
-                entry["train_seconds"],
-                entry["loss"],
-                entry["valid_mrr"],
-                entry["valid_hits@10"],
-            )
+        entry = run.train_epoch(epoch)
+        out_of_time = config.max_minutes is not None and run.train_seconds >= 60 * config.max_minutes
+        run.validate(entry, out_of_time)
+        run.history.append(entry)
+        _show_epoch(bar, entry)
         if on_epoch_end is not None:
             on_epoch_end(entry)
         if checkpoint_path is not None:
-            checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "epoch": epoch + 1,
-                "train_seconds": train_seconds,
-                "history": history,
-                "config": asdict(config),
-                "fingerprint": graph.fingerprint,
-            }
-            # Write then rename, so that an interrupted save never leaves a truncated checkpoint behind.
-            torch.save(state, checkpoint_path.with_suffix(".tmp"))
-            os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
-        reached = config.target_mrr is not None and entry.get("valid_mrr", -1.0) >= config.target_mrr
-        if out_of_time or reached:
-            logger.info("stopping after epoch %d (%s)", epoch + 1, "time budget" if out_of_time else "target MRR")
+            run.save_checkpoint(checkpoint_path, epoch + 1)
+        if reason := _stop_reason(config, entry, out_of_time):
+            logger.info("stopping after epoch %d (%s)", epoch + 1, reason)
             break
     bar.close()
-
-    epochs_completed = history[-1]["epoch"] if history else start_epoch
-    metrics, baseline = {}, {}
-    if test_sample.numel():
-        metrics = evaluate_link_prediction(
-            model, test_sample, graph.triples, batch_size=config.eval_batch_size, answers=answers
-        )
-        baseline = relation_popularity_baseline(
-            train_triples,
-            test_sample,
-            graph.triples,
-            num_entities,
-            num_relations,
-            batch_size=config.eval_batch_size,
-            answers=answers,
-        )
-    processed = train_triples.shape[0] * epochs_completed  # train_seconds also spans the epochs before a resume
-    return KgeResult(
-        model=model,
-        config=config,
-        entity_names=graph.entity_names,
-        relation_names=graph.relation_names,
-        metrics=metrics,
-        baseline=baseline,
-        history=history,
-        epochs_completed=int(epochs_completed),
-        train_seconds=train_seconds,
-        triples_per_second=processed / train_seconds if train_seconds else 0.0,
-        split_sizes={name: int(part.shape[0]) for name, part in split.items()},
-    )
+    return run.result()
