@@ -55,7 +55,7 @@ from clinical_ner_zh.modeling import (
 )
 from clinical_ner_zh.modeling.configuration_clinicalbert_kg import KG_CATEGORIES
 from clinical_ner_zh.modeling.configuration_crf_tagger import encoder_fields
-from clinical_ner_zh.modeling.tagging import SCHEMES, build_label_list
+from clinical_ner_zh.modeling.tagging import SCHEMES, build_label_list, special_token_layout
 from clinical_ner_zh.training.common import (
     ConfigurationError,
     RunArguments,
@@ -330,16 +330,12 @@ def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
         )
     except OSError as error:  # transformers' way of saying a folder or Hub id cannot be loaded
         raise ConfigurationError(f"--encoder {model_args.encoder}: {not_loadable(error)}") from error
-    # Training windows and the pipeline's are [CLS] tokens [SEP], right-padded: an encoder pretrained with another
-    # layout (XLNet: tokens <sep> <cls>, padded on the left) would see its special tokens where it never had them.
-    inner = tokenizer("a", add_special_tokens=False)["input_ids"]
-    layout = tokenizer("a")["input_ids"]
-    if tokenizer.cls_token_id is None or layout != [tokenizer.cls_token_id, *inner, tokenizer.sep_token_id]:
-        shown = " ".join("x" if t in inner else tokenizer.convert_ids_to_tokens(t) for t in layout)
-        raise ConfigurationError(
-            f"--encoder {model_args.encoder}: its tokenizer lays a text out as '{shown}'; the taggers' windows "
-            "need the BERT layout '[CLS] x [SEP]' (XLNet-style tokenizers are not supported)"
-        )
+    # Training windows and the pipeline's carry the special tokens where this tokenizer puts them ([CLS] x [SEP] for
+    # BERT, x <sep> <cls> for XLNet); a layout that is not prefix + tokens + suffix cannot be windowed.
+    try:
+        special_token_layout(tokenizer)
+    except ValueError as error:
+        raise ConfigurationError(f"--encoder {model_args.encoder}: {error}") from error
     return tokenizer
 
 
@@ -396,7 +392,15 @@ def build_model(
         head_dropout=model_args.head_dropout,
         id2label=dict(enumerate(labels)),
         label2id={label: index for index, label in enumerate(labels)},
-        special_token_ids=sorted({tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id}),
+        special_token_ids=sorted(
+            {
+                tokenizer.pad_token_id,
+                tokenizer.cls_token_id,
+                tokenizer.sep_token_id,
+                *sum(special_token_layout(tokenizer), ()),
+            }
+            - {None}
+        ),
         label_classes=classes or None,
         window_max_length=window[0],
         window_stride=window[1],

@@ -44,6 +44,7 @@ from clinical_ner_zh.modeling.tagging import (
     merge_windows,
     resolve_overlaps,
     spans_to_tags,
+    special_token_layout,
     token_to_char_spans,
     window_spans,
 )
@@ -136,10 +137,11 @@ class WindowEncoder:
     keeps its own copy).
 
     Args:
-        tokenizer: a fast tokenizer (offsets are required) with ``[CLS]`` and ``[SEP]`` tokens.
+        tokenizer: a fast tokenizer (offsets are required); each window gets its special tokens where the tokenizer
+            puts them (:func:`special_token_layout`: ``[CLS] x [SEP]`` for BERT, ``x <sep> <cls>`` for XLNet).
         entity_types: the type codes, in label-list order.
         scheme: ``"BIO"`` or ``"BIOES"``.
-        max_length: tokens per window, ``[CLS]`` and ``[SEP]`` included.
+        max_length: tokens per window, special tokens included.
         stride: tokens shared by consecutive windows; at least 1 for BIO and 2 for BIOES.
         pad_to_max_length: pad every window to ``max_length`` (labels -100, special mask 1, offsets (0, 0)).
         text_features: a model's ``text_features(text, offsets) -> {name: one int per token}`` (the pipeline's hook
@@ -167,19 +169,20 @@ class WindowEncoder:
         self.allowed = allowed_transitions(self.labels, scheme)
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"expected a fast tokenizer (offset_mapping is needed), got {type(tokenizer).__name__}")
-        if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-            raise ValueError("expected a tokenizer with [CLS] and [SEP] tokens, got one without")
-        if max_length < 3:
-            raise ValueError(f"expected max_length >= 3 ([CLS], a token, [SEP]), got {max_length}")
-        window = max_length - 2
+        prefix, suffix = special_token_layout(tokenizer)
+        specials = len(prefix) + len(suffix)
+        if max_length < specials + 1:
+            raise ValueError(f"expected max_length >= {specials + 1} (special tokens and a token), got {max_length}")
+        window = max_length - specials
         if not MIN_STRIDE[scheme] <= stride < window:
             raise ValueError(
-                f"expected {MIN_STRIDE[scheme]} <= stride < {window} (max_length - 2) for {scheme}, got {stride}: "
+                f"expected {MIN_STRIDE[scheme]} <= stride < {window} (max_length - {specials}) for {scheme}, got "
+                f"{stride}: "
                 f"merging overlapping windows loses entities that cross a window edge with a smaller stride"
             )
         self.tokenizer = tokenizer
         self.max_length, self.window, self.stride = max_length, window, stride
-        self.planner = WindowPlanner(window, stride, (tokenizer.cls_token_id,), (tokenizer.sep_token_id,))
+        self.planner = WindowPlanner(window, stride, prefix, suffix)
         self.pad_to_max_length = pad_to_max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if (text_features is None) != (not text_feature_names):
@@ -276,12 +279,13 @@ class WindowEncoder:
             tags = spans_to_tags(window_spans(token_spans, start, end), end - start, self.scheme)
             label_ids = [self.label2id[tag] for tag in tags]
             self._check_path(label_ids, record_id, len(windows), start, offsets)
-            size = end - start + 2
+            before, after = len(self.planner.prefix), len(self.planner.suffix)
+            size = before + end - start + after
             window = {
                 **self.planner.inputs(input_ids, start, end, features),
                 "token_type_ids": [0] * size,
-                "labels": [IGNORE_INDEX, *label_ids, IGNORE_INDEX],
-                "offset_mapping": [(0, 0), *offsets[start:end], (0, 0)],
+                "labels": [*[IGNORE_INDEX] * before, *label_ids, *[IGNORE_INDEX] * after],
+                "offset_mapping": [*[(0, 0)] * before, *offsets[start:end], *[(0, 0)] * after],
                 "window_start": start,
             }
             if self.pad_to_max_length:

@@ -10,7 +10,8 @@ How a text is tagged:
 1. It is tokenized once without special tokens, with ``offset_mapping`` (any fast tokenizer: the project's character
    tokenizer, or a WordPiece one whose ASCII runs are single tokens and whose whitespace gives no token).
 2. :class:`tagging.WindowPlanner` (the planner training uses too) covers the tokens with windows of
-   ``max_length - 2`` tokens that overlap by ``stride`` tokens; each window gets ``[CLS]`` and ``[SEP]``. Windows of
+   ``max_length`` tokens less the special ones that overlap by ``stride`` tokens; each window gets the special tokens
+   where the tokenizer puts them (``[CLS] x [SEP]`` for BERT, ``x <sep> <cls>`` for XLNet). Windows of
    all the texts of a call are batched together, ``batch_size`` windows at a time, the texts longest first.
 3. Each window is Viterbi-decoded by the model's CRF (``model.crf.decode(logits, tag_mask)``, never argmax) and the
    CRF marginals (``model.crf.marginals``) give each token the probability of its decoded label. Only the decoded
@@ -84,6 +85,7 @@ from .tagging import (
     WindowPlanner,
     merge_windows,
     spans_to_tags,
+    special_token_layout,
     tags_to_spans,
     token_to_char_spans,
 )
@@ -166,12 +168,16 @@ class ClinicalNerPipeline(ChunkPipeline):
             raise ValueError("the clinical-ner pipeline needs a fast tokenizer (it aligns entities through offsets)")
         parameters = inspect.signature(self.model.forward).parameters
         self._pass_special_tokens_mask = "special_tokens_mask" in parameters
+        # Segment ids 0 as in the training windows: BERT reads None as zeros, but XLNet skips its segment term.
+        self._pass_token_type_ids = "token_type_ids" in parameters
         self._text_features = getattr(self.model, "text_features", None)
         config = self.model.config
         self.id2label = {int(index): label for index, label in config.id2label.items()}
         self.label_scheme = getattr(config, "label_scheme", None) or "BIO"
         self.label_classes = dict(getattr(config, "label_classes", None) or {})
-        self._specials = [t for t in (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id) if t is not None]
+        # Each window's special tokens where the tokenizer puts them: [CLS] x [SEP] (BERT), x <sep> <cls> (XLNet).
+        self._layout = special_token_layout(self.tokenizer)
+        self._specials = [*self._layout[0], *self._layout[1]]
         self._bf16 = quantize == "bf16"
         if quantize is not None:
             if quantize not in QUANTIZE_CHOICES:
@@ -246,12 +252,7 @@ class ClinicalNerPipeline(ChunkPipeline):
     def preprocess(self, text: str, max_length: int | None = None, stride: int | None = None):
         if not isinstance(text, str):
             raise TypeError(f"the clinical-ner pipeline takes a string or a list of strings, got {type(text).__name__}")
-        tokenizer = self.tokenizer
-        planner = WindowPlanner(
-            *self._window_plan(max_length, stride),
-            prefix=() if tokenizer.cls_token_id is None else (tokenizer.cls_token_id,),
-            suffix=() if tokenizer.sep_token_id is None else (tokenizer.sep_token_id,),
-        )
+        planner = WindowPlanner(*self._window_plan(max_length, stride), prefix=self._layout[0], suffix=self._layout[1])
         encoding = self.tokenizer(
             text,
             add_special_tokens=False,
@@ -294,6 +295,8 @@ class ClinicalNerPipeline(ChunkPipeline):
             for key, values in planner.inputs(document.input_ids, start, end, document.features).items()
             if key != "special_tokens_mask" or self._pass_special_tokens_mask
         }
+        if self._pass_token_type_ids:
+            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
         inputs["window"] = _Window(document, start, end)
         return inputs
 
@@ -335,8 +338,9 @@ class ClinicalNerPipeline(ChunkPipeline):
 
     @property
     def _prefix(self) -> int:
-        """Position of a window's first text token: 1 after ``[CLS]``, 0 for a tokenizer without one."""
-        return 1 if self.tokenizer.cls_token_id is not None else 0
+        """Position of a window's first text token: the number of special tokens before it (1 after BERT's
+        ``[CLS]``, 0 for XLNet whose ``<sep> <cls>`` come after the text)."""
+        return len(self._layout[0])
 
     def _merge(self, window_outputs: list[dict[str, Any]]) -> tuple[_Document, list[Span], list[tuple[int, int]]]:
         """The document, its entities as token spans (:func:`tagging.merge_windows`), and for each token the window

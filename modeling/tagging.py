@@ -229,12 +229,36 @@ def plan_windows(num_tokens: int, window: int, stride: int) -> list[tuple[int, i
     return windows
 
 
+def special_token_layout(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The special token ids a tokenizer puts before and after a text's tokens: ``((cls,), (sep,))`` for BERT's
+    ``[CLS] x [SEP]``, ``((), (sep, cls))`` for XLNet's ``x <sep> <cls>``, ``((), ())`` for none.
+
+    Read from the tokenizer itself (a one-token text with and without special tokens); ``ValueError`` for a layout
+    that is not prefix + the text's tokens + suffix.
+    """
+    for text in ("a", "x", "0", "\u4e00"):
+        inner = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if inner:
+            break
+    else:
+        raise ValueError(f"{type(tokenizer).__name__} gives no token for a one-character text")
+    full = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    starts = [i for i in range(len(full) - len(inner) + 1) if full[i : i + len(inner)] == inner]
+    if len(starts) != 1:
+        raise ValueError(
+            f"{type(tokenizer).__name__} lays a text out as {full} around its tokens {inner}: expected special tokens "
+            "before and/or after the text's tokens"
+        )
+    return tuple(full[: starts[0]]), tuple(full[starts[0] + len(inner) :])
+
+
 @dataclass(frozen=True)
 class WindowPlanner:
     """How a text's tokens become model windows, for training (``clinical_ner_zh.datasets_scripts.encoding``) and the pipeline alike.
 
     ``window`` tokens per window, consecutive windows sharing ``stride`` or more (:func:`plan_windows`), each wrapped
-    in the ``prefix`` and ``suffix`` token ids (``[CLS]`` and ``[SEP]``; empty for a tokenizer without them).
+    in the ``prefix`` and ``suffix`` token ids (:func:`special_token_layout`: ``[CLS]`` and ``[SEP]`` for BERT,
+    nothing and ``<sep> <cls>`` for XLNet; empty for a tokenizer without special tokens).
     """
 
     window: int

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
+from tokenizers.normalizers import BertNormalizer
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 from transformers import (
@@ -28,9 +29,10 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 import train_ner
+from clinical_ner_zh.datasets_scripts.encoding import WindowEncoder
 from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
 from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
-from clinical_ner_zh.modeling.tagging import build_label_list
+from clinical_ner_zh.modeling.tagging import build_label_list, special_token_layout
 from clinical_ner_zh.training.common import ConfigurationError
 
 hf_logging.set_verbosity_error()
@@ -169,13 +171,16 @@ def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
         build(folder, "chcancerbert", variant="dgcnn-bilstm-crf", fusion="self_attention")
 
 
-def xlnet_style_tokenizer(folder: Path) -> Path:
-    """A tokenizer laid out as XLNet's: tokens, then <sep> <cls>, padded on the left."""
-    backend = Tokenizer(
-        WordLevel({token: i for i, token in enumerate(["<pad>", "<unk>", "<cls>", "<sep>", "a"])}, "<unk>")
-    )
+XLNET_VOCAB = ["<pad>", "<unk>", "<cls>", "<sep>", "a", *VOCAB[5:]]
+
+
+def xlnet_style_tokenizer(folder: Path, single: str = "$A <sep> <cls>") -> Path:
+    """A tokenizer laid out as XLNet's: tokens, then <sep> <cls>, padded on the left; one token per Chinese
+    character."""
+    backend = Tokenizer(WordLevel({token: i for i, token in enumerate(XLNET_VOCAB)}, "<unk>"))
+    backend.normalizer = BertNormalizer(handle_chinese_chars=True, lowercase=False, strip_accents=False)
     backend.pre_tokenizer = Whitespace()
-    backend.post_processor = TemplateProcessing(single="$A <sep> <cls>", special_tokens=[("<sep>", 3), ("<cls>", 2)])
+    backend.post_processor = TemplateProcessing(single=single, special_tokens=[("<sep>", 3), ("<cls>", 2)])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", cls_token="<cls>", sep_token="<sep>",
         padding_side="left",
@@ -184,11 +189,108 @@ def xlnet_style_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def test_a_tokenizer_with_another_layout_is_refused(tmp_path):
+def xlnet_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A tiny XLNet encoder with an XLNet-layout tokenizer."""
+    torch.manual_seed(seed)
+    AutoModel.from_config(
+        XLNetConfig(vocab_size=len(XLNET_VOCAB), d_model=32, n_layer=1, n_head=2, d_inner=37)
+    ).save_pretrained(folder)
+    return xlnet_style_tokenizer(folder)
+
+
+def test_special_token_layout_is_read_from_the_tokenizer(tmp_path):
+    bert = bert_tokenizer(tmp_path / "bert")
+    assert special_token_layout(bert) == ((2,), (3,))
+    xlnet = PreTrainedTokenizerFast.from_pretrained(xlnet_style_tokenizer(tmp_path / "xlnet"))
+    assert special_token_layout(xlnet) == ((), (3, 2))
+
+
+def test_an_xlnet_style_tokenizer_is_taken_and_another_layout_refused(tmp_path):
     folder = xlnet_style_tokenizer(tmp_path / "xlnet")
-    model_args = train_ner.ModelArguments(encoder=str(folder))
-    with pytest.raises(ConfigurationError, match=r"lays a text out as 'x <sep> <cls>'.*'\[CLS\] x \[SEP\]'"):
-        train_ner.build_tokenizer(model_args, [])
+    tokenizer = train_ner.build_tokenizer(train_ner.ModelArguments(encoder=str(folder)), [])
+    assert tokenizer("a")["input_ids"] == [4, 3, 2]
+    # the text's tokens twice: not prefix + tokens + suffix
+    folder = xlnet_style_tokenizer(tmp_path / "twice", single="$A <sep> $A")
+    with pytest.raises(ConfigurationError, match=r"--encoder .*twice: .* lays a text out as \[4, 3, 4\]"):
+        train_ner.build_tokenizer(train_ner.ModelArguments(encoder=str(folder)), [])
+
+
+ENTITIES = [(0, 3, "Disease"), (5, 8, "Drug")]  # 乳腺癌, 紫杉醇 in TEXT
+
+
+def xlnet_windows(tokenizer, max_length: int = 8, stride: int = 2) -> list[dict]:
+    encoder = WindowEncoder(tokenizer, ["Disease", "Drug"], max_length=max_length, stride=stride)
+    record = {"id": ["r"], "text": [TEXT], "entities": [[dict(start=s, end=e, label=t) for s, e, t in ENTITIES]]}
+    batch = encoder(record)
+    return [{name: batch[name][row] for name in batch} for row in range(len(batch["input_ids"]))]
+
+
+def test_xlnet_training_windows_end_with_sep_cls_and_labels_stay_on_their_tokens(tmp_path):
+    model, tokenizer = build(xlnet_checkpoint(tmp_path / "xlnet"), "chcancerbert")
+    assert {0, 2, 3} <= set(model.config.special_token_ids)
+    labels = model.config.id2label
+    windows = xlnet_windows(tokenizer)
+    assert len(windows) > 1
+    tagged = {}
+    for window in windows:
+        content = [i for i, special in enumerate(window["special_tokens_mask"]) if not special]
+        first, last = window["offset_mapping"][content[0]][0], window["offset_mapping"][content[-1]][1]
+        # the same ids as the tokenizer gives the window's text: its tokens, then <sep> <cls>
+        assert window["input_ids"] == tokenizer(TEXT[first:last])["input_ids"]
+        assert window["input_ids"][-2:] == [3, 2] and window["special_tokens_mask"][-2:] == [1, 1]
+        assert window["labels"][-2:] == [-100, -100] and content == list(range(len(content)))
+        for position in content:
+            start, end = window["offset_mapping"][position]
+            assert tokenizer.convert_ids_to_tokens(window["input_ids"][position]) == TEXT[start:end]
+            tagged[start] = labels[window["labels"][position]]
+    expected = {i: "O" for i in range(len(TEXT))}
+    for start, end, label in ENTITIES:
+        expected.update({i: ("B-" if i == start else "I-") + label for i in range(start, end)})
+    assert tagged == expected
+    # the XLNet tagger computes a loss on them (right-padded, attention mask on)
+    batch = {
+        name: torch.tensor([w[name] + [pad] * (8 - len(w[name])) for w in windows])
+        for name, pad in (("input_ids", 0), ("attention_mask", 0), ("token_type_ids", 0), ("labels", -100))
+    }
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_right_padding_leaves_xlnet_outputs_unchanged(tmp_path):
+    """The collates pad on the right with an attention mask: XLNet's real tokens see the same outputs."""
+    model, tokenizer = build(xlnet_checkpoint(tmp_path / "xlnet"), "chcancerbert")
+    model.eval()
+    ids = tokenizer(TEXT[:4])["input_ids"]
+    alone = torch.tensor([ids])
+    padded = torch.tensor([ids + [0] * 5])
+    mask = torch.tensor([[1] * len(ids) + [0] * 5])
+    with torch.no_grad():
+        expected = model(input_ids=alone, attention_mask=torch.ones_like(alone), token_type_ids=torch.zeros_like(alone))
+        got = model(input_ids=padded, attention_mask=mask, token_type_ids=torch.zeros_like(padded))
+    torch.testing.assert_close(got.logits[0, : len(ids)], expected.logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_an_xlnet_tagger_trained_on_its_windows_tags_the_right_characters(tmp_path):
+    """A few steps on the training windows, then the pipeline over the same windows (any batch size) finds the
+    entities at their character offsets."""
+    model, tokenizer = build(xlnet_checkpoint(tmp_path / "xlnet"), "chcancerbert", head_dropout=0.0)
+    windows = xlnet_windows(tokenizer)
+    batch = {
+        name: torch.tensor([w[name] + [pad] * (8 - len(w[name])) for w in windows])
+        for name, pad in (("input_ids", 0), ("attention_mask", 0), ("token_type_ids", 0), ("labels", -100))
+    }
+    torch.manual_seed(0)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+    model.eval()
+    expected = [(TEXT[s:e], s, e, t) for s, e, t in ENTITIES]
+    for batch_size in (1, 4):
+        ner = pipeline("clinical-ner", model=model, tokenizer=tokenizer, max_length=8, stride=2, batch_size=batch_size)
+        found = [(e["word"], e["start"], e["end"], e["entity_group"]) for e in ner(TEXT)]
+        assert found == expected, batch_size
 
 
 @pytest.mark.parametrize(
