@@ -437,26 +437,17 @@ def test_gold_with_other_texts_for_the_same_ids_is_refused_before_predicting(mod
 QUANTIZE_TEXTS = ["结节" * 3, "患者于年月日行左乳腺癌改良根治术" * 5, "药物", "化疗周期阳性" * 9, "时间", "左乳" * 30]
 
 
-def test_predict_quantize_int8_end_to_end(model_dir, tmp_path):
-    records = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(QUANTIZE_TEXTS)])
-    assert run(model_dir, records, "-o", tmp_path / "fp32.jsonl") == 0
-    assert run(model_dir, records, "-o", tmp_path / "int8.jsonl", "--quantize", "int8") == 0
-    fp32, int8 = read_jsonl(tmp_path / "fp32.jsonl"), read_jsonl(tmp_path / "int8.jsonl")
-    assert [spans_of(r) for r in int8] == [spans_of(r) for r in fp32]
-    assert sum(len(r["entities"]) for r in fp32) > 0
-    assert [r["id"] for r in int8] == [str(i) for i in range(len(QUANTIZE_TEXTS))]
-
-
-def test_predict_quantize_bf16_end_to_end(model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("scheme", ["int8", "bf16"])
+def test_predict_quantize_end_to_end(scheme, model_dir, tmp_path, monkeypatch):
     # A CPU that reports native bfloat16 (autocast runs on any CPU; only the speed differs).
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True}, raising=False)
     records = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(QUANTIZE_TEXTS)])
     assert run(model_dir, records, "-o", tmp_path / "fp32.jsonl") == 0
-    assert run(model_dir, records, "-o", tmp_path / "bf16.jsonl", "--quantize", "bf16") == 0
-    fp32, bf16 = read_jsonl(tmp_path / "fp32.jsonl"), read_jsonl(tmp_path / "bf16.jsonl")
-    assert [spans_of(r) for r in bf16] == [spans_of(r) for r in fp32]
+    assert run(model_dir, records, "-o", tmp_path / f"{scheme}.jsonl", "--quantize", scheme) == 0
+    fp32, quantized = read_jsonl(tmp_path / "fp32.jsonl"), read_jsonl(tmp_path / f"{scheme}.jsonl")
+    assert [spans_of(r) for r in quantized] == [spans_of(r) for r in fp32]
     assert sum(len(r["entities"]) for r in fp32) > 0
-    assert [r["id"] for r in bf16] == [str(i) for i in range(len(QUANTIZE_TEXTS))]
+    assert [r["id"] for r in quantized] == [str(i) for i in range(len(QUANTIZE_TEXTS))]
 
 
 def test_predict_refuses_bf16_on_a_cpu_without_it_before_loading(model_dir, tmp_path, capsys, monkeypatch):
