@@ -121,32 +121,38 @@ class ConditionalRandomField(nn.Module):
         # An empty sequence is decoded over dummy positions and given an empty path.
         emissions, mask = self._pack(emissions, mask | ~mask.any(dim=1, keepdim=True))
         start, end, transitions = self._scores(constrained=True)
-        batch, seq, num_tags = emissions.shape
+        batch, seq, _ = emissions.shape
+        # into[j, i]: the score of moving from tag i into tag j, rows contiguous for the reduction over i.
+        into = transitions.t().contiguous()
 
-        # shape: (batch, num_tags), best score of a path ending in each tag
-        score = start + emissions[:, 0]
-        # backpointers[:, t, j]: best previous tag for tag j at step t; padded steps point to themselves so the
-        # backtrace walks through them unchanged and every sequence can be traced from position seq - 1.
-        backpointers = torch.empty(batch, seq, num_tags, dtype=torch.long, device=emissions.device)
-        identity = torch.arange(num_tags, device=emissions.device).expand(batch, num_tags)
+        # Forward pass: the best score of a path ending in each tag, shape (batch, num_tags) per step. Which
+        # previous tag gave it is not kept: the backtrace recomputes it for the one tag each path takes, a
+        # (batch, num_tags) argmax per step instead of a (batch, num_tags, num_tags) one here, where max with
+        # indices costs four times amax. Steps past a sequence's end are computed over padding and never read.
+        steps = emissions.unbind(1)
+        scores = [start + steps[0]]
+        candidates = emissions.new_empty(batch, *into.shape)
         for t in range(1, seq):
-            # shape: (batch, num_tags, num_tags), previous tag i -> current tag j
-            candidates = score.unsqueeze(2) + transitions
-            best, best_previous = candidates.max(dim=1)
-            on = mask[:, t].unsqueeze(1)
-            score = torch.where(on, best + emissions[:, t], score)
-            backpointers[:, t] = torch.where(on, best_previous, identity)
-        score = score + end
+            torch.add(scores[-1].unsqueeze(1), into, out=candidates)
+            scores.append(candidates.amax(dim=2).add_(steps[t]))
 
-        # Vectorised backtrace over the whole batch.
-        # shape: (batch, seq)
-        paths = torch.empty(batch, seq, dtype=torch.long, device=emissions.device)
-        current = score.argmax(dim=1)
-        paths[:, seq - 1] = current
-        for t in range(seq - 1, 0, -1):
-            current = backpointers[:, t].gather(1, current.unsqueeze(1)).squeeze(1)
-            paths[:, t - 1] = current
-        paths = paths.tolist()
+        # Backtrace over the whole batch, from the last position. A sequence joins at its own last position with
+        # its best final tag; what its column holds before that is trimmed below.
+        last = mask.sum(dim=1) - 1
+        final = (torch.stack(scores, dim=1)[torch.arange(batch, device=last.device), last] + end).argmax(dim=1)
+        rows_ending_at = {}
+        for row, position in enumerate(last.tolist()):
+            rows_ending_at.setdefault(position, []).append(row)
+        current = final
+        path = []
+        for t in range(seq - 1, -1, -1):
+            if t in rows_ending_at:
+                rows = torch.tensor(rows_ending_at[t], device=current.device)
+                current = current.index_copy(0, rows, final[rows])
+            path.append(current)
+            if t:
+                current = (scores[t - 1] + into.index_select(0, current)).argmax(dim=1)
+        paths = torch.stack(path[::-1], dim=1).tolist()
         return [path[:length] for path, length in zip(paths, lengths.tolist())]
 
     @torch.no_grad()
@@ -244,40 +250,80 @@ class ConditionalRandomField(nn.Module):
         return score + end[last_tags]
 
     @staticmethod
-    def _forward_scores(emissions, mask, start, transitions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward log-scores ``alpha`` rescaled at every step, and the log of the scale they lost.
+    def _forward_scores(emissions, mask, start, transitions, exact=False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward log-scores ``alpha``, rescaled at every step, and the log of the scale they lost.
 
         Unscaled, ``alpha`` grows by about one emission per token and reaches thousands on long windows, where
-        float32 keeps only a few decimals and marginals drifted above 1. Each step is shifted so that its largest
-        value is 0. Returns ``(alphas, log_scale)``: ``alphas`` of shape ``(batch, seq, num_tags)`` (padded steps
-        repeat the last value) and ``log_scale`` of shape ``(batch,)``, the sum of the shifts, so that the true
+        float32 keeps only a few decimals and marginals drifted above 1, so each step starts from ``alpha`` minus
+        its largest value. Returns ``(alphas, log_scale)``: ``alphas`` of shape ``(batch, seq, num_tags)`` (padded
+        steps repeat the last value) and ``log_scale`` of shape ``(batch,)``, the sum of the shifts, so that the true
         forward score of each sequence's last step is ``alphas[:, -1] + log_scale[:, None]``.
+
+        Each step is a matrix product (see :class:`_LogSumExp`); where one may have lost terms to underflow, the
+        whole recursion is redone with ``logsumexp``.
         """
+        log_sum = _LogSumExp(transitions, exact)
         alpha = start + emissions[:, 0]
-        shift = alpha.amax(dim=1)
-        alpha = alpha - shift.unsqueeze(1)
-        log_scale = shift
+        log_scale = emissions.new_zeros(emissions.size(0))
         alphas = [alpha]
-        for t in range(1, emissions.size(1)):
-            # shape: (batch, num_tags), log-sum over the previous tag i of alpha_i + transitions[i, j]
-            step = torch.logsumexp(alpha.unsqueeze(2) + transitions, dim=1) + emissions[:, t]
-            shift = step.amax(dim=1)
-            on = mask[:, t]
-            alpha = torch.where(on.unsqueeze(1), step - shift.unsqueeze(1), alpha)
-            log_scale = log_scale + shift * on
+        for emission, on in zip(emissions.unbind(1)[1:], mask.unbind(1)[1:]):
+            # The shift is a constant of the step, so the gradient through it would be zero: it is left out.
+            shift = alpha.detach().amax(dim=1, keepdim=True)
+            step = log_sum(alpha - shift) + emission
+            alpha = torch.where(on.unsqueeze(1), step, alpha)
+            log_scale = log_scale + shift.squeeze(1) * on
             alphas.append(alpha)
-        return torch.stack(alphas, dim=1), log_scale
+        alphas = torch.stack(alphas, dim=1)
+        if log_sum.lost_terms(alphas[:, 1:] - emissions[:, 1:], mask[:, 1:]):
+            return ConditionalRandomField._forward_scores(emissions, mask, start, transitions, exact=True)
+        return alphas, log_scale
 
     @staticmethod
-    def _backward_scores(emissions, mask, end, transitions) -> torch.Tensor:
+    def _backward_scores(emissions, mask, end, transitions, exact=False) -> torch.Tensor:
         """Backward log-scores ``beta`` up to a constant per step (rescaled as in :meth:`_forward_scores`): at each
         sequence's last position ``end``; shape ``(batch, seq, num_tags)``."""
-        seq = emissions.size(1)
+        log_sum = _LogSumExp(transitions.t(), exact)
         beta = end.expand(emissions.size(0), -1)
         betas = [beta]
-        for t in range(seq - 2, -1, -1):
-            # shape: (batch, num_tags), log-sum over the next tag j of transitions[i, j] + emission_j + beta_j
-            step = torch.logsumexp(transitions + (emissions[:, t + 1] + beta).unsqueeze(1), dim=2)
-            beta = torch.where(mask[:, t + 1].unsqueeze(1), step - step.amax(dim=1, keepdim=True), end)
+        for t in range(emissions.size(1) - 2, -1, -1):
+            # log-sum over the next tag j of transitions[i, j] + emission_j + beta_j
+            following = emissions[:, t + 1] + beta
+            step = log_sum(following - following.amax(dim=1, keepdim=True))
+            beta = torch.where(mask[:, t + 1].unsqueeze(1), step, end)
             betas.append(beta)
-        return torch.stack(betas[::-1], dim=1)
+        betas = torch.stack(betas[::-1], dim=1)
+        if log_sum.lost_terms(betas[:, :-1], mask[:, 1:]):
+            return ConditionalRandomField._backward_scores(emissions, mask, end, transitions, exact=True)
+        return betas
+
+
+class _LogSumExp:
+    """``log(sum_i exp(scores[b, i] + matrix[i, j]))`` for each ``b`` and ``j``, given ``scores`` whose largest entry
+    per row is 0.
+
+    By default one matrix product, ``exp(scores) @ exp(matrix)``, four times faster than ``logsumexp`` over a
+    ``(batch, num_tags, num_tags)`` tensor. It is exact while each result is far above what float32 can hold:
+    ``exp`` rounds terms below ``e^-103`` to 0, so a sum above ``e^-60`` has lost less than ``num_tags * e^-103``,
+    far below its precision, but a tag that every live path reaches only through forbidden moves (``IMPOSSIBLE``,
+    a weight of 0) or from a score more than about 100 below the best sums to almost nothing, and its log is then
+    wrong. :meth:`lost_terms` says whether any result is that small; the caller then redoes the recursion with
+    ``exact=True``, which is ``logsumexp``. A sum of 0 is held at the smallest normal float, so that its log and
+    the gradient stay finite until then.
+    """
+
+    FLOOR = -60.0
+
+    def __init__(self, matrix: torch.Tensor, exact: bool):
+        self.matrix, self.exact = matrix, exact
+        if not exact:
+            self.shift = matrix.detach().max()
+            self.weights = (matrix - self.shift).exp()
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.exact:
+            return torch.logsumexp(scores.unsqueeze(2) + self.matrix, dim=1)
+        return (scores.exp() @ self.weights).clamp_min(torch.finfo(scores.dtype).tiny).log() + self.shift
+
+    def lost_terms(self, results: torch.Tensor, mask: torch.Tensor) -> bool:
+        """Whether any of ``results`` (the calls' outputs, where ``mask`` is on) may have lost terms."""
+        return not self.exact and bool(((results < self.FLOOR + self.shift) & mask.unsqueeze(2)).any())
