@@ -98,7 +98,9 @@ def test_matches_pytorch_crf_on_longer_batches():
     tags = torch.randint(9, (6, 40))
     mask = ragged_mask([40, 1, 17, 39, 2, 25], 40)
     # Both are float32 sums of about 40 steps of size ~100: within a few units in the last place of each other.
-    torch.testing.assert_close(crf(emissions, tags, mask), -reference(emissions, tags, mask, "mean"), atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(
+        crf(emissions, tags, mask), -reference(emissions, tags, mask, "mean"), atol=1e-5, rtol=1e-6
+    )
     assert crf.decode(emissions, mask) == reference.decode(emissions, mask)
 
 
@@ -298,7 +300,9 @@ def test_extreme_emissions_under_constrained_training_give_the_exact_likelihood_
             packed, mask, start.double(), transitions.double(), exact=True
         )
         log_z = torch.logsumexp(alphas[:, -1] + end.double(), dim=1) + log_scale
-        expected = (log_z - crf._path_score(packed, tags, mask, start.double(), end.double(), transitions.double())).mean()
+        expected = (
+            log_z - crf._path_score(packed, tags, mask, start.double(), end.double(), transitions.double())
+        ).mean()
     torch.testing.assert_close(loss.double(), expected, atol=0, rtol=1e-5)
 
 
