@@ -10,7 +10,7 @@ from transformers import pipeline
 from transformers.utils import logging as hf_logging
 
 from clinical_ner_zh.modeling import pipeline_clinical_ner
-from clinical_ner_zh.modeling.pipeline_clinical_ner import ClinicalNerPipeline, quantize_model
+from clinical_ner_zh.modeling.pipeline_clinical_ner import ClinicalNerPipeline, _QuantizedConv1d, quantize_model
 
 from .pipeline_helpers import char_tokenizer, hand_set_model, random_model
 
@@ -93,6 +93,9 @@ def test_int8_quantizes_a_copy_of_the_linear_and_lstm_layers(char_tok):
     kinds = {type(module) for module in quantized.modules()}
     assert quantized_dynamic.Linear in kinds and quantized_dynamic.LSTM in kinds
     assert torch.nn.LSTM not in kinds
+    # The DGCNN's convolutions run as int8 linear layers.
+    assert torch.nn.Conv1d not in kinds
+    assert sum(isinstance(m, _QuantizedConv1d) for m in quantized.modules()) == len(model.config.dgcnn_dilations)
     # Every float Linear left is one torch's dynamic quantization cannot take (attention's output projection).
     left = [name for name, module in quantized.named_modules() if type(module) is torch.nn.Linear]
     assert not left, left
@@ -100,6 +103,21 @@ def test_int8_quantizes_a_copy_of_the_linear_and_lstm_layers(char_tok):
     assert all(p.dtype == torch.float32 for p in quantized.crf.parameters())
     # The model passed in is untouched.
     assert not any(isinstance(m, (quantized_dynamic.Linear, quantized_dynamic.LSTM)) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "dilation", "padding", "bias"),
+    [(3, 1, 1, True), (3, 4, 4, True), (5, 2, 3, False), (1, 1, 0, True)],
+)
+def test_int8_convolution_computes_the_convolution(kernel_size, dilation, padding, bias):
+    """Within int8's rounding of the float32 Conv1d, at every output position (the edges read the padding)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(16, 24, kernel_size, dilation=dilation, padding=padding, bias=bias)
+    inputs = torch.randn(3, 16, 40)
+    expected = conv(inputs).detach()
+    got = _QuantizedConv1d(conv)(inputs)
+    assert got.shape == expected.shape
+    assert ((got - expected).norm(dim=1) / expected.norm(dim=1)).max() < 0.05
 
 
 def test_int8_gives_the_fp32_entities_of_a_clear_cut_model(char_tok):
