@@ -30,9 +30,10 @@ label the Viterbi path gave that token (each token's marginal from the window it
 1 means the model puts all probability mass on those labels.
 
 Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
-(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), ``max_position_embeddings`` and the window the
-model was trained with, ``window_max_length`` and ``window_stride`` (optional): by default the pipeline tags with
-the training windows, so that it runs on the positions training used and reproduces the scores training recorded.
+(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), ``max_input_length`` (the tokens the encoder
+takes, checked by ``check_input_length``) and the window the model was trained with, ``window_max_length`` and
+``window_stride`` (optional): by default the pipeline tags with the training windows, so that it runs on the
+positions training used and reproduces the scores training recorded.
 
 **Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
 ``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it once
@@ -136,7 +137,7 @@ class ClinicalNerPipeline(ChunkPipeline):
     Call parameters (also accepted by ``pipeline(...)``):
         max_length: tokens per window including ``[CLS]`` and ``[SEP]``; defaults to the config's
             ``window_max_length`` (the training windows), else to the smaller of the tokenizer's ``model_max_length``
-            and the config's ``max_position_embeddings``.
+            and the config's ``max_input_length`` (the tokens the encoder takes).
         stride: tokens shared by consecutive windows; defaults to the config's ``window_stride`` when ``max_length``
             is the training one, else to a quarter of the window, at least 2.
     ``batch_size`` counts windows (of one or several texts); ``device`` works as in every transformers pipeline.
@@ -212,7 +213,7 @@ class ClinicalNerPipeline(ChunkPipeline):
             value
             for value in (
                 getattr(self.tokenizer, "model_max_length", None),
-                getattr(self.model.config, "max_position_embeddings", None),
+                self.model.config.max_input_length,
             )
             if isinstance(value, int) and 0 < value < _NO_LIMIT
         ]
@@ -233,9 +234,7 @@ class ClinicalNerPipeline(ChunkPipeline):
             max_length = trained or self._default_max_length()
         if stride is None and max_length == trained:
             stride = getattr(config, "window_stride", None)
-        limit = getattr(config, "max_position_embeddings", None)
-        if isinstance(limit, int) and max_length > limit:
-            raise ValueError(f"max_length ({max_length}) exceeds the model's max_position_embeddings ({limit})")
+        config.check_input_length("max_length", max_length)
         window = max_length - len(self._specials)
         if window < 1:
             raise ValueError(f"max_length must leave room for at least one token, got {max_length}")

@@ -32,7 +32,7 @@ import train_ner
 from clinical_ner_zh.datasets_scripts.encoding import WindowEncoder
 from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
 from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
-from clinical_ner_zh.modeling.tagging import build_label_list, special_token_layout
+from clinical_ner_zh.modeling.tagging import build_label_list, plan_windows, special_token_layout
 from clinical_ner_zh.training.common import ConfigurationError
 
 hf_logging.set_verbosity_error()
@@ -52,9 +52,9 @@ FAMILIES = {"chcancerbert": "BIO", "clinicalbert-kg": "BIOES"}
 TEXT = "乳腺癌术后紫杉醇化疗"
 
 
-def bert_tokenizer(folder: Path) -> BertTokenizer:
+def bert_tokenizer(folder: Path, vocab: list[str] = VOCAB) -> BertTokenizer:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return BertTokenizer(vocab=str(folder / "vocab.txt"))
 
 
@@ -161,6 +161,43 @@ def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolat
     )
     results = json.loads(output.strip().splitlines()[-1])
     assert results == {folder: [True, True, *([entities[folder]] if folder in entities else [])] for folder, _ in cases}
+
+
+def test_each_encoder_takes_the_inputs_its_position_table_holds():
+    """BERT, ALBERT, ERNIE: max_position_embeddings; RoBERTa: less pad_token_id + 1; XLNet: no limit."""
+    lengths = {name: ChCancerBertConfig(encoder=encoder).max_input_length for name, encoder in ENCODERS.items()}
+    assert lengths == {"bert": 64, "roberta": 65, "albert": 64, "ernie": 64, "xlnet": None}
+
+
+def test_roberta_windows_are_checked_against_the_positions_after_its_padding_id(tmp_path):
+    """RoBERTa numbers a text's positions from pad_token_id + 1: of 514 rows, 512 take tokens. Longer windows are
+    refused in the config and in the pipeline (they used to fail inside the position embeddings); 512 tags a long
+    text, also as the pipeline's default for a model without training windows."""
+    tokenizer = bert_tokenizer(tmp_path, ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]", *VOCAB[5:]])
+    assert tokenizer.pad_token_id == 1  # where RoBERTa's vocabulary has it
+    encoder = RobertaConfig(vocab_size=len(VOCAB), max_position_embeddings=514, pad_token_id=1, **SMALL)
+    labels = dict(enumerate(build_label_list(["Disease", "Drug"])))
+
+    def config(**window) -> ChCancerBertConfig:
+        return ChCancerBertConfig(encoder=encoder, id2label=labels, lstm_hidden_size=8, fusion_num_heads=2, **window)
+
+    assert config().max_input_length == 512
+    why = r"the 512 tokens the encoder takes \(max_position_embeddings 514 less 2: roberta numbers positions from its padding id \+ 1 = 2\)$"
+    for length in (513, 514):
+        with pytest.raises(ValueError, match=rf"^window_max_length \({length}\) exceeds {why}"):
+            config(window_max_length=length)
+    text = TEXT * 120  # 1,200 tokens
+    for window in ({"window_max_length": 512, "window_stride": 64}, {}):
+        torch.manual_seed(0)
+        model = ChCancerBertForCrfTagging(config(**window)).eval()
+        ner = pipeline("clinical-ner", model=model, tokenizer=tokenizer)
+        with pytest.raises(ValueError, match=rf"^max_length \(513\) exceeds {why}"):
+            ner(text, max_length=513)
+        planned = [(inputs["window"].start, inputs["window"].end) for inputs in ner.preprocess(text)]
+        assert planned == plan_windows(len(text), 510, window.get("window_stride", 127)), window
+        entities = ner(text)
+        assert entities == ner(text, max_length=512) and entities, window
+        assert all(entity["word"] == text[entity["start"] : entity["end"]] for entity in entities)
 
 
 def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
