@@ -60,9 +60,15 @@ def encoder_fields(values: dict[str, Any]) -> dict[str, Any]:
     model_type = values.get("model_type")
     if model_type not in CONFIG_MAPPING:
         model_type = LEGACY_ENCODER_TYPE
-    names = {f.name for f in dataclasses.fields(CONFIG_MAPPING[model_type])}
-    names -= {f.name for f in dataclasses.fields(PreTrainedConfig)}  # id2label & co. belong to the tagger
+    names = encoder_field_names(model_type)
     return {"model_type": model_type, **{key: value for key, value in values.items() if key in names}}
+
+
+def encoder_field_names(model_type: str) -> set[str]:
+    """The fields of an encoder config of ``model_type`` that are the encoder's own: those of ``PreTrainedConfig``
+    (``id2label`` & co.) belong to the tagger."""
+    names = {f.name for f in dataclasses.fields(CONFIG_MAPPING[model_type])}
+    return names - {f.name for f in dataclasses.fields(PreTrainedConfig)}
 
 
 class CrfTaggerConfig(PreTrainedConfig):
@@ -138,8 +144,17 @@ class CrfTaggerConfig(PreTrainedConfig):
         # __post_init__, past the checks and the label2id it derives; given to the constructor, they go through both.
         own = {f.name for f in dataclasses.fields(cls)} - {f.name for f in dataclasses.fields(PreTrainedConfig)}
         own = (own | {"id2label", "label2id"}) - set(cls.sub_configs)
-        given = {key: kwargs.pop(key) for key in list(kwargs) if key in own}
-        return super().from_dict({**config_dict, **given}, **kwargs)
+        config_dict = {**config_dict, **{key: kwargs.pop(key) for key in list(kwargs) if key in own}}
+        # A field of the encoder's config (from_pretrained(folder, hidden_dropout_prob=0.3)) goes to the encoder, as
+        # transformers sets it on a flat BertConfig; the tagger has no such attribute, so transformers would hand it
+        # to the model's __init__ (a TypeError) or, loading a config alone, drop it.
+        names = encoder_field_names(encoder_fields(config_dict).get("model_type", LEGACY_ENCODER_TYPE))
+        encoder = {key: kwargs.pop(key) for key in list(kwargs) if key in names}
+        if isinstance(config_dict.get("encoder"), dict):
+            config_dict["encoder"] = {**config_dict["encoder"], **encoder}
+        else:  # a plain encoder checkpoint, or a tagger saved with flat encoder fields: they make the encoder
+            config_dict.update(encoder)
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def hidden_size(self) -> int:
