@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
     RobertaConfig,
     XLNetConfig,
+    XLNetTokenizer,
     pipeline,
 )
 from transformers.utils import logging as hf_logging
@@ -32,7 +33,7 @@ import train_ner
 from clinical_ner_zh.datasets_scripts.encoding import WindowEncoder
 from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
 from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
-from clinical_ner_zh.modeling.tagging import build_label_list, plan_windows, special_token_layout
+from clinical_ner_zh.modeling.tagging import TokenLayout, build_label_list, plan_windows, special_token_layout
 from clinical_ner_zh.training.common import ConfigurationError
 
 hf_logging.set_verbosity_error()
@@ -211,9 +212,9 @@ def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
 XLNET_VOCAB = ["<pad>", "<unk>", "<cls>", "<sep>", "a", *VOCAB[5:]]
 
 
-def xlnet_style_tokenizer(folder: Path, single: str = "$A <sep> <cls>") -> Path:
-    """A tokenizer laid out as XLNet's: tokens, then <sep> <cls>, padded on the left; one token per Chinese
-    character."""
+def xlnet_style_tokenizer(folder: Path, single: str = "$A:0 <sep>:0 <cls>:2") -> Path:
+    """A tokenizer laid out as XLNet's: tokens, then <sep> <cls>, <cls> in segment 2, padded on the left; one token
+    per Chinese character."""
     backend = Tokenizer(WordLevel({token: i for i, token in enumerate(XLNET_VOCAB)}, "<unk>"))
     backend.normalizer = BertNormalizer(handle_chinese_chars=True, lowercase=False, strip_accents=False)
     backend.pre_tokenizer = Whitespace()
@@ -237,9 +238,15 @@ def xlnet_checkpoint(folder: Path, seed: int = 0) -> Path:
 
 def test_special_token_layout_is_read_from_the_tokenizer(tmp_path):
     bert = bert_tokenizer(tmp_path / "bert")
-    assert special_token_layout(bert) == ((2,), (3,))
+    assert special_token_layout(bert) == TokenLayout(
+        prefix=(2,), suffix=(3,), prefix_type_ids=(0,), suffix_type_ids=(0,)
+    )
     xlnet = PreTrainedTokenizerFast.from_pretrained(xlnet_style_tokenizer(tmp_path / "xlnet"))
-    assert special_token_layout(xlnet) == ((), (3, 2))
+    assert special_token_layout(xlnet) == TokenLayout(suffix=(3, 2), suffix_type_ids=(0, 2))
+    # transformers' own XLNetTokenizer (a tiny unigram vocabulary) puts <cls> in segment 2 the same way
+    pieces = ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>", "\u2581", *VOCAB[5:]]
+    real = XLNetTokenizer(vocab=[(piece, 0.0) for piece in pieces])
+    assert special_token_layout(real) == TokenLayout(suffix=(4, 3), suffix_type_ids=(0, 2))
 
 
 def test_an_xlnet_style_tokenizer_is_taken_and_another_layout_refused(tmp_path):
@@ -272,8 +279,10 @@ def test_xlnet_training_windows_end_with_sep_cls_and_labels_stay_on_their_tokens
     for window in windows:
         content = [i for i, special in enumerate(window["special_tokens_mask"]) if not special]
         first, last = window["offset_mapping"][content[0]][0], window["offset_mapping"][content[-1]][1]
-        # the same ids as the tokenizer gives the window's text: its tokens, then <sep> <cls>
-        assert window["input_ids"] == tokenizer(TEXT[first:last])["input_ids"]
+        # the same ids as the tokenizer gives the window's text: its tokens, then <sep> <cls> (segment 2)
+        alone = tokenizer(TEXT[first:last], return_token_type_ids=True)
+        assert window["input_ids"] == alone["input_ids"] and window["token_type_ids"] == alone["token_type_ids"]
+        assert window["token_type_ids"][-1] == 2
         assert window["input_ids"][-2:] == [3, 2] and window["special_tokens_mask"][-2:] == [1, 1]
         assert window["labels"][-2:] == [-100, -100] and content == list(range(len(content)))
         for position in content:
@@ -290,6 +299,19 @@ def test_xlnet_training_windows_end_with_sep_cls_and_labels_stay_on_their_tokens
         for name, pad in (("input_ids", 0), ("attention_mask", 0), ("token_type_ids", 0), ("labels", -100))
     }
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_xlnet_pipeline_windows_are_the_training_windows_segment_ids_included(tmp_path):
+    """The pipeline gives the model what training gave it: the tokenizer's ids and segment ids (<cls> in 2)."""
+    model, tokenizer = build(xlnet_checkpoint(tmp_path / "xlnet"), "chcancerbert")
+    training = xlnet_windows(tokenizer)
+    ner = pipeline("clinical-ner", model=model, tokenizer=tokenizer)
+    windows = list(ner.preprocess(TEXT, max_length=8, stride=2))
+    assert len(windows) == len(training) > 1
+    for ours, theirs in zip(windows, training):
+        for name in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask"):
+            assert ours[name][0].tolist() == theirs[name], name
+        assert theirs["token_type_ids"][-2:] == [0, 2]
 
 
 def test_right_padding_leaves_xlnet_outputs_unchanged(tmp_path):
