@@ -206,8 +206,8 @@ class CrfTaggerConfig(PreTrainedConfig):
             return
         offset = self._position_offset()
         why = (
-            f"max_position_embeddings {limit + offset} less {offset}: {self.encoder.model_type} numbers positions "
-            f"from its padding id + 1 = {offset}"
+            f"max_position_embeddings {limit + offset} less {offset}: {self.encoder.model_type}'s positions start "
+            f"after its padding id {offset - 1}"
             if offset
             else "its max_position_embeddings"
         )

@@ -43,7 +43,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"乳腺癌术后紫杉�
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
 ENCODERS = {
     "bert": BertConfig(vocab_size=len(VOCAB), max_position_embeddings=64, **SMALL),
-    # RoBERTa's positions start after its padding id: 2 more rows for 64 tokens
+    # RoBERTa's positions start after its padding id (0 here): of its 66 rows, 65 take tokens
     "roberta": RobertaConfig(vocab_size=len(VOCAB), max_position_embeddings=66, pad_token_id=0, **SMALL),
     "albert": AlbertConfig(vocab_size=len(VOCAB), embedding_size=16, max_position_embeddings=64, **SMALL),
     "ernie": ErnieConfig(vocab_size=len(VOCAB), max_position_embeddings=64, **SMALL),
@@ -67,7 +67,7 @@ def checkpoint(folder: Path, architecture: str, seed: int = 0) -> Path:
     return folder
 
 
-def build(folder: Path, family: str, **arguments):
+def build(folder: Path, family: str, window: tuple[int, int] = (32, 8), **arguments):
     defaults = dict(
         variant=next(iter(train_ner.VARIANTS[family])), lstm_hidden_size=8, fusion_num_heads=2,
         label_scheme=FAMILIES[family], lstm_num_layers=1,
@@ -76,7 +76,7 @@ def build(folder: Path, family: str, **arguments):
     model_args = train_ner.ModelArguments(family=family, encoder=str(folder), **arguments)
     tokenizer = train_ner.build_tokenizer(model_args, [])
     labels = build_label_list(["Disease", "Drug"], FAMILIES[family])
-    return train_ner.build_model(model_args, labels, tokenizer, {}, window=(32, 8)), tokenizer
+    return train_ner.build_model(model_args, labels, tokenizer, {}, window=window), tokenizer
 
 
 def model_inputs(tokenizer, family: str) -> dict[str, torch.Tensor]:
@@ -164,10 +164,15 @@ def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolat
     assert results == {folder: [True, True, *([entities[folder]] if folder in entities else [])] for folder, _ in cases}
 
 
-def test_each_encoder_takes_the_inputs_its_position_table_holds():
+def test_each_encoder_takes_the_inputs_its_position_table_holds(tmp_path):
     """BERT, ALBERT, ERNIE: max_position_embeddings; RoBERTa: less pad_token_id + 1; XLNet: no limit."""
     lengths = {name: ChCancerBertConfig(encoder=encoder).max_input_length for name, encoder in ENCODERS.items()}
     assert lengths == {"bert": 64, "roberta": 65, "albert": 64, "ernie": 64, "xlnet": None}
+    # train_ner.py --max_length past it: refused before training, one line
+    roberta = checkpoint(tmp_path / "roberta", "roberta")
+    with pytest.raises(ConfigurationError, match=r"^model configuration: window_max_length \(66\) exceeds the 65 "):
+        build(roberta, "chcancerbert", window=(66, 8))
+    assert build(roberta, "chcancerbert", window=(65, 8))[0].config.window_max_length == 65
 
 
 def test_roberta_windows_are_checked_against_the_positions_after_its_padding_id(tmp_path):
@@ -183,7 +188,10 @@ def test_roberta_windows_are_checked_against_the_positions_after_its_padding_id(
         return ChCancerBertConfig(encoder=encoder, id2label=labels, lstm_hidden_size=8, fusion_num_heads=2, **window)
 
     assert config().max_input_length == 512
-    why = r"the 512 tokens the encoder takes \(max_position_embeddings 514 less 2: roberta numbers positions from its padding id \+ 1 = 2\)$"
+    why = (
+        r"the 512 tokens the encoder takes \(max_position_embeddings 514 less 2: roberta's positions start after "
+        r"its padding id 1\)$"
+    )
     for length in (513, 514):
         with pytest.raises(ValueError, match=rf"^window_max_length \({length}\) exceeds {why}"):
             config(window_max_length=length)
