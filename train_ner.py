@@ -397,7 +397,7 @@ def build_model(
                 tokenizer.pad_token_id,
                 tokenizer.cls_token_id,
                 tokenizer.sep_token_id,
-                *sum(special_token_layout(tokenizer), ()),
+                *special_token_layout(tokenizer).special_ids,
             }
             - {None}
         ),

@@ -138,7 +138,8 @@ class WindowEncoder:
 
     Args:
         tokenizer: a fast tokenizer (offsets are required); each window gets its special tokens where the tokenizer
-            puts them (:func:`special_token_layout`: ``[CLS] x [SEP]`` for BERT, ``x <sep> <cls>`` for XLNet).
+            puts them, with the token type ids it gives them and the text (:func:`special_token_layout`:
+            ``[CLS] x [SEP]`` for BERT, ``x <sep> <cls>`` for XLNet, its ``<cls>`` in segment 2).
         entity_types: the type codes, in label-list order.
         scheme: ``"BIO"`` or ``"BIOES"``.
         max_length: tokens per window, special tokens included.
@@ -169,8 +170,8 @@ class WindowEncoder:
         self.allowed = allowed_transitions(self.labels, scheme)
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"expected a fast tokenizer (offset_mapping is needed), got {type(tokenizer).__name__}")
-        prefix, suffix = special_token_layout(tokenizer)
-        specials = len(prefix) + len(suffix)
+        layout = special_token_layout(tokenizer)
+        specials = len(layout.special_ids)
         if max_length < specials + 1:
             raise ValueError(f"expected max_length >= {specials + 1} (special tokens and a token), got {max_length}")
         window = max_length - specials
@@ -182,7 +183,7 @@ class WindowEncoder:
             )
         self.tokenizer = tokenizer
         self.max_length, self.window, self.stride = max_length, window, stride
-        self.planner = WindowPlanner(window, stride, prefix, suffix)
+        self.planner = WindowPlanner(window, stride, layout)
         self.pad_to_max_length = pad_to_max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if (text_features is None) != (not text_feature_names):
@@ -279,11 +280,10 @@ class WindowEncoder:
             tags = spans_to_tags(window_spans(token_spans, start, end), end - start, self.scheme)
             label_ids = [self.label2id[tag] for tag in tags]
             self._check_path(label_ids, record_id, len(windows), start, offsets)
-            before, after = len(self.planner.prefix), len(self.planner.suffix)
+            before, after = len(self.planner.layout.prefix), len(self.planner.layout.suffix)
             size = before + end - start + after
             window = {
                 **self.planner.inputs(input_ids, start, end, features),
-                "token_type_ids": [0] * size,
                 "labels": [*[IGNORE_INDEX] * before, *label_ids, *[IGNORE_INDEX] * after],
                 "offset_mapping": [*[(0, 0)] * before, *offsets[start:end], *[(0, 0)] * after],
                 "window_start": start,

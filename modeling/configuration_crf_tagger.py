@@ -24,6 +24,18 @@ PIPELINE_CLASS_NAMES = {
     "ner": "CrfTokenClassificationPipeline",
 }
 
+#: Encoders whose position ids start after the padding id (fairseq's ``make_positions``: token ``i`` of an input takes
+#: row ``padding_idx + 1 + i``), with where that id is: the config's ``pad_token_id``, or a fixed one (MPNet). Of
+#: their ``max_position_embeddings`` rows, ``padding_idx + 1`` never hold a token.
+POSITION_OFFSET_ENCODERS: dict[str, int | None] = {
+    **dict.fromkeys(
+        ("roberta", "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "ibert",
+         "longformer", "luke", "xmod"),
+        None,
+    ),
+    "mpnet": 1,
+}  # fmt: skip
+
 #: ``model_type`` of the encoder of a config written before the encoder was a sub-config (flat ``BertConfig``
 #: fields beside the tagger's).
 LEGACY_ENCODER_TYPE = "bert"
@@ -48,9 +60,15 @@ def encoder_fields(values: dict[str, Any]) -> dict[str, Any]:
     model_type = values.get("model_type")
     if model_type not in CONFIG_MAPPING:
         model_type = LEGACY_ENCODER_TYPE
-    names = {f.name for f in dataclasses.fields(CONFIG_MAPPING[model_type])}
-    names -= {f.name for f in dataclasses.fields(PreTrainedConfig)}  # id2label & co. belong to the tagger
+    names = encoder_field_names(model_type)
     return {"model_type": model_type, **{key: value for key, value in values.items() if key in names}}
+
+
+def encoder_field_names(model_type: str) -> set[str]:
+    """The fields of an encoder config of ``model_type`` that are the encoder's own: those of ``PreTrainedConfig``
+    (``id2label`` & co.) belong to the tagger."""
+    names = {f.name for f in dataclasses.fields(CONFIG_MAPPING[model_type])}
+    return names - {f.name for f in dataclasses.fields(PreTrainedConfig)}
 
 
 class CrfTaggerConfig(PreTrainedConfig):
@@ -74,13 +92,14 @@ class CrfTaggerConfig(PreTrainedConfig):
             `{"Nodule": "Symptoms", ...}`); the `clinical-ner` pipeline adds each entity's `class`.
         window_max_length (`int`, *optional*): tokens per window, `[CLS]` and `[SEP]` included, that the model was
             trained with (`train_ner.py --max_length`); the `clinical-ner` pipeline and `predict.py` default to it, so
-            that inference runs on the positions training used. At most the encoder's `max_position_embeddings`;
-            unset in models saved before this field (the pipeline then falls back to its own default).
+            that inference runs on the positions training used. At most `max_input_length` (the tokens the encoder
+            takes); unset in models saved before this field (the pipeline then falls back to its own default).
         window_stride (`int`, *optional*): tokens shared by consecutive training windows (`train_ner.py --stride`),
             the pipeline's default stride for windows of `window_max_length`; in `[0, window_max_length - 2)`.
 
     `hidden_size`, `vocab_size`, `max_position_embeddings` and `initializer_range` (the heads' too) read the
-    encoder's.
+    encoder's; `max_input_length` is the longest input the encoder takes (RoBERTa: `pad_token_id + 1` less than
+    its `max_position_embeddings`).
     """
 
     sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type=LEGACY_ENCODER_TYPE)}
@@ -125,8 +144,17 @@ class CrfTaggerConfig(PreTrainedConfig):
         # __post_init__, past the checks and the label2id it derives; given to the constructor, they go through both.
         own = {f.name for f in dataclasses.fields(cls)} - {f.name for f in dataclasses.fields(PreTrainedConfig)}
         own = (own | {"id2label", "label2id"}) - set(cls.sub_configs)
-        given = {key: kwargs.pop(key) for key in list(kwargs) if key in own}
-        return super().from_dict({**config_dict, **given}, **kwargs)
+        config_dict = {**config_dict, **{key: kwargs.pop(key) for key in list(kwargs) if key in own}}
+        # A field of the encoder's config (from_pretrained(folder, hidden_dropout_prob=0.3)) goes to the encoder, as
+        # transformers sets it on a flat BertConfig; the tagger has no such attribute, so transformers would hand it
+        # to the model's __init__ (a TypeError) or, loading a config alone, drop it.
+        names = encoder_field_names(encoder_fields(config_dict).get("model_type", LEGACY_ENCODER_TYPE))
+        encoder = {key: kwargs.pop(key) for key in list(kwargs) if key in names}
+        if isinstance(config_dict.get("encoder"), dict):
+            config_dict["encoder"] = {**config_dict["encoder"], **encoder}
+        else:  # a plain encoder checkpoint, or a tagger saved with flat encoder fields: they make the encoder
+            config_dict.update(encoder)
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def hidden_size(self) -> int:
@@ -149,9 +177,41 @@ class CrfTaggerConfig(PreTrainedConfig):
 
     @property
     def max_position_embeddings(self) -> int | None:
-        """Longest input of the encoder; ``None`` when it has no limit (XLNet reports -1)."""
+        """Rows of the encoder's position table; ``None`` when it has none (XLNet reports -1)."""
         limit = getattr(self.encoder, "max_position_embeddings", None)
         return limit if limit is not None and limit > 0 else None
+
+    def _position_offset(self) -> int:
+        """Rows of the position table before a text's first token: ``padding_idx + 1`` for RoBERTa-like encoders
+        (:data:`POSITION_OFFSET_ENCODERS`), else 0."""
+        if self.encoder.model_type not in POSITION_OFFSET_ENCODERS:
+            return 0
+        padding_idx = POSITION_OFFSET_ENCODERS[self.encoder.model_type]
+        return (self.encoder.pad_token_id if padding_idx is None else padding_idx) + 1
+
+    @property
+    def max_input_length(self) -> int | None:
+        """Most tokens one input can hold, special tokens included: ``max_position_embeddings`` (BERT, ALBERT,
+        ERNIE), less ``pad_token_id + 1`` for RoBERTa-like encoders whose positions start after the padding id;
+        ``None`` when the encoder has no limit (XLNet). The training windows and the pipeline's are checked
+        against it (:meth:`check_input_length`)."""
+        limit = self.max_position_embeddings
+        return None if limit is None else limit - self._position_offset()
+
+    def check_input_length(self, name: str, length: int) -> None:
+        """Raise ``ValueError`` when an input of ``length`` tokens (the argument ``name``) is longer than
+        :attr:`max_input_length`: the encoder would index past its position table."""
+        limit = self.max_input_length
+        if limit is None or length <= limit:
+            return
+        offset = self._position_offset()
+        why = (
+            f"max_position_embeddings {limit + offset} less {offset}: {self.encoder.model_type}'s positions start "
+            f"after its padding id {offset - 1}"
+            if offset
+            else "its max_position_embeddings"
+        )
+        raise ValueError(f"{name} ({length}) exceeds the {limit} tokens the encoder takes ({why})")
 
     def validate_head(self):
         """Raise ``ValueError`` naming the field when a head field holds an unusable value; subclasses check their
@@ -171,14 +231,10 @@ class CrfTaggerConfig(PreTrainedConfig):
         """Raise ``ValueError`` naming the field when the training window (``window_max_length``,
         ``window_stride``) cannot be used for inference."""
         length, stride = self.window_max_length, self.window_stride
-        limit = self.max_position_embeddings
-        if length is not None and (
-            isinstance(length, bool) or not isinstance(length, int) or length < 3 or (limit and length > limit)
-        ):
-            raise ValueError(
-                f"window_max_length must be an integer in [3, max_position_embeddings = {limit}] ([CLS], a token, "
-                f"[SEP]), got {length!r}"
-            )
+        if length is not None:
+            if isinstance(length, bool) or not isinstance(length, int) or length < 3:
+                raise ValueError(f"window_max_length must be an integer >= 3 ([CLS], a token, [SEP]), got {length!r}")
+            self.check_input_length("window_max_length", length)
         if stride is None:
             return
         if length is None:

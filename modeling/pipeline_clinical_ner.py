@@ -11,8 +11,9 @@ How a text is tagged:
    tokenizer, or a WordPiece one whose ASCII runs are single tokens and whose whitespace gives no token).
 2. :class:`tagging.WindowPlanner` (the planner training uses too) covers the tokens with windows of
    ``max_length`` tokens less the special ones that overlap by ``stride`` tokens; each window gets the special tokens
-   where the tokenizer puts them (``[CLS] x [SEP]`` for BERT, ``x <sep> <cls>`` for XLNet). Windows of
-   all the texts of a call are batched together, ``batch_size`` windows at a time, the texts longest first.
+   where the tokenizer puts them (``[CLS] x [SEP]`` for BERT, ``x <sep> <cls>`` for XLNet) and the token type ids
+   it gives them (XLNet's ``<cls>``: segment 2). Windows of all the texts of a call are batched together,
+   ``batch_size`` windows at a time, the texts longest first.
 3. Each window is Viterbi-decoded by the model's CRF (``model.crf.decode(logits, tag_mask)``, never argmax) and the
    CRF marginals (``model.crf.marginals``) give each token the probability of its decoded label. Only the decoded
    labels and those probabilities are kept, never the logits, so memory stays flat on long records.
@@ -30,9 +31,10 @@ label the Viterbi path gave that token (each token's marginal from the window it
 1 means the model puts all probability mass on those labels.
 
 Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
-(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), ``max_position_embeddings`` and the window the
-model was trained with, ``window_max_length`` and ``window_stride`` (optional): by default the pipeline tags with
-the training windows, so that it runs on the positions training used and reproduces the scores training recorded.
+(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), ``max_input_length`` (the tokens the encoder
+takes, checked by ``check_input_length``) and the window the model was trained with, ``window_max_length`` and
+``window_stride`` (optional): by default the pipeline tags with the training windows, so that it runs on the
+positions training used and reproduces the scores training recorded.
 
 **Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
 ``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it once
@@ -136,7 +138,7 @@ class ClinicalNerPipeline(ChunkPipeline):
     Call parameters (also accepted by ``pipeline(...)``):
         max_length: tokens per window including ``[CLS]`` and ``[SEP]``; defaults to the config's
             ``window_max_length`` (the training windows), else to the smaller of the tokenizer's ``model_max_length``
-            and the config's ``max_position_embeddings``.
+            and the config's ``max_input_length`` (the tokens the encoder takes).
         stride: tokens shared by consecutive windows; defaults to the config's ``window_stride`` when ``max_length``
             is the training one, else to a quarter of the window, at least 2.
     ``batch_size`` counts windows (of one or several texts); ``device`` works as in every transformers pipeline.
@@ -166,10 +168,11 @@ class ClinicalNerPipeline(ChunkPipeline):
             )
         if self.tokenizer is None or not getattr(self.tokenizer, "is_fast", False):
             raise ValueError("the clinical-ner pipeline needs a fast tokenizer (it aligns entities through offsets)")
+        # Window inputs the model's forward does not take are left out. Those it takes include the tokenizer's
+        # segment ids, as in the training windows: BERT reads None as zeros, but XLNet would skip its segment term,
+        # and its <cls> is in a segment of its own.
         parameters = inspect.signature(self.model.forward).parameters
-        self._pass_special_tokens_mask = "special_tokens_mask" in parameters
-        # Segment ids 0 as in the training windows: BERT reads None as zeros, but XLNet skips its segment term.
-        self._pass_token_type_ids = "token_type_ids" in parameters
+        self._unused_inputs = {"special_tokens_mask", "token_type_ids"} - set(parameters)
         self._text_features = getattr(self.model, "text_features", None)
         config = self.model.config
         self.id2label = {int(index): label for index, label in config.id2label.items()}
@@ -177,7 +180,6 @@ class ClinicalNerPipeline(ChunkPipeline):
         self.label_classes = dict(getattr(config, "label_classes", None) or {})
         # Each window's special tokens where the tokenizer puts them: [CLS] x [SEP] (BERT), x <sep> <cls> (XLNet).
         self._layout = special_token_layout(self.tokenizer)
-        self._specials = [*self._layout[0], *self._layout[1]]
         self._bf16 = quantize == "bf16"
         if quantize is not None:
             if quantize not in QUANTIZE_CHOICES:
@@ -212,7 +214,7 @@ class ClinicalNerPipeline(ChunkPipeline):
             value
             for value in (
                 getattr(self.tokenizer, "model_max_length", None),
-                getattr(self.model.config, "max_position_embeddings", None),
+                self.model.config.max_input_length,
             )
             if isinstance(value, int) and 0 < value < _NO_LIMIT
         ]
@@ -233,10 +235,8 @@ class ClinicalNerPipeline(ChunkPipeline):
             max_length = trained or self._default_max_length()
         if stride is None and max_length == trained:
             stride = getattr(config, "window_stride", None)
-        limit = getattr(config, "max_position_embeddings", None)
-        if isinstance(limit, int) and max_length > limit:
-            raise ValueError(f"max_length ({max_length}) exceeds the model's max_position_embeddings ({limit})")
-        window = max_length - len(self._specials)
+        config.check_input_length("max_length", max_length)
+        window = max_length - len(self._layout.special_ids)
         if window < 1:
             raise ValueError(f"max_length must leave room for at least one token, got {max_length}")
         if stride is None:
@@ -252,7 +252,7 @@ class ClinicalNerPipeline(ChunkPipeline):
     def preprocess(self, text: str, max_length: int | None = None, stride: int | None = None):
         if not isinstance(text, str):
             raise TypeError(f"the clinical-ner pipeline takes a string or a list of strings, got {type(text).__name__}")
-        planner = WindowPlanner(*self._window_plan(max_length, stride), prefix=self._layout[0], suffix=self._layout[1])
+        planner = WindowPlanner(*self._window_plan(max_length, stride), self._layout)
         encoding = self.tokenizer(
             text,
             add_special_tokens=False,
@@ -293,10 +293,8 @@ class ClinicalNerPipeline(ChunkPipeline):
         inputs: dict[str, Any] = {
             key: torch.tensor([values], dtype=torch.long)
             for key, values in planner.inputs(document.input_ids, start, end, document.features).items()
-            if key != "special_tokens_mask" or self._pass_special_tokens_mask
+            if key not in self._unused_inputs
         }
-        if self._pass_token_type_ids:
-            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
         inputs["window"] = _Window(document, start, end)
         return inputs
 
@@ -340,7 +338,7 @@ class ClinicalNerPipeline(ChunkPipeline):
     def _prefix(self) -> int:
         """Position of a window's first text token: the number of special tokens before it (1 after BERT's
         ``[CLS]``, 0 for XLNet whose ``<sep> <cls>`` come after the text)."""
-        return len(self._layout[0])
+        return len(self._layout.prefix)
 
     def _merge(self, window_outputs: list[dict[str, Any]]) -> tuple[_Document, list[Span], list[tuple[int, int]]]:
         """The document, its entities as token spans (:func:`tagging.merge_windows`), and for each token the window

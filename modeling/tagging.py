@@ -229,9 +229,34 @@ def plan_windows(num_tokens: int, window: int, stride: int) -> list[tuple[int, i
     return windows
 
 
-def special_token_layout(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The special token ids a tokenizer puts before and after a text's tokens: ``((cls,), (sep,))`` for BERT's
-    ``[CLS] x [SEP]``, ``((), (sep, cls))`` for XLNet's ``x <sep> <cls>``, ``((), ())`` for none.
+@dataclass(frozen=True)
+class TokenLayout:
+    """What a tokenizer puts around the tokens of one text (:func:`special_token_layout`): the special token ids
+    before and after them, and the token type (segment) ids of those and of the text's own tokens. BERT:
+    ``[CLS] x [SEP]``, all segment 0; XLNet: ``x <sep> <cls>``, ``<cls>`` in segment 2 as in its pretraining.
+    Type ids left out are 0."""
+
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+    prefix_type_ids: tuple[int, ...] | None = None
+    suffix_type_ids: tuple[int, ...] | None = None
+    text_type_id: int = 0
+
+    def __post_init__(self):
+        for ids, types in (("prefix", "prefix_type_ids"), ("suffix", "suffix_type_ids")):
+            if getattr(self, types) is None:
+                object.__setattr__(self, types, (0,) * len(getattr(self, ids)))
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """The special token ids of a window, before and after its text."""
+        return (*self.prefix, *self.suffix)
+
+
+def special_token_layout(tokenizer) -> TokenLayout:
+    """The special token ids a tokenizer puts before and after a text's tokens, and the token type ids it gives
+    them and the text: ``[CLS] x [SEP]`` for BERT, ``x <sep> <cls>`` with ``<cls>`` in segment 2 for XLNet, nothing
+    for a tokenizer without special tokens.
 
     Read from the tokenizer itself (a one-token text with and without special tokens); ``ValueError`` for a layout
     that is not prefix + the text's tokens + suffix.
@@ -242,29 +267,31 @@ def special_token_layout(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
             break
     else:
         raise ValueError(f"{type(tokenizer).__name__} gives no token for a one-character text")
-    full = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    encoding = tokenizer(text, add_special_tokens=True, return_token_type_ids=True)
+    full, types = list(encoding["input_ids"]), list(encoding["token_type_ids"])
     starts = [i for i in range(len(full) - len(inner) + 1) if full[i : i + len(inner)] == inner]
     if len(starts) != 1:
         raise ValueError(
             f"{type(tokenizer).__name__} lays a text out as {full} around its tokens {inner}: expected special tokens "
             "before and/or after the text's tokens"
         )
-    return tuple(full[: starts[0]]), tuple(full[starts[0] + len(inner) :])
+    start, end = starts[0], starts[0] + len(inner)
+    return TokenLayout(tuple(full[:start]), tuple(full[end:]), tuple(types[:start]), tuple(types[end:]), types[start])
 
 
 @dataclass(frozen=True)
 class WindowPlanner:
     """How a text's tokens become model windows, for training (``clinical_ner_zh.datasets_scripts.encoding``) and the pipeline alike.
 
-    ``window`` tokens per window, consecutive windows sharing ``stride`` or more (:func:`plan_windows`), each wrapped
-    in the ``prefix`` and ``suffix`` token ids (:func:`special_token_layout`: ``[CLS]`` and ``[SEP]`` for BERT,
-    nothing and ``<sep> <cls>`` for XLNet; empty for a tokenizer without special tokens).
+    ``window`` tokens per window, consecutive windows sharing ``stride`` or more (:func:`plan_windows`), each laid
+    out as the tokenizer lays out a text (``layout``, :func:`special_token_layout`): wrapped in its special tokens
+    (``[CLS]`` and ``[SEP]`` for BERT, nothing and ``<sep> <cls>`` for XLNet; none for a tokenizer without special
+    tokens), with the token type ids it gives them and the text.
     """
 
     window: int
     stride: int
-    prefix: tuple[int, ...] = ()
-    suffix: tuple[int, ...] = ()
+    layout: TokenLayout = TokenLayout()
 
     def plan(self, num_tokens: int) -> list[tuple[int, int]]:
         """The windows ``[(start, end), ...]`` over ``num_tokens`` tokens (:func:`plan_windows`)."""
@@ -274,13 +301,16 @@ class WindowPlanner:
         self, input_ids: Sequence[int], start: int, end: int, features: Mapping[str, Sequence[int]] | None = None
     ) -> dict[str, list[int]]:
         """The model inputs of the window over tokens ``[start, end)`` of a text (``input_ids`` and ``features``
-        cover all its tokens, without special tokens): ``input_ids``, ``attention_mask``, ``special_tokens_mask``
-        (1 on the prefix and suffix) and each per-token feature, 0 on the prefix and suffix."""
-        before, after = [0] * len(self.prefix), [0] * len(self.suffix)
+        cover all its tokens, without special tokens): ``input_ids``, ``attention_mask``, ``token_type_ids`` (the
+        tokenizer's), ``special_tokens_mask`` (1 on the prefix and suffix) and each per-token feature, 0 on the
+        prefix and suffix."""
+        layout = self.layout
+        before, after = [0] * len(layout.prefix), [0] * len(layout.suffix)
         content = end - start
         inputs = {
-            "input_ids": [*self.prefix, *input_ids[start:end], *self.suffix],
+            "input_ids": [*layout.prefix, *input_ids[start:end], *layout.suffix],
             "attention_mask": [1] * (len(before) + content + len(after)),
+            "token_type_ids": [*layout.prefix_type_ids, *[layout.text_type_id] * content, *layout.suffix_type_ids],
             "special_tokens_mask": [1] * len(before) + [0] * content + [1] * len(after),
         }
         for name, values in (features or {}).items():

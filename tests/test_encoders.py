@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
     RobertaConfig,
     XLNetConfig,
+    XLNetTokenizer,
     pipeline,
 )
 from transformers.utils import logging as hf_logging
@@ -32,7 +33,7 @@ import train_ner
 from clinical_ner_zh.datasets_scripts.encoding import WindowEncoder
 from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
 from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
-from clinical_ner_zh.modeling.tagging import build_label_list, special_token_layout
+from clinical_ner_zh.modeling.tagging import TokenLayout, build_label_list, plan_windows, special_token_layout
 from clinical_ner_zh.training.common import ConfigurationError
 
 hf_logging.set_verbosity_error()
@@ -42,7 +43,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"乳腺癌术后紫杉�
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
 ENCODERS = {
     "bert": BertConfig(vocab_size=len(VOCAB), max_position_embeddings=64, **SMALL),
-    # RoBERTa's positions start after its padding id: 2 more rows for 64 tokens
+    # RoBERTa's positions start after its padding id (0 here): of its 66 rows, 65 take tokens
     "roberta": RobertaConfig(vocab_size=len(VOCAB), max_position_embeddings=66, pad_token_id=0, **SMALL),
     "albert": AlbertConfig(vocab_size=len(VOCAB), embedding_size=16, max_position_embeddings=64, **SMALL),
     "ernie": ErnieConfig(vocab_size=len(VOCAB), max_position_embeddings=64, **SMALL),
@@ -52,9 +53,9 @@ FAMILIES = {"chcancerbert": "BIO", "clinicalbert-kg": "BIOES"}
 TEXT = "乳腺癌术后紫杉醇化疗"
 
 
-def bert_tokenizer(folder: Path) -> BertTokenizer:
+def bert_tokenizer(folder: Path, vocab: list[str] = VOCAB) -> BertTokenizer:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return BertTokenizer(vocab=str(folder / "vocab.txt"))
 
 
@@ -66,7 +67,7 @@ def checkpoint(folder: Path, architecture: str, seed: int = 0) -> Path:
     return folder
 
 
-def build(folder: Path, family: str, **arguments):
+def build(folder: Path, family: str, window: tuple[int, int] = (32, 8), **arguments):
     defaults = dict(
         variant=next(iter(train_ner.VARIANTS[family])), lstm_hidden_size=8, fusion_num_heads=2,
         label_scheme=FAMILIES[family], lstm_num_layers=1,
@@ -75,7 +76,7 @@ def build(folder: Path, family: str, **arguments):
     model_args = train_ner.ModelArguments(family=family, encoder=str(folder), **arguments)
     tokenizer = train_ner.build_tokenizer(model_args, [])
     labels = build_label_list(["Disease", "Drug"], FAMILIES[family])
-    return train_ner.build_model(model_args, labels, tokenizer, {}, window=(32, 8)), tokenizer
+    return train_ner.build_model(model_args, labels, tokenizer, {}, window=window), tokenizer
 
 
 def model_inputs(tokenizer, family: str) -> dict[str, torch.Tensor]:
@@ -163,6 +164,51 @@ def test_saved_taggers_load_hub_natively_in_a_fresh_process(tmp_path, run_isolat
     assert results == {folder: [True, True, *([entities[folder]] if folder in entities else [])] for folder, _ in cases}
 
 
+def test_each_encoder_takes_the_inputs_its_position_table_holds(tmp_path):
+    """BERT, ALBERT, ERNIE: max_position_embeddings; RoBERTa: less pad_token_id + 1; XLNet: no limit."""
+    lengths = {name: ChCancerBertConfig(encoder=encoder).max_input_length for name, encoder in ENCODERS.items()}
+    assert lengths == {"bert": 64, "roberta": 65, "albert": 64, "ernie": 64, "xlnet": None}
+    # train_ner.py --max_length past it: refused before training, one line
+    roberta = checkpoint(tmp_path / "roberta", "roberta")
+    with pytest.raises(ConfigurationError, match=r"^model configuration: window_max_length \(66\) exceeds the 65 "):
+        build(roberta, "chcancerbert", window=(66, 8))
+    assert build(roberta, "chcancerbert", window=(65, 8))[0].config.window_max_length == 65
+
+
+def test_roberta_windows_are_checked_against_the_positions_after_its_padding_id(tmp_path):
+    """RoBERTa numbers a text's positions from pad_token_id + 1: of 514 rows, 512 take tokens. Longer windows are
+    refused in the config and in the pipeline (they used to fail inside the position embeddings); 512 tags a long
+    text, also as the pipeline's default for a model without training windows."""
+    tokenizer = bert_tokenizer(tmp_path, ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]", *VOCAB[5:]])
+    assert tokenizer.pad_token_id == 1  # where RoBERTa's vocabulary has it
+    encoder = RobertaConfig(vocab_size=len(VOCAB), max_position_embeddings=514, pad_token_id=1, **SMALL)
+    labels = dict(enumerate(build_label_list(["Disease", "Drug"])))
+
+    def config(**window) -> ChCancerBertConfig:
+        return ChCancerBertConfig(encoder=encoder, id2label=labels, lstm_hidden_size=8, fusion_num_heads=2, **window)
+
+    assert config().max_input_length == 512
+    why = (
+        r"the 512 tokens the encoder takes \(max_position_embeddings 514 less 2: roberta's positions start after "
+        r"its padding id 1\)$"
+    )
+    for length in (513, 514):
+        with pytest.raises(ValueError, match=rf"^window_max_length \({length}\) exceeds {why}"):
+            config(window_max_length=length)
+    text = TEXT * 120  # 1,200 tokens
+    for window in ({"window_max_length": 512, "window_stride": 64}, {}):
+        torch.manual_seed(0)
+        model = ChCancerBertForCrfTagging(config(**window)).eval()
+        ner = pipeline("clinical-ner", model=model, tokenizer=tokenizer)
+        with pytest.raises(ValueError, match=rf"^max_length \(513\) exceeds {why}"):
+            ner(text, max_length=513)
+        planned = [(inputs["window"].start, inputs["window"].end) for inputs in ner.preprocess(text)]
+        assert planned == plan_windows(len(text), 510, window.get("window_stride", 127)), window
+        entities = ner(text)
+        assert entities == ner(text, max_length=512) and entities, window
+        assert all(entity["word"] == text[entity["start"] : entity["end"]] for entity in entities)
+
+
 def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
     folder = checkpoint(tmp_path / "bert", "bert")
     model, _ = build(folder, "chcancerbert", fusion="self_attention")
@@ -174,9 +220,9 @@ def test_the_fusion_argument_chooses_the_attention_fusion(tmp_path):
 XLNET_VOCAB = ["<pad>", "<unk>", "<cls>", "<sep>", "a", *VOCAB[5:]]
 
 
-def xlnet_style_tokenizer(folder: Path, single: str = "$A <sep> <cls>") -> Path:
-    """A tokenizer laid out as XLNet's: tokens, then <sep> <cls>, padded on the left; one token per Chinese
-    character."""
+def xlnet_style_tokenizer(folder: Path, single: str = "$A:0 <sep>:0 <cls>:2") -> Path:
+    """A tokenizer laid out as XLNet's: tokens, then <sep> <cls>, <cls> in segment 2, padded on the left; one token
+    per Chinese character."""
     backend = Tokenizer(WordLevel({token: i for i, token in enumerate(XLNET_VOCAB)}, "<unk>"))
     backend.normalizer = BertNormalizer(handle_chinese_chars=True, lowercase=False, strip_accents=False)
     backend.pre_tokenizer = Whitespace()
@@ -200,9 +246,15 @@ def xlnet_checkpoint(folder: Path, seed: int = 0) -> Path:
 
 def test_special_token_layout_is_read_from_the_tokenizer(tmp_path):
     bert = bert_tokenizer(tmp_path / "bert")
-    assert special_token_layout(bert) == ((2,), (3,))
+    assert special_token_layout(bert) == TokenLayout(
+        prefix=(2,), suffix=(3,), prefix_type_ids=(0,), suffix_type_ids=(0,)
+    )
     xlnet = PreTrainedTokenizerFast.from_pretrained(xlnet_style_tokenizer(tmp_path / "xlnet"))
-    assert special_token_layout(xlnet) == ((), (3, 2))
+    assert special_token_layout(xlnet) == TokenLayout(suffix=(3, 2), suffix_type_ids=(0, 2))
+    # transformers' own XLNetTokenizer (a tiny unigram vocabulary) puts <cls> in segment 2 the same way
+    pieces = ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>", "\u2581", *VOCAB[5:]]
+    real = XLNetTokenizer(vocab=[(piece, 0.0) for piece in pieces])
+    assert special_token_layout(real) == TokenLayout(suffix=(4, 3), suffix_type_ids=(0, 2))
 
 
 def test_an_xlnet_style_tokenizer_is_taken_and_another_layout_refused(tmp_path):
@@ -235,8 +287,10 @@ def test_xlnet_training_windows_end_with_sep_cls_and_labels_stay_on_their_tokens
     for window in windows:
         content = [i for i, special in enumerate(window["special_tokens_mask"]) if not special]
         first, last = window["offset_mapping"][content[0]][0], window["offset_mapping"][content[-1]][1]
-        # the same ids as the tokenizer gives the window's text: its tokens, then <sep> <cls>
-        assert window["input_ids"] == tokenizer(TEXT[first:last])["input_ids"]
+        # the same ids as the tokenizer gives the window's text: its tokens, then <sep> <cls> (segment 2)
+        alone = tokenizer(TEXT[first:last], return_token_type_ids=True)
+        assert window["input_ids"] == alone["input_ids"] and window["token_type_ids"] == alone["token_type_ids"]
+        assert window["token_type_ids"][-1] == 2
         assert window["input_ids"][-2:] == [3, 2] and window["special_tokens_mask"][-2:] == [1, 1]
         assert window["labels"][-2:] == [-100, -100] and content == list(range(len(content)))
         for position in content:
@@ -253,6 +307,19 @@ def test_xlnet_training_windows_end_with_sep_cls_and_labels_stay_on_their_tokens
         for name, pad in (("input_ids", 0), ("attention_mask", 0), ("token_type_ids", 0), ("labels", -100))
     }
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_xlnet_pipeline_windows_are_the_training_windows_segment_ids_included(tmp_path):
+    """The pipeline gives the model what training gave it: the tokenizer's ids and segment ids (<cls> in 2)."""
+    model, tokenizer = build(xlnet_checkpoint(tmp_path / "xlnet"), "chcancerbert")
+    training = xlnet_windows(tokenizer)
+    ner = pipeline("clinical-ner", model=model, tokenizer=tokenizer)
+    windows = list(ner.preprocess(TEXT, max_length=8, stride=2))
+    assert len(windows) == len(training) > 1
+    for ours, theirs in zip(windows, training):
+        for name in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask"):
+            assert ours[name][0].tolist() == theirs[name], name
+        assert theirs["token_type_ids"][-2:] == [0, 2]
 
 
 def test_right_padding_leaves_xlnet_outputs_unchanged(tmp_path):

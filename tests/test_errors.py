@@ -138,7 +138,7 @@ CASES = [
         "predict.py",
         "window longer than the model allows",
         lambda d, m: _predict(d, m, _records(d, _record("a")), "-o", d / "p.jsonl", "--max-length", "999"),
-        "--max-length/--stride: max_length (999) exceeds the model's max_position_embeddings (512)",
+        "--max-length/--stride: max_length (999) exceeds the 512 tokens the encoder takes (its max_position_embeddings)",
     ),
     Case(
         "predict.py",

@@ -204,7 +204,7 @@ def test_bad_arguments_raise_clear_errors(hand_set_pipe, char_tok):
         hand_set_pipe(3)
     with pytest.raises(ValueError, match=r"stride must be in \[0, 8\) for windows of 8 tokens, got 8"):
         hand_set_pipe("药物", max_length=10, stride=8)
-    with pytest.raises(ValueError, match=r"max_length \(600\) exceeds the model's max_position_embeddings \(512\)"):
+    with pytest.raises(ValueError, match=r"max_length \(600\) exceeds the 512 tokens the encoder takes"):
         hand_set_pipe("药物", max_length=600)
     from transformers import BertConfig, BertForTokenClassification
 
@@ -230,7 +230,7 @@ def test_windows_default_to_the_ones_the_model_was_trained_with(char_tok):
     assert _planned(trained, text, stride=5) == plan_windows(num_tokens, 10, 5)
     assert _planned(trained, text, max_length=8) == plan_windows(num_tokens, 6, 2)  # a quarter of another window
     assert _planned(trained, text, max_length=20, stride=4) == plan_windows(num_tokens, 18, 4)
-    with pytest.raises(ValueError, match=r"max_length \(600\) exceeds the model's max_position_embeddings \(512\)"):
+    with pytest.raises(ValueError, match=r"max_length \(600\) exceeds the 512 tokens the encoder takes"):
         trained(text, max_length=600)
     older = ClinicalNerPipeline(model=random_model(char_tok), tokenizer=char_tok, device=-1)
     assert _planned(older, text) == [(0, num_tokens)]  # one window of up to 510 tokens

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from transformers import AutoConfig
+import torch
+from transformers import AutoConfig, BertConfig, BertForTokenClassification, BertModel
 from transformers.utils import logging as hf_logging
 
 from clinical_ner_zh.modeling import (
@@ -22,6 +23,7 @@ from .conftest import TINY_BERT
 hf_logging.set_verbosity_error()
 
 CONFIGS = {"chcancerbert": ChCancerBertConfig, "clinicalbert-kg": ClinicalBertKgConfig}
+MODELS = {"chcancerbert": ChCancerBertForCrfTagging, "clinicalbert-kg": ClinicalBertKgForCrfTagging}
 
 
 @pytest.mark.parametrize("family", sorted(CONFIGS))
@@ -67,3 +69,45 @@ def test_both_taggers_share_one_pretrained_model_base():
 
     for model_class in (ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging):
         assert model_class.__bases__ == (CrfTaggerPreTrainedModel,)
+
+
+def dropouts(module: torch.nn.Module) -> dict[str, float]:
+    return {name: layer.p for name, layer in module.named_modules() if isinstance(layer, torch.nn.Dropout)}
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_encoder_keywords_to_from_pretrained_reach_the_encoder(tmp_path, family):
+    """transformers sets from_pretrained(folder, hidden_dropout_prob=0.3) on a flat BertConfig; on a tagger the
+    encoder's fields go to its encoder sub-config (and so to its dropout layers), for a folder saved with the
+    sub-config and one saved with flat encoder fields (a plain BERT checkpoint's config.json)."""
+    config_class, model_class = CONFIGS[family], MODELS[family]
+    labels = dict(enumerate(build_label_list(["Drug"], config_class().label_scheme)))
+    model_class(config_class(**TINY_BERT, id2label=labels)).save_pretrained(tmp_path / "tagger")
+    BertModel(BertConfig(**TINY_BERT)).save_pretrained(tmp_path / "bert")
+    for folder in ("tagger", "bert"):
+        model = model_class.from_pretrained(
+            tmp_path / folder, id2label=labels, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.2
+        )
+        encoder = model.config.encoder
+        assert (encoder.hidden_dropout_prob, encoder.attention_probs_dropout_prob) == (0.3, 0.2), folder
+        assert "hidden_dropout_prob" not in model.config.to_diff_dict(), folder
+        expected = {name: 0.2 if ".attention.self." in name else 0.3 for name in dropouts(model.base_model)}
+        assert dropouts(model.base_model) == expected and len(expected) == 7, folder
+    config = AutoConfig.from_pretrained(tmp_path / "tagger", trust_remote_code=True, hidden_dropout_prob=0.3)
+    assert config.encoder.hidden_dropout_prob == 0.3
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_an_unknown_keyword_to_from_pretrained_fares_as_with_a_transformers_model(tmp_path, family):
+    """Refused by the model's __init__, left unused by a config alone: what BertForTokenClassification does."""
+    config_class, model_class = CONFIGS[family], MODELS[family]
+    labels = dict(enumerate(build_label_list(["Drug"], config_class().label_scheme)))
+    model_class(config_class(**TINY_BERT, id2label=labels)).save_pretrained(tmp_path / "tagger")
+    BertForTokenClassification(BertConfig(**TINY_BERT)).save_pretrained(tmp_path / "bert")
+    for folder, loader in (("tagger", model_class), ("bert", BertForTokenClassification)):
+        with pytest.raises(TypeError, match=r"__init__\(\) got an unexpected keyword argument 'hidden_dropout'"):
+            loader.from_pretrained(tmp_path / folder, hidden_dropout=0.3)
+        config, unused = AutoConfig.from_pretrained(
+            tmp_path / folder, trust_remote_code=True, hidden_dropout=0.3, return_unused_kwargs=True
+        )
+        assert unused == {"hidden_dropout": 0.3} and not hasattr(config, "hidden_dropout"), folder
