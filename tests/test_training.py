@@ -5,6 +5,7 @@ and (slow) the scripts run end to end, also on two processes like on one."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -477,6 +478,31 @@ def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
         table = weights["kg_embeddings.table.weight"][1:]
         trained = not torch.equal(table, load_file(kge / "entity_embeddings.safetensors")["entity_embeddings"])
         assert trained == (setting == "kg-fine-tuned")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streamed"])
+def test_train_mlm_on_two_processes_logs_each_step_once(tmp_path, streaming):
+    """train_mlm.py on two processes (gloo), its corpus in memory or streamed (batches then dispatched from the main
+    process): the loss is gathered from both at every logging step, and metrics.jsonl has one row per step, written
+    by the main process, not one per process."""
+    corpus = tmp_path / "corpus.txt"
+    texts = [record["text"] for record in simulated_breast_cancer_records(12, seed=5, long_records=0)]
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    output = tmp_path / "mlm"
+    result = launch_two_processes(
+        "train_mlm.py", f"--train_files={corpus}", f"--output_dir={output}", "--max_steps=3", "--logging_steps=1",
+        "--per_device_train_batch_size=4", "--max_seq_length=48", "--hidden_size=32", "--num_hidden_layers=1",
+        "--num_attention_heads=2", "--intermediate_size=64", *(["--streaming"] if streaming else []), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es), DistributedType.MULTI_CPU" in result.stderr, "the processes did not form one group"
+    rows = logged(output, "train_loss")
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    assert rows[-1]["learning_rate"] == 0.0
+    # Barely trained: masked LM over the vocabulary plus next-sentence prediction, both near chance.
+    chance = math.log(len(AutoTokenizer.from_pretrained(output))) + math.log(2)
+    assert [row["train_loss"] for row in rows] == pytest.approx([chance] * 3, rel=0.05)
 
 
 def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path, monkeypatch):
