@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import train_mlm
-from clinical_ner_zh.cli_errors import run_command
+from clinical_ner_zh.cli_errors import UserError, run_command
 from clinical_ner_zh.datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
 from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 from clinical_ner_zh.training.common import ConfigurationError
@@ -39,6 +39,15 @@ def test_lexicon_terms_stay_whole_words(tmp_path):
     words = domain.word_index_per_char(text)
     assert len(set(words[text.index("乳") :])) == 1, "the lexicon term is one word"
     assert len(set(plain.word_index_per_char(text)[text.index("乳") :])) > 1
+
+
+def test_a_lexicon_line_that_is_not_utf8_is_a_user_error_naming_the_line(tmp_path):
+    """It was a UnicodeDecodeError with a traceback; the message names file, line and byte, not the text."""
+    lexicon = tmp_path / "terms.txt"
+    lexicon.write_bytes("乳腺癌改良根治术\n".encode() + "张三\n".encode("gbk"))
+    with pytest.raises(UserError) as raised:
+        WordSegmenter(lexicon)
+    assert str(raised.value) == f"{lexicon}:2: not UTF-8 text (byte 0 of the line)"
 
 
 def test_whole_words_are_masked_together_with_both_tokenizers():
