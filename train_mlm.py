@@ -87,7 +87,8 @@ class DataArguments:
     )
     mlm_only: bool = field(default=False, metadata={"help": "masked LM without next-sentence prediction"})
     lexicon_file: str | None = field(
-        default=None, metadata={"help": "domain terms (one per line) that whole-word masking keeps whole"}
+        default=None,
+        metadata={"help": "domain terms (one per line) that whole-word masking keeps whole (not with --masking char)"},
     )
     simulated_data: bool = field(
         default=False,
@@ -186,6 +187,11 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigurationError("a streamed corpus has no known length: set --max_steps")
     if data_args.masking not in MASKINGS:
         raise ConfigurationError(f"--masking {data_args.masking!r}: expected one of {', '.join(MASKINGS)}")
+    if data_args.lexicon_file and data_args.masking == "char":
+        raise ConfigurationError(
+            "--lexicon_file keeps terms whole for --masking whole_word; --masking char masks each character on its "
+            "own and would ignore it: drop one of the two"
+        )
     run = start_run((model_args, data_args, train_args), train_args)
     accelerator = run.accelerator
 

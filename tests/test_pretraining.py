@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import train_mlm
+from clinical_ner_zh.cli_errors import UserError, run_command
 from clinical_ner_zh.datasets_scripts import build_char_tokenizer, build_wordpiece_tokenizer
 from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 from clinical_ner_zh.training.common import ConfigurationError
@@ -38,6 +39,15 @@ def test_lexicon_terms_stay_whole_words(tmp_path):
     words = domain.word_index_per_char(text)
     assert len(set(words[text.index("乳") :])) == 1, "the lexicon term is one word"
     assert len(set(plain.word_index_per_char(text)[text.index("乳") :])) > 1
+
+
+def test_a_lexicon_line_that_is_not_utf8_is_a_user_error_naming_the_line(tmp_path):
+    """It was a UnicodeDecodeError with a traceback; the message names file, line and byte, not the text."""
+    lexicon = tmp_path / "terms.txt"
+    lexicon.write_bytes("乳腺癌改良根治术\n".encode() + "张三\n".encode("gbk"))
+    with pytest.raises(UserError) as raised:
+        WordSegmenter(lexicon)
+    assert str(raised.value) == f"{lexicon}:2: not UTF-8 text (byte 0 of the line)"
 
 
 def test_whole_words_are_masked_together_with_both_tokenizers():
@@ -122,6 +132,39 @@ def test_an_unknown_masking_is_refused(tmp_path):
     with pytest.raises(ConfigurationError, match=r"^--masking 'word': expected one of whole_word, char$"):
         train_mlm.main([f"--train_files={corpus}", f"--output_dir={tmp_path / 'out'}", "--masking=word"])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("source", ["flags", "config"])
+def test_a_lexicon_with_char_masking_is_refused_before_anything_is_written(tmp_path, capsys, source):
+    """The lexicon only keeps terms whole for whole-word masking: with --masking char it used to be read and
+    silently ignored. Refused, from flags or from a --config file, before the output folder is touched (here a
+    previous run's folder that --overwrite_output_dir would otherwise clear)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    lexicon = tmp_path / "terms.txt"
+    lexicon.write_text("改良根治术\n", encoding="utf-8")
+    output = tmp_path / "out"
+    (output / "logs").mkdir(parents=True)
+    (output / "training_args.json").write_text("{}", encoding="utf-8")
+    options = {"masking": "char", "lexicon_file": str(lexicon)}
+    if source == "flags":
+        argv = [f"--{name}={value}" for name, value in options.items()]
+    else:
+        config = tmp_path / "mlm.yaml"
+        config.write_text("".join(f"{name}: {value}\n" for name, value in options.items()), encoding="utf-8")
+        argv = [f"--config={config}"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        run_command(train_mlm.main, [f"--train_files={corpus}", f"--output_dir={output}", "--overwrite_output_dir",
+                                     *argv])  # fmt: skip
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2, err
+    assert err.splitlines() == [
+        "error: --lexicon_file keeps terms whole for --masking whole_word; --masking char masks each character on "
+        "its own and would ignore it: drop one of the two"
+    ]
+    assert sorted(path.name for path in output.rglob("*")) == ["logs", "training_args.json"]
+    assert (output / "training_args.json").read_text(encoding="utf-8") == "{}"
 
 
 def test_mlm_only_examples_are_single_segments():

@@ -5,6 +5,7 @@ and (slow) the scripts run end to end, also on two processes like on one."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -329,7 +330,8 @@ def test_pretraining_then_fine_tuning_end_to_end(corpora, tmp_path, run_isolated
 @pytest.fixture(scope="module")
 def ddp_inputs(corpora):
     """A small corpus, a tiny BERT with a character vocabulary saved to a folder as a Hub checkpoint would be, and a
-    KG table."""
+    KG table. The BERT has no dropout, so that a run draws no dropout mask that depends on how batches are split
+    between processes."""
     from safetensors.torch import save_file
 
     records = simulated_breast_cancer_records(12, seed=4)
@@ -337,7 +339,8 @@ def ddp_inputs(corpora):
     folder = corpora["folder"] / "encoder"
     tokenizer = build_char_tokenizer([record["text"] for record in records])
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+                        intermediate_size=64, pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)  # fmt: skip
     torch.manual_seed(0)
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -423,9 +426,10 @@ def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
     """Same data and seed on one process and on two (gloo): the learning rate follows the same curve over the
     share of training done (it reached zero half-way on two before), family B trains with a frozen or a fine-tuned
     KG table on a pretrained encoder (DDP failed on the frozen one), and the saved model scores on dev, in one
-    process, exactly what the two processes logged for it."""
+    process, exactly what the two processes logged for it. Family A without dropout: the logged training loss is the
+    mean over both processes' batches, that of one process taking the same global batches (it was rank 0's alone)."""
     corpus, encoder, kge = ddp_inputs
-    setting_args = ["--gradient_accumulation_steps=2"] if setting == "chcancerbert" else [
+    setting_args = ["--gradient_accumulation_steps=2", "--head_dropout=0"] if setting == "chcancerbert" else [
         "--family=clinicalbert-kg", f"--kg_embeddings={kge}", f"--freeze_kg_embeddings={setting == 'kg-frozen'}",
     ]  # fmt: skip
     # One epoch of 11 batches of 16 windows, without warm-up (the curve is then a straight line), logged and
@@ -453,6 +457,16 @@ def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
         expected = float(numpy.interp(fraction, fractions, rates))
         assert rate == pytest.approx(expected, abs=0.05 * 1e-3), (fraction, curves)
     assert curves["two"][-1][1] == 0.0 and curves["two"][0][1] > 0.5e-3  # not at zero half-way
+    if setting == "chcancerbert":
+        # One process with batches of 32 takes the same 64 windows per optimiser step as two with 16 each, in the
+        # same order (one seeded sampler), and from the same weights (no dropout: nothing drawn at random). The last
+        # step differs: its windows do not fill the batches of two processes, the second one repeats first windows.
+        same_batches = tmp_path / "same-batches"
+        train_ner.main(ner_args(corpora, same_batches, *extra, "--per_device_train_batch_size=32", "--eval_steps=100"))
+        expected = [row["train_loss"] for row in logged(same_batches, "train_loss")][:-1]
+        got = [row["train_loss"] for row in logged(two, "train_loss")][:-1]
+        # Equal to 1e-7 here; rank 0's mean alone was 2e-3 off at step 1, 2e-5 at step 2.
+        assert len(got) == 2 and got == pytest.approx(expected, rel=1e-5)
 
     results = json.loads((two / "all_results.json").read_text())
     evaluated = json.loads((two / "eval_results.json").read_text(encoding="utf-8"))
@@ -464,6 +478,31 @@ def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
         table = weights["kg_embeddings.table.weight"][1:]
         trained = not torch.equal(table, load_file(kge / "entity_embeddings.safetensors")["entity_embeddings"])
         assert trained == (setting == "kg-fine-tuned")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streamed"])
+def test_train_mlm_on_two_processes_logs_each_step_once(tmp_path, streaming):
+    """train_mlm.py on two processes (gloo), its corpus in memory or streamed (batches then dispatched from the main
+    process): the loss is gathered from both at every logging step, and metrics.jsonl has one row per step, written
+    by the main process, not one per process."""
+    corpus = tmp_path / "corpus.txt"
+    texts = [record["text"] for record in simulated_breast_cancer_records(12, seed=5, long_records=0)]
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    output = tmp_path / "mlm"
+    result = launch_two_processes(
+        "train_mlm.py", f"--train_files={corpus}", f"--output_dir={output}", "--max_steps=3", "--logging_steps=1",
+        "--per_device_train_batch_size=4", "--max_seq_length=48", "--hidden_size=32", "--num_hidden_layers=1",
+        "--num_attention_heads=2", "--intermediate_size=64", *(["--streaming"] if streaming else []), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es), DistributedType.MULTI_CPU" in result.stderr, "the processes did not form one group"
+    rows = logged(output, "train_loss")
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    assert rows[-1]["learning_rate"] == 0.0
+    # Barely trained: masked LM over the vocabulary plus next-sentence prediction, both near chance.
+    chance = math.log(len(AutoTokenizer.from_pretrained(output))) + math.log(2)
+    assert [row["train_loss"] for row in rows] == pytest.approx([chance] * 3, rel=0.05)
 
 
 def test_family_b_trains_with_its_lexicon_and_kg_embeddings(corpora, tmp_path, monkeypatch):

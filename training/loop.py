@@ -116,7 +116,7 @@ class TrainingLoop:
         self.progress = tqdm(
             total=budget.total_steps, initial=state["step"], disable=not accelerator.is_local_main_process
         )
-        self._losses: list[float] = []  # of the batches since the last log
+        self._losses: list[torch.Tensor] = []  # this process's, of the batches since the last log
 
     def __iter__(self) -> Iterator[int]:
         accelerator, state = self.accelerator, self.state
@@ -138,7 +138,7 @@ class TrainingLoop:
                     self.optimizer.step()
                     self.optimizer.zero_grad()
                 state["batches_in_epoch"] += 1
-                self._losses.append(loss.detach().float().item())
+                self._losses.append(loss.detach().float())
                 if not accelerator.sync_gradients:
                     continue
                 state["step"] += 1
@@ -154,9 +154,11 @@ class TrainingLoop:
             state["batches_in_epoch"] = 0
 
     def log(self) -> None:
-        """Log the mean training loss since the last log and the learning rates: ``learning_rate`` of the first
-        parameter group, ``<name>_learning_rate`` of the others."""
-        mean_loss = sum(self._losses) / max(len(self._losses), 1)
+        """Log the mean training loss since the last log, over the batches of every process (each process takes
+        its share of the global batch: rank 0's losses alone would be half the data on two), and the learning rates:
+        ``learning_rate`` of the first parameter group, ``<name>_learning_rate`` of the others. Every process calls
+        it: the losses are gathered; only the main process writes them."""
+        mean_loss = self.accelerator.gather(torch.stack(self._losses)).mean().item()
         rates = learning_rates_of(self.optimizer)
         first, *others = rates
         values = {"train_loss": mean_loss, "learning_rate": rates[first]}

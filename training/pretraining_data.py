@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from clinical_ner_zh.cli_errors import UserError
 from clinical_ner_zh.datasets_scripts.schema import ProblemSink, ReadReport
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,17 @@ def split_sentences(text: str) -> list[str]:
     return [sentence for sentence in (s.strip() for s in _SENTENCE_END.split(text)) if sentence]
 
 
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a text file, decoded line by line so that a line that is not UTF-8 is a user error
+    naming its number, not a traceback; utf-8-sig drops the BOM of files saved by Windows tools."""
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                yield line_number, raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise UserError(f"{path}:{line_number}: not UTF-8 text (byte {error.start} of the line)") from None
+
+
 class WordSegmenter:
     """jieba segmentation with an optional domain lexicon (one term per line; further columns ignored)."""
 
@@ -99,7 +111,7 @@ class WordSegmenter:
             path = Path(lexicon_file)
             if not path.is_file():
                 raise FileNotFoundError(f"lexicon file {path} does not exist")
-            for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+            for line_number, line in _decoded_lines(path):
                 term = line.split("\t")[0].strip()
                 if not term:
                     continue
