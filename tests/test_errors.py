@@ -239,6 +239,28 @@ CASES = [
     ),
     Case(
         "train_mlm.py",
+        "a lexicon with character masking",
+        lambda d, m: [
+            f"--train_files={_write_bytes(d / 'corpus.txt', b'ok')}",
+            "--masking=char",
+            f"--lexicon_file={_write_bytes(d / 'terms.txt', '改良根治术'.encode())}",
+            f"--output_dir={d / 'out'}",
+        ],
+        "--lexicon_file keeps terms whole for --masking whole_word; --masking char masks each character on its own "
+        "and would ignore it: drop one of the two",
+    ),
+    Case(
+        "train_mlm.py",
+        "a lexicon line that is not UTF-8",
+        lambda d, m: [
+            f"--train_files={_write_bytes(d / 'corpus.txt', b'ok')}",
+            f"--lexicon_file={_write_bytes(d / 'terms.txt', '术语'.encode('gbk'))}",
+            f"--output_dir={d / 'out'}",
+        ],
+        "<dir>/terms.txt:1: not UTF-8 text (byte 0 of the line)",
+    ),
+    Case(
+        "train_mlm.py",
         "more documents dropped than --max_bad_fraction (a line that is not UTF-8)",
         lambda d, m: [
             "--train_files=" + str(_write_bytes(d / "corpus.txt", b"ok\n\xd5\xc5\n")),

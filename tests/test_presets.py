@@ -52,7 +52,7 @@ NER_PRESETS = {
 }
 MLM_PRESETS = {
     "chcancerbert/pretrain.yaml": dict(
-        model_name_or_path="freedomking/mc-bert", masking="whole_word", mlm_only=False, max_seq_length=128,
+        model_name_or_path="freedomking/mc-bert", masking="char", mlm_only=False, max_seq_length=128,
         output_dir="outputs/chcancerbert-mlm",
     ),
 }  # fmt: skip
