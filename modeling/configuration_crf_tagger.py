@@ -41,6 +41,49 @@ POSITION_OFFSET_ENCODERS: dict[str, int | None] = {
 LEGACY_ENCODER_TYPE = "bert"
 
 
+def max_input_length(config) -> int | None:
+    """Most tokens one input can hold, special tokens included: ``max_position_embeddings`` (BERT, ALBERT, ERNIE),
+    less ``pad_token_id + 1`` for RoBERTa-like encoders whose positions start after the padding id
+    (:data:`POSITION_OFFSET_ENCODERS`); ``None`` when the encoder has no limit (XLNet reports -1).
+
+    ``config`` is any tagger config, also one that an earlier version's remote code loaded (a model saved before
+    this function existed, given to this version's pipeline): only its stored fields are read, the encoder's
+    sub-config or, in configs written before the encoder was a sub-config, its own flat BERT fields.
+    """
+    encoder = getattr(config, "encoder", None) or config
+    limit = getattr(encoder, "max_position_embeddings", None)
+    if limit is None or limit <= 0:
+        return None
+    return limit - _position_offset(encoder)
+
+
+def check_input_length(config, name: str, length: int) -> None:
+    """Raise ``ValueError`` when an input of ``length`` tokens (the argument ``name``) is longer than
+    :func:`max_input_length`: the encoder would index past its position table."""
+    limit = max_input_length(config)
+    if limit is None or length <= limit:
+        return
+    encoder = getattr(config, "encoder", None) or config
+    offset = _position_offset(encoder)
+    why = (
+        f"max_position_embeddings {limit + offset} less {offset}: {encoder.model_type}'s positions start "
+        f"after its padding id {offset - 1}"
+        if offset
+        else "its max_position_embeddings"
+    )
+    raise ValueError(f"{name} ({length}) exceeds the {limit} tokens the encoder takes ({why})")
+
+
+def _position_offset(encoder) -> int:
+    """Rows of the position table before a text's first token: ``padding_idx + 1`` for RoBERTa-like encoders,
+    else 0."""
+    model_type = getattr(encoder, "model_type", None)
+    if model_type not in POSITION_OFFSET_ENCODERS:
+        return 0
+    padding_idx = POSITION_OFFSET_ENCODERS[model_type]
+    return (encoder.pad_token_id if padding_idx is None else padding_idx) + 1
+
+
 def clinical_ner_custom_pipelines() -> dict[str, dict[str, Any]]:
     """The ``custom_pipelines`` entry of a model config, a fresh dict each call (transformers edits it in place):
     ``clinical-ner`` and the standard ``token-classification`` (and its alias ``ner``), so that
@@ -181,37 +224,10 @@ class CrfTaggerConfig(PreTrainedConfig):
         limit = getattr(self.encoder, "max_position_embeddings", None)
         return limit if limit is not None and limit > 0 else None
 
-    def _position_offset(self) -> int:
-        """Rows of the position table before a text's first token: ``padding_idx + 1`` for RoBERTa-like encoders
-        (:data:`POSITION_OFFSET_ENCODERS`), else 0."""
-        if self.encoder.model_type not in POSITION_OFFSET_ENCODERS:
-            return 0
-        padding_idx = POSITION_OFFSET_ENCODERS[self.encoder.model_type]
-        return (self.encoder.pad_token_id if padding_idx is None else padding_idx) + 1
-
     @property
     def max_input_length(self) -> int | None:
-        """Most tokens one input can hold, special tokens included: ``max_position_embeddings`` (BERT, ALBERT,
-        ERNIE), less ``pad_token_id + 1`` for RoBERTa-like encoders whose positions start after the padding id;
-        ``None`` when the encoder has no limit (XLNet). The training windows and the pipeline's are checked
-        against it (:meth:`check_input_length`)."""
-        limit = self.max_position_embeddings
-        return None if limit is None else limit - self._position_offset()
-
-    def check_input_length(self, name: str, length: int) -> None:
-        """Raise ``ValueError`` when an input of ``length`` tokens (the argument ``name``) is longer than
-        :attr:`max_input_length`: the encoder would index past its position table."""
-        limit = self.max_input_length
-        if limit is None or length <= limit:
-            return
-        offset = self._position_offset()
-        why = (
-            f"max_position_embeddings {limit + offset} less {offset}: {self.encoder.model_type}'s positions start "
-            f"after its padding id {offset - 1}"
-            if offset
-            else "its max_position_embeddings"
-        )
-        raise ValueError(f"{name} ({length}) exceeds the {limit} tokens the encoder takes ({why})")
+        """Most tokens one input can hold, special tokens included (:func:`max_input_length`)."""
+        return max_input_length(self)
 
     def validate_head(self):
         """Raise ``ValueError`` naming the field when a head field holds an unusable value; subclasses check their
@@ -234,7 +250,7 @@ class CrfTaggerConfig(PreTrainedConfig):
         if length is not None:
             if isinstance(length, bool) or not isinstance(length, int) or length < 3:
                 raise ValueError(f"window_max_length must be an integer >= 3 ([CLS], a token, [SEP]), got {length!r}")
-            self.check_input_length("window_max_length", length)
+            check_input_length(self, "window_max_length", length)
         if stride is None:
             return
         if length is None:

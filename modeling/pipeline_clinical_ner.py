@@ -31,9 +31,9 @@ label the Viterbi path gave that token (each token's marginal from the window it
 1 means the model puts all probability mass on those labels.
 
 Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
-(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), ``max_input_length`` (the tokens the encoder
-takes, checked by ``check_input_length``) and the window the model was trained with, ``window_max_length`` and
-``window_stride`` (optional): by default the pipeline tags with the training windows, so that it runs on the
+(optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), the encoder's ``max_position_embeddings``
+(and ``pad_token_id`` for RoBERTa-like encoders: ``max_input_length``) and the window the model was trained with,
+``window_max_length`` and ``window_stride`` (optional): by default the pipeline tags with the training windows, so that it runs on the
 positions training used and reproduces the scores training recorded.
 
 **Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
@@ -79,7 +79,12 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
-from .configuration_crf_tagger import PIPELINE_CLASS_NAMES, clinical_ner_custom_pipelines
+from .configuration_crf_tagger import (
+    PIPELINE_CLASS_NAMES,
+    check_input_length,
+    clinical_ner_custom_pipelines,
+    max_input_length,
+)
 from .display import EntityView, render_entities
 from .tagging import (
     OUTSIDE,
@@ -214,7 +219,7 @@ class ClinicalNerPipeline(ChunkPipeline):
             value
             for value in (
                 getattr(self.tokenizer, "model_max_length", None),
-                self.model.config.max_input_length,
+                max_input_length(self.model.config),
             )
             if isinstance(value, int) and 0 < value < _NO_LIMIT
         ]
@@ -235,7 +240,7 @@ class ClinicalNerPipeline(ChunkPipeline):
             max_length = trained or self._default_max_length()
         if stride is None and max_length == trained:
             stride = getattr(config, "window_stride", None)
-        config.check_input_length("max_length", max_length)
+        check_input_length(config, "max_length", max_length)
         window = max_length - len(self._layout.special_ids)
         if window < 1:
             raise ValueError(f"max_length must leave room for at least one token, got {max_length}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,6 +32,7 @@ from .pipeline_helpers import (
 
 hf_logging.set_verbosity_error()
 
+FIXTURES = Path(__file__).parent / "fixtures"
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 texts = st.text(alphabet=ALPHABET + "龘", max_size=80)
 
@@ -397,3 +399,31 @@ def test_saved_family_b_model_moved_alone_runs_in_a_fresh_process(tmp_path, run_
     assert [spans(r) for r in got] == [spans(r) for r in expected]
     for text, entities in zip(texts, got):
         assert all(text[e["start"] : e["end"]] == e["word"] for e in entities)
+
+
+def test_a_config_built_by_an_earlier_versions_code_serves_this_pipeline(char_tok, tmp_path):
+    """A notebook upgrades the package and passes a model loaded from an older folder: that folder's own
+    configuration code (tests/fixtures/config_v21, of the landed version before the encoder's usable length) built the
+    config, and this version's pipeline must read only the config's stored fields. It called
+    ``config.check_input_length``, which that code does not have (AttributeError)."""
+    from transformers import AutoConfig
+
+    model = random_model(char_tok, seed=4)
+    saved = save_for_hub(model, char_tok, tmp_path / "saved")
+    older = tmp_path / "older"
+    older.mkdir()
+    for path in [saved / "config.json", saved / "tagging.py"]:
+        shutil.copy(path, older / path.name)
+    for path in (FIXTURES / "config_v21").glob("*.py.txt"):
+        shutil.copy(path, older / path.name.removesuffix(".txt"))
+    older_config = AutoConfig.from_pretrained(older, trust_remote_code=True)
+    assert not hasattr(older_config, "max_input_length")  # the earlier code, not this version's
+    texts = ["患者于2019年3月行左乳腺癌改良根治术，HER2（＋）。" * 4, "时间"]
+    pipe = ClinicalNerPipeline(model=model, tokenizer=char_tok, device=-1)
+    expected = pipe(texts), pipe(texts, max_length=20)
+    model.config = older_config
+    for pipe in (
+        ClinicalNerPipeline(model=model, tokenizer=char_tok, device=-1),
+        pipeline("clinical-ner", model=model, tokenizer=char_tok),
+    ):
+        assert (pipe(texts), pipe(texts, max_length=20)) == expected
