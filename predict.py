@@ -491,12 +491,21 @@ def load_pipeline(model: str, device, batch_size: int, quantize: str | None = No
         raise PredictInputError(f"{model}: not a model folder (no config.json)")
     if not folder.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         raise PredictInputError(f"{model}: no such model folder")
+    # A folder saved before the quantize option has pipeline code that refuses the keyword: pass it only when asked.
+    options = {"quantize": quantize} if quantize else {}
     try:
         pipe = pipeline(
-            "clinical-ner", model=model, trust_remote_code=True, device=device, batch_size=batch_size, quantize=quantize
+            "clinical-ner", model=model, trust_remote_code=True, device=device, batch_size=batch_size, **options
         )
     except OSError as error:  # transformers' way of saying a Hub id or a folder cannot be loaded
         raise PredictInputError(f"{model}: {not_loadable(error)}") from error
+    except TypeError as error:
+        if not quantize or "quantize" not in str(error):
+            raise
+        raise PredictInputError(
+            f"--quantize {quantize}: {model}: the model folder's pipeline code predates --quantize; save the model "
+            "again with this version (save_for_hub) or leave out --quantize"
+        ) from None
     if pipe.device != device:
         # With torch.distributed initialised (accelerate launch), transformers pins a pipeline to the model's
         # current device (the CPU after loading) whatever `device` says: put it where this process runs.

@@ -466,3 +466,28 @@ def test_predict_refuses_a_bad_quantize_value_as_argparse_does(model_dir, tmp_pa
     err = capsys.readouterr().err
     assert "argument --quantize: invalid choice: 'int4' (choose from 'int8', 'bf16')" in err
     assert "Traceback" not in err and not (tmp_path / "out.jsonl").exists()
+
+
+def pipeline_before_quantize(model_dir: Path, folder: Path) -> Path:
+    """A copy of ``model_dir`` whose pipeline code takes no ``quantize`` (as folders saved before the option)."""
+    shutil.copytree(model_dir, folder)
+    code = folder / "pipeline_clinical_ner.py"
+    signature = "def __init__(self, *args, quantize: str | None = None, **kwargs):"
+    text = code.read_text(encoding="utf-8")
+    assert signature in text
+    code.write_text(text.replace(signature, "def __init__(self, *args, **kwargs):\n        quantize = None"), "utf-8")
+    return folder
+
+
+def test_a_model_folder_saved_before_the_quantize_option_still_predicts(model_dir, tmp_path, capsys):
+    """predict.py passed quantize=None to every pipeline, and an older folder's pipeline refused the keyword
+    (TypeError): such a folder predicts as before, and --quantize with it is one line saying why not."""
+    older = pipeline_before_quantize(model_dir, tmp_path / "older")
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)])
+    assert run(older, records, "-o", tmp_path / "out.jsonl") == 0
+    assert [spans_of(r) for r in read_jsonl(tmp_path / "out.jsonl")] == EXPECTED
+    capsys.readouterr()
+    assert run(older, records, "-o", tmp_path / "int8.jsonl", "--quantize", "int8") == 2
+    err = capsys.readouterr().err
+    assert f"error: --quantize int8: {older}: the model folder's pipeline code predates --quantize" in err
+    assert "Traceback" not in err and not (tmp_path / "int8.jsonl").exists()
