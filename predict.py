@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=("int8", "bf16"),
         help="CPU only, faster, scores differ a little (see benchmarks/quantization.py). int8: int8 weights (dynamic "
-        "quantization of the linear and LSTM layers). bf16: the encoder and heads in bfloat16 (autocast), the CRF in "
+        "quantization of the linear layers and convolutions). bf16: the encoder and heads in bfloat16 (autocast), the CRF in "
         "float32; needs a CPU with native bfloat16 (AVX-512 BF16, AMX or Arm BF16)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -562,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
     # On a machine without GPUs, Accelerate forms a multi-process (gloo) group only when told to use the CPU:
     # `accelerate launch --multi_gpu --num_processes 2 predict.py ...` then runs two cooperating processes.
     accelerator = Accelerator(cpu=args.cpu or not has_accelerator_device())
+    if accelerator.device.type == "cpu":
+        from clinical_ner_zh.modeling.pipeline_clinical_ner import keep_freed_memory
+
+        keep_freed_memory()
     main_process = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
 

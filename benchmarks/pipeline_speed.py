@@ -13,7 +13,8 @@ and a linear layer, plus the CRF's Viterbi and forward-backward) and with the fu
 attention fusion), and the full head once more with aten's linear kernel (the one transformers' pipeline runs),
 which shows what the oneDNN kernel of ours brings and checks that our entities are the same with either kernel.
 Rounds are interleaved and the best round of each counts, which makes the comparison robust to other load on the
-machine. Both sides run under torch's inference context of their pipeline (``no_grad`` for transformers',
+machine. The process keeps freed memory for reuse as predict.py does (``keep_freed_memory``), for every pipeline
+alike; ``--system-malloc`` leaves malloc at its defaults. Both sides run under torch's inference context of their pipeline (``no_grad`` for transformers',
 ``inference_mode`` for ours).
 
 GPU: where ``torch.cuda.is_available()``, the same pipelines tag ``--gpu-records`` records on ``cuda:0`` (batch
@@ -172,6 +173,18 @@ def memory(folder: Path, name: str, chars: int, threads: int | None = None) -> d
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def set_allocator(system_malloc: bool) -> str:
+    """Memory as predict.py has it (``keep_freed_memory``: glibc keeps freed blocks for the next batch), for every
+    pipeline of this process alike, unless ``system_malloc``; returns a line saying which."""
+    from clinical_ner_zh.modeling.pipeline_clinical_ner import keep_freed_memory
+
+    if system_malloc:
+        return "malloc: the C library's defaults (--system-malloc)"
+    if keep_freed_memory():
+        return "malloc: freed blocks kept for reuse, as predict.py does (keep_freed_memory; --system-malloc: defaults)"
+    return "malloc: the C library's defaults (not glibc: keep_freed_memory does nothing)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=16)
@@ -181,6 +194,9 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/clinical-ner-benchmark"))
     parser.add_argument("--base", action="store_true", help="a BERT-base-size encoder (12 x 768) instead")
     parser.add_argument("--no-memory", action="store_true", help="leave out the peak-memory table")
+    parser.add_argument(
+        "--system-malloc", action="store_true", help="leave malloc as it is (not as predict.py sets it)"
+    )
     parser.add_argument("--gpu-records", type=int, default=256, help="records tagged on the GPU, when there is one")
     parser.add_argument("--gpu-batch", type=int, default=64, help="windows per batch on the GPU")
     args = parser.parse_args()
@@ -195,11 +211,12 @@ def main() -> None:
     if args.base:
         ENCODER.update(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
     build(args.folder)
+    malloc = set_allocator(args.system_malloc)
     texts = [simulated_text(args.chars, seed=i) for i in range(args.records)]
     total = sum(len(t) for t in texts)
     print(f"encoder {ENCODER}, windows of {MAX_LENGTH} tokens overlapping by {STRIDE}, batch 8, "
           f"torch threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"{args.records} records of {args.chars} characters, best of {args.rounds} interleaved rounds\n")
+    print(f"{args.records} records of {args.chars} characters, best of {args.rounds} interleaved rounds; {malloc}\n")
     best, entities = throughput(args.folder, texts, args.rounds)
     same = spans(entities["full-head"]) == spans(entities["full-head, aten linear"])
     reference = total / best["token-classification"]

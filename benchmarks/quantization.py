@@ -7,11 +7,11 @@ chars/s of a base-size family-A model (random weights) on long simulated records
         [--rounds 3] [--threads 1] [--base-records 4]
 
 ``int8`` is the pipeline's ``quantize="int8"`` (``predict.py --quantize int8``): torch's dynamic quantization of the
-linear and LSTM layers. ``bf16`` is ``quantize="bf16"``: the encoder and heads under bfloat16 autocast, the CRF in
+linear layers, the DGCNN's convolutions run as int8 linear layers, the LSTMs left in float32. ``bf16`` is ``quantize="bf16"``: the encoder and heads under bfloat16 autocast, the CRF in
 float32; on a CPU without native bfloat16 it is left out, with a line saying why. All settings run the same
 clinical-ner pipeline (this checkout's), the same records, windows (the model's training windows; 512 tokens for the
 base-size model), batch 8 and torch threads, under ``torch.inference_mode``; rounds are interleaved and the best round
-of each counts. F1 is strict micro F1 against the eval file's gold entities; for the base-size model, whose random
+of each counts; the process keeps freed memory as predict.py does (``--system-malloc``: malloc's defaults). F1 is strict micro F1 against the eval file's gold entities; for the base-size model, whose random
 weights have no gold, the int8 and bf16 entities are scored against the float32 ones (agreement). Target: >= 1.8x
 chars/s for <= 0.5 F1 points lost.
 """
@@ -88,6 +88,9 @@ def main() -> None:
         help="simulated records of 2,000 characters for the base-size model (0: leave it out)",
     )
     parser.add_argument("--folder", type=Path, default=Path("/tmp/clinical-ner-benchmark-base"))
+    parser.add_argument(
+        "--system-malloc", action="store_true", help="leave malloc as it is (not as predict.py sets it)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -101,6 +104,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    malloc = pipeline_speed.set_allocator(args.system_malloc)
     kinds, left_out = settings()
     gold = read_scored_records(args.eval)
     texts = [record.text for record in gold.values()]
@@ -115,6 +119,7 @@ def main() -> None:
         rows += compare(args.folder / "full-head", texts, None, args.rounds, name, kinds)
 
     print(f"torch threads {torch.get_num_threads()}, best of {args.rounds} interleaved rounds, batch 8, inference_mode")
+    print(malloc)
     width = max(len(row[0]) for row in rows) + 2
     print(f"{'model':<{width}}{'weights':<9}{'chars/s':>9}{'speed-up':>10}{'strict F1':>11}{'change':>9}")
     for index, (name, setting, speed, f1) in enumerate(rows):

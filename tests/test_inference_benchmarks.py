@@ -25,11 +25,15 @@ def run(*args: str) -> list[str]:
     return result.stdout.strip().splitlines()
 
 
+KEPT = "malloc: freed blocks kept for reuse, as predict.py does (keep_freed_memory; --system-malloc: defaults)"
+
+
 @pytest.mark.slow
 def test_pipeline_speed_prints_the_four_pipelines_and_the_gpu_line(tmp_path):
     lines = run("benchmarks/pipeline_speed.py", "--records", "2", "--chars", "300", "--rounds", "1", "--threads", "1",
                 "--no-memory", "--folder", str(tmp_path))  # fmt: skip
     assert "windows of 512 tokens overlapping by 128, batch 8, torch threads 1" in lines[0], lines[0]
+    assert lines[1].endswith(f"best of 1 interleaved rounds; {KEPT}"), lines[1]
     rows = [line for line in lines if re.fullmatch(r".+\s+\d+\s+\d+\.\d\dx", line)]
     assert [re.split(r"\s{2,}", row.strip())[0] for row in rows] == [
         "token-classification, BertForTokenClassification",
@@ -57,6 +61,7 @@ def test_quantization_benchmark_prints_speed_and_f1_of_each_setting(tmp_path):
     lines = run("benchmarks/quantization.py", "--model", str(model_dir), "--eval", str(eval_file), "--rounds", "1",
                 "--threads", "1", "--base-records", "0")  # fmt: skip
     assert lines[0] == "torch threads 1, best of 1 interleaved rounds, batch 8, inference_mode"
+    assert lines[1] == KEPT
     number = r"\d+\s+\d+\.\d\dx\s+1\.0000\s+[+-]0\.00"
     try:
         check_bf16()
@@ -64,7 +69,7 @@ def test_quantization_benchmark_prints_speed_and_f1_of_each_setting(tmp_path):
     except ValueError as error:  # a CPU without native bfloat16
         kinds = ["float32", "int8"]
         assert f"bf16 left out: {error}" in lines
-    for line, kind in zip(lines[2:], kinds):
+    for line, kind in zip(lines[3:], kinds):
         assert re.fullmatch(rf"trained \(model\), 3 eval records\s+{kind}\s+{number}", line), line
     for line, kind in zip(lines[-len(kinds) + 1 :], kinds[1:]):
         assert re.fullmatch(rf"{kind}: chars/s \d+\.\d\dx \(trained\), 0\.00 F1 points lost on the trained model "

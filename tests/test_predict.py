@@ -491,3 +491,15 @@ def test_a_model_folder_saved_before_the_quantize_option_still_predicts(model_di
     err = capsys.readouterr().err
     assert f"error: --quantize int8: {older}: the model folder's pipeline code predates --quantize" in err
     assert "Traceback" not in err and not (tmp_path / "int8.jsonl").exists()
+
+
+def test_predict_keeps_freed_memory_on_the_cpu(model_dir, tmp_path, monkeypatch):
+    """Tagging batch after batch, predict.py has glibc keep freed blocks (keep_freed_memory): activations of one
+    batch reuse the pages of the last instead of faulting fresh ones in."""
+    from clinical_ner_zh.modeling import pipeline_clinical_ner
+
+    calls = []
+    monkeypatch.setattr(pipeline_clinical_ner, "keep_freed_memory", lambda: calls.append("kept") or True)
+    records = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": TEXTS[0]}])
+    assert run(model_dir, records, "-o", tmp_path / "out.jsonl") == 0
+    assert calls == ["kept"]
