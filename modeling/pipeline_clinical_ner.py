@@ -66,6 +66,7 @@ import inspect
 import logging
 import os
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -574,10 +575,12 @@ def keep_freed_memory() -> bool:
     there when freed; the process's resident memory then stays near its peak instead of shrinking between batches.
     Process-wide, so the pipeline never calls it: ``predict.py`` does. In a notebook call it once, or set
     ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824`` before Python starts. Returns False,
-    changing nothing, where the C library is not glibc.
+    changing nothing, where the C library is not glibc (macOS, Windows, musl).
     """
-    libc = ctypes.CDLL(None)
-    if not hasattr(libc, "gnu_get_libc_version"):
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None)  # the process's own symbols, the C library's among them
+    if not hasattr(libc, "gnu_get_libc_version"):  # musl, for one
         return False
     threshold = 1 << 30
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>

@@ -221,3 +221,10 @@ def test_keep_freed_memory_lets_later_batches_reuse_the_pages_of_earlier_ones():
         for mode in ("default", "keep")
     }  # fmt: skip
     assert faults["default"] > 10 * 16_000 and faults["keep"] < 2 * 16_384, faults
+
+
+def test_keep_freed_memory_changes_nothing_off_linux(monkeypatch):
+    """predict.py calls it on every CPU run: on Windows or macOS it must return without touching a C library."""
+    monkeypatch.setattr(pipeline_clinical_ner.sys, "platform", "win32")
+    monkeypatch.setattr(pipeline_clinical_ner.ctypes, "CDLL", lambda *args: pytest.fail("loaded a C library"))
+    assert pipeline_clinical_ner.keep_freed_memory() is False
