@@ -97,6 +97,19 @@ def test_encoder_keywords_to_from_pretrained_reach_the_encoder(tmp_path, family)
     assert config.encoder.hidden_dropout_prob == 0.3
 
 
+def test_encoder_keywords_are_the_fields_of_the_encoders_own_type(tmp_path):
+    """An XLNet encoder's dropout is `dropout`, a field BERT does not have: it reaches the encoder too."""
+    from transformers import XLNetConfig
+
+    xlnet = XLNetConfig(vocab_size=30, d_model=32, n_layer=1, n_head=2, d_inner=64).to_dict()
+    labels = dict(enumerate(build_label_list(["Drug"], "BIO")))
+    ChCancerBertConfig(encoder=xlnet, id2label=labels).save_pretrained(tmp_path)
+    config, unused = AutoConfig.from_pretrained(
+        tmp_path, trust_remote_code=True, dropout=0.3, return_unused_kwargs=True
+    )
+    assert (config.encoder.model_type, config.encoder.dropout, unused) == ("xlnet", 0.3, {})
+
+
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 def test_an_unknown_keyword_to_from_pretrained_fares_as_with_a_transformers_model(tmp_path, family):
     """Refused by the model's __init__, left unused by a config alone: what BertForTokenClassification does."""
