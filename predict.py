@@ -379,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=("int8", "bf16"),
         help="CPU only, faster, scores differ a little (see benchmarks/quantization.py). int8: int8 weights (dynamic "
-        "quantization of the linear layers and convolutions). bf16: the encoder and heads in bfloat16 (autocast), the CRF in "
-        "float32; needs a CPU with native bfloat16 (AVX-512 BF16, AMX or Arm BF16)",
+        "quantization of the linear layers and convolutions). bf16: the encoder and heads in bfloat16 (autocast), "
+        "the CRF in float32; needs a CPU with native bfloat16 (AVX-512 BF16, AMX or Arm BF16)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug_flag(parser)

@@ -33,8 +33,8 @@ label the Viterbi path gave that token (each token's marginal from the window it
 Config attributes read: ``id2label``, ``label_scheme`` (``"BIO"`` by default, or ``"BIOES"``), ``label_classes``
 (optional ``{entity type: class}``, e.g. ``{"Nodule": "Symptoms"}``), the encoder's ``max_position_embeddings``
 (and ``pad_token_id`` for RoBERTa-like encoders: ``max_input_length``) and the window the model was trained with,
-``window_max_length`` and ``window_stride`` (optional): by default the pipeline tags with the training windows, so that it runs on the
-positions training used and reproduces the scores training recorded.
+``window_max_length`` and ``window_stride`` (optional): by default the pipeline tags with the training windows,
+so that it runs on the positions training used and reproduces the scores training recorded.
 
 **Hook for models that need extra per-token inputs** (family B's lexicon features): if the model has a method
 ``text_features(text: str, offsets: list[tuple[int, int]]) -> dict[str, list[int]]``, the pipeline calls it once
