@@ -41,8 +41,8 @@ from clinical_ner_zh.training.pretraining_data import (
     MASKINGS,
     MaskingCollator,
     TextCorpus,
-    WordSegmenter,
     pretraining_examples,
+    segmenter_for,
 )
 
 logger = logging.getLogger("train_mlm")
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     with main_process_first(accelerator):
         documents = load_documents(data_args)
         model, tokenizer = build_model_and_tokenizer(model_args, documents, data_args.mlm_only)
-    segmenter = WordSegmenter(data_args.lexicon_file)
+    segmenter = segmenter_for(data_args.masking, data_args.lexicon_file)
     examples = PretrainingExamples(
         documents, tokenizer, segmenter, data_args.max_seq_length, not data_args.mlm_only, train_args.seed
     )

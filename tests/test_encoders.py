@@ -17,6 +17,7 @@ from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 from transformers import (
     AlbertConfig,
+    AutoConfig,
     AutoModel,
     BertConfig,
     BertTokenizer,
@@ -32,6 +33,7 @@ from transformers.utils import logging as hf_logging
 import train_ner
 from clinical_ner_zh.datasets_scripts.encoding import WindowEncoder
 from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, ClinicalBertKgForCrfTagging
+from clinical_ner_zh.modeling.configuration_crf_tagger import POSITION_OFFSET_ENCODERS
 from clinical_ner_zh.modeling.pipeline_clinical_ner import save_for_hub
 from clinical_ner_zh.modeling.tagging import TokenLayout, build_label_list, plan_windows, special_token_layout
 from clinical_ner_zh.training.common import ConfigurationError
@@ -173,6 +175,26 @@ def test_each_encoder_takes_the_inputs_its_position_table_holds(tmp_path):
     with pytest.raises(ConfigurationError, match=r"^model configuration: window_max_length \(66\) exceeds the 65 "):
         build(roberta, "chcancerbert", window=(66, 8))
     assert build(roberta, "chcancerbert", window=(65, 8))[0].config.window_max_length == 65
+
+
+@pytest.mark.parametrize("model_type", ["bert", "albert", "ernie", *POSITION_OFFSET_ENCODERS])
+def test_the_usable_length_is_what_the_encoder_takes(model_type):
+    """Against transformers' own code for every encoder type the table names (MPNet's padding id is fixed at 1,
+    the others' is the config's): an input of max_input_length tokens runs, one token more does not."""
+    encoder = AutoConfig.for_model(model_type, vocab_size=len(VOCAB), max_position_embeddings=24, pad_token_id=3,
+                                   **SMALL)  # fmt: skip
+    if model_type == "longformer":
+        encoder.attention_window = [4]  # it pads inputs to a multiple of its window: 20 tokens stay 20
+    expected = {"bert": 24, "albert": 24, "ernie": 24, "mpnet": 22}.get(model_type, 20)
+    assert ChCancerBertConfig(encoder=encoder).max_input_length == expected
+    torch.manual_seed(0)
+    model = AutoModel.from_config(encoder).eval()
+    if model_type == "xmod":
+        model.set_default_language(encoder.languages[0])
+    with torch.no_grad():
+        model(input_ids=torch.randint(5, len(VOCAB), (1, expected)))
+        with pytest.raises((IndexError, RuntimeError)):
+            model(input_ids=torch.randint(5, len(VOCAB), (1, expected + 1)))
 
 
 def test_roberta_windows_are_checked_against_the_positions_after_its_padding_id(tmp_path):

@@ -20,6 +20,7 @@ from clinical_ner_zh.training.pretraining_data import (
     MaskingCollator,
     WordSegmenter,
     pretraining_examples,
+    segmenter_for,
     split_sentences,
 )
 
@@ -165,6 +166,26 @@ def test_a_lexicon_with_char_masking_is_refused_before_anything_is_written(tmp_p
     ]
     assert sorted(path.name for path in output.rglob("*")) == ["logs", "training_args.json"]
     assert (output / "training_args.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_char_masking_never_runs_jieba(tmp_path, monkeypatch):
+    """Character masking needs no words: jieba used to segment every document of the corpus for nothing."""
+    import jieba
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("jieba segmented a document under --masking char")
+
+    monkeypatch.setattr(jieba.Tokenizer, "cut", refuse)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    train_mlm.main([f"--train_files={corpus}", f"--output_dir={tmp_path / 'out'}", "--masking=char", "--max_steps=1",
+                    "--per_device_train_batch_size=4", "--max_seq_length=48", "--hidden_size=32",
+                    "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64"])  # fmt: skip
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    tokenizer = build_char_tokenizer(TEXTS)
+    (example,) = pretraining_examples(TEXTS[:1], tokenizer, segmenter_for("char"), 512, next_sentence_prediction=False)
+    words = [word for word in example["word_ids"] if word >= 0]
+    assert words == list(range(len(words))), "each character a word of its own"
 
 
 def test_mlm_only_examples_are_single_segments():

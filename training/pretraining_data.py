@@ -129,10 +129,23 @@ class WordSegmenter:
         return indices
 
 
+class CharSegmenter:
+    """Each character a word of its own: what ``--masking char`` reads, without running jieba over the corpus."""
+
+    @staticmethod
+    def word_index_per_char(text: str) -> list[int]:
+        return list(range(len(text)))
+
+
+def segmenter_for(masking: str, lexicon_file: str | Path | None = None) -> WordSegmenter | CharSegmenter:
+    """The segmenter that a masking of :data:`MASKINGS` needs."""
+    return CharSegmenter() if masking == "char" else WordSegmenter(lexicon_file)
+
+
 def pretraining_examples(
     documents: Iterable[str],
     tokenizer,
-    segmenter: WordSegmenter,
+    segmenter: WordSegmenter | CharSegmenter,
     max_length: int,
     next_sentence_prediction: bool = True,
     seed: int = 0,
@@ -183,7 +196,9 @@ def _chunks(sentences: list[str], budget: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _encode(tokenizer, segmenter: WordSegmenter, first: str, second: str | None, max_length: int, label) -> dict:
+def _encode(
+    tokenizer, segmenter: WordSegmenter | CharSegmenter, first: str, second: str | None, max_length: int, label
+) -> dict:
     encoding = tokenizer(
         first,
         second,
