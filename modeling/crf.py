@@ -164,12 +164,10 @@ class ConditionalRandomField(nn.Module):
         emissions, original_mask = self._validate(emissions, mask, allow_empty=True)
         # An empty sequence is computed over dummy positions whose rows are then dropped.
         emissions, mask = self._pack(emissions, original_mask | ~original_mask.any(dim=1, keepdim=True))
-        start, end, transitions = self._scores(constrained=True)
-        alphas, _ = self._forward_scores(emissions, mask, start, transitions)
-        betas = self._backward_scores(emissions, mask, end, transitions)
         # exp(alpha + beta - log Z), with log Z = logsumexp over tags of alpha + beta at every position: the scales
         # dropped from alpha and beta cancel, and each row is a probability distribution by construction.
-        packed = torch.softmax(alphas + betas, dim=2) * mask.unsqueeze(2)
+        packed = torch.softmax(self._forward_backward_scores(emissions, mask, *self._scores(True)), dim=2)
+        packed = packed * mask.unsqueeze(2)
         # Unpack: the k-th masked-on position of a sequence receives the k-th packed row.
         probabilities = torch.zeros_like(packed)
         probabilities[original_mask] = packed[mask & original_mask.any(dim=1, keepdim=True)]
@@ -279,27 +277,36 @@ class ConditionalRandomField(nn.Module):
         return alphas, log_scale
 
     @staticmethod
-    def _backward_scores(emissions, mask, end, transitions, exact=False) -> torch.Tensor:
-        """Backward log-scores ``beta`` up to a constant per step (rescaled as in :meth:`_forward_scores`): at each
-        sequence's last position ``end``; shape ``(batch, seq, num_tags)``."""
-        log_sum = _LogSumExp(transitions.t(), exact)
-        beta = end.expand(emissions.size(0), -1)
-        betas = [beta]
-        for t in range(emissions.size(1) - 2, -1, -1):
-            # log-sum over the next tag j of transitions[i, j] + emission_j + beta_j
-            following = emissions[:, t + 1] + beta
-            step = log_sum(following - following.amax(dim=1, keepdim=True))
-            beta = torch.where(mask[:, t + 1].unsqueeze(1), step, end)
-            betas.append(beta)
-        betas = torch.stack(betas[::-1], dim=1)
-        if log_sum.lost_terms(betas[:, :-1], mask[:, 1:]):
-            return ConditionalRandomField._backward_scores(emissions, mask, end, transitions, exact=True)
-        return betas
+    def _forward_backward_scores(emissions, mask, start, end, transitions, exact=False) -> torch.Tensor:
+        """``alpha + beta`` at every position, shape ``(batch, seq, num_tags)``, each position's up to a constant
+        (rescaled as in :meth:`_forward_scores`); rows past a sequence's end are meaningless. ``mask`` is packed.
+
+        The backward scores of a sequence are the forward scores of the sequence reversed within its length, under
+        the transposed transitions and starting from ``end``: ``gamma = beta + emission`` at each position. Both
+        directions therefore run as one batched recursion, one matrix product per step for the two.
+        """
+        lengths = mask.sum(dim=1, keepdim=True)
+        positions = torch.arange(emissions.size(1), device=emissions.device)
+        # Reverses each sequence within its length; applied twice, it gives the positions back.
+        flip = torch.where(positions < lengths, lengths - 1 - positions, positions).unsqueeze(2).expand_as(emissions)
+        both = torch.stack([emissions, emissions.gather(1, flip)])  # shape: (2, batch, seq, num_tags)
+        log_sum = _LogSumExp(torch.stack([transitions, transitions.t()]), exact)
+        scores = torch.stack([start, end]).unsqueeze(1) + both[:, :, 0]
+        steps = [scores]
+        for emission in both.unbind(2)[1:]:
+            scores = log_sum(scores - scores.amax(dim=2, keepdim=True)) + emission
+            steps.append(scores)
+        steps = torch.stack(steps, dim=2)
+        if log_sum.lost_terms(steps[:, :, 1:] - both[:, :, 1:], mask[:, 1:]):
+            return ConditionalRandomField._forward_backward_scores(emissions, mask, start, end, transitions, True)
+        alphas, gammas = steps
+        return alphas + gammas.gather(1, flip) - emissions
 
 
 class _LogSumExp:
     """``log(sum_i exp(scores[b, i] + matrix[i, j]))`` for each ``b`` and ``j``, given ``scores`` whose largest entry
-    per row is 0.
+    per row is 0; or the same for each of a stack of matrices ``(n, num_tags, num_tags)`` and scores
+    ``(n, batch, num_tags)``.
 
     By default one matrix product, ``exp(scores) @ exp(matrix)``, four times faster than ``logsumexp`` over a
     ``(batch, num_tags, num_tags)`` tensor. It is exact while each result is far above what float32 can hold:
@@ -321,9 +328,9 @@ class _LogSumExp:
 
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         if self.exact:
-            return torch.logsumexp(scores.unsqueeze(2) + self.matrix, dim=1)
+            return torch.logsumexp(scores.unsqueeze(-1) + self.matrix.unsqueeze(-3), dim=-2)
         return (scores.exp() @ self.weights).clamp_min(torch.finfo(scores.dtype).tiny).log() + self.shift
 
     def lost_terms(self, results: torch.Tensor, mask: torch.Tensor) -> bool:
         """Whether any of ``results`` (the calls' outputs, where ``mask`` is on) may have lost terms."""
-        return not self.exact and bool(((results < self.FLOOR + self.shift) & mask.unsqueeze(2)).any())
+        return not self.exact and bool(((results < self.FLOOR + self.shift) & mask.unsqueeze(-1)).any())
