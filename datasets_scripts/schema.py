@@ -72,12 +72,17 @@ class Problem:
 
 @dataclass
 class ReadReport:
-    """What a reader did: counts, and each problem it skipped (in strict mode it raises at the first one)."""
+    """What a reader did: counts, and each problem it skipped (in strict mode it raises at the first one).
+
+    ``records_unannotated`` counts the Label Studio tasks left out because nobody has annotated them yet (or the
+    annotator skipped them): not a defect of the file, so not among ``records_skipped`` nor the problems.
+    """
 
     records: int = 0
     entities: int = 0
     records_skipped: int = 0
     entities_skipped: int = 0
+    records_unannotated: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     def problem_counts(self) -> Counter[str]:
@@ -90,14 +95,16 @@ class ReadReport:
         self.entities += other.entities
         self.records_skipped += other.records_skipped
         self.entities_skipped += other.entities_skipped
+        self.records_unannotated += other.records_unannotated
         self.problems.extend(other.problems)
 
     def summary(self) -> str:
         """One line: records and entities read and skipped, problems per kind."""
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.problem_counts().items())) or "none"
+        unannotated = f"; left out {self.records_unannotated} tasks not annotated" if self.records_unannotated else ""
         return (
             f"{self.records} records and {self.entities} entities read; skipped {self.records_skipped} records and "
-            f"{self.entities_skipped} entities; problems: {kinds}"
+            f"{self.entities_skipped} entities; problems: {kinds}{unannotated}"
         )
 
 

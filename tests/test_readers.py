@@ -245,6 +245,45 @@ def test_label_studio_all_annotations_cancelled(tmp_path):
     task["annotations"][0]["was_cancelled"] = True
     path = tmp_path / "export.json"
     path.write_text(json.dumps([task], ensure_ascii=False), encoding="utf-8")
-    result = read_label_studio(path)
-    assert result.records == [] and result.report.records_skipped == 1
-    assert "record 7: no annotation that is not cancelled" in result.report.problems[0].message
+    result = read_label_studio(path, strict=True)  # a task the annotator skipped is no defect of the file
+    assert result.records == [] and result.report.problems == []
+    assert (result.report.records_skipped, result.report.records_unannotated) == (0, 1)
+
+
+def _min_row(task_id, annotation_id, text=SECRET + "右乳外上象限结节", regions=None, stamp="2024-05-01T10:00:00Z"):
+    """A JSON-MIN row as Label Studio 1.23's converter writes it; annotation_id None: a task not annotated yet."""
+    row = {"text": text, "id": task_id}
+    if annotation_id is not None:
+        row["label"] = (
+            regions if regions is not None else [{"start": 5, "end": 13, "text": text[5:13], "labels": ["Nodule"]}]
+        )
+    return row | {
+        "annotator": 1 if annotation_id is not None else None,
+        "annotation_id": annotation_id,
+        "created_at": stamp if annotation_id is not None else None,
+        "updated_at": stamp if annotation_id is not None else None,
+        "lead_time": 3.0 if annotation_id is not None else None,
+    }
+
+
+def test_label_studio_tasks_not_annotated_are_left_out_and_counted_apart(tmp_path):
+    from clinical_ner_zh.training.common import ConfigurationError, check_dropped_records
+
+    annotated = _task({"start": 5, "end": 13, "text": (SECRET + "右乳外上象限结节")[5:13], "labels": ["Nodule"]})
+    waiting = {"id": 8, "data": {"text": SECRET}, "annotations": [], "predictions": []}
+    exports = {
+        "export.json": [annotated, waiting],
+        "export_min.json": [_min_row(7, 11), _min_row(8, None)],  # download_all_tasks=true
+    }
+    for name, tasks in exports.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+        result = read_label_studio(path, strict=True)
+        assert [(r["id"], len(r["entities"])) for r in result.records] == [("7", 1)], name
+        assert (result.report.records_skipped, result.report.records_unannotated, result.report.problems) == (0, 1, [])
+        assert "left out 1 tasks not annotated" in result.report.summary()
+        check_dropped_records(result.report, name, 0.05)  # half the tasks waiting is no reason to stop
+    path = tmp_path / "none_annotated.json"
+    path.write_text(json.dumps([_min_row(8, None), _min_row(9, None)]), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"none_annotated\.json: no usable record \(2 tasks not annotated\)$"):
+        check_dropped_records(read_label_studio(path).report, str(path), 0.05)

@@ -411,8 +411,9 @@ def check_dropped_records(report, source: str, max_bad_fraction: float) -> None:
     reasons = Counter(problem.kind for problem in report.problems if problem.entity is None)
     why = ", ".join(f"{kind} {count}" for kind, count in sorted(reasons.items()))
     if report.records == 0:
-        dropped = f" ({report.records_skipped} dropped: {why})" if report.records_skipped else ""
-        raise ConfigurationError(f"{source}: no usable record{dropped}")
+        left_out = [f"{report.records_skipped} dropped: {why}"] if report.records_skipped else []
+        left_out += [f"{report.records_unannotated} tasks not annotated"] if report.records_unannotated else []
+        raise ConfigurationError(f"{source}: no usable record" + (f" ({'; '.join(left_out)})" if left_out else ""))
     if report.records_skipped > max_bad_fraction * total:
         raise ConfigurationError(
             f"{source}: {report.records_skipped} of {total} records dropped ({why}), more than --max_bad_fraction "
