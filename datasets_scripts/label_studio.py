@@ -171,7 +171,8 @@ def _min_export_entries(tasks: list[Any], text_key: str, sink: ProblemSink) -> l
 
 
 def _newest_rows(entries: list[Entry], text_field: str, sink: ProblemSink, source: str) -> list[Row]:
-    """A row per task, in the order the tasks first appear, from its newest candidate.
+    """A row per task, in the order the tasks first appear, from its newest candidate. Entries of one id are one
+    task when they hold the same text; with different texts, they are all left out (``duplicate_id``).
 
     A task without any (not annotated yet, or every annotation cancelled, i.e. skipped by the annotator) is left out
     and counted in ``records_unannotated``: it is no defect of the file, so it does not count toward the share of bad
@@ -184,9 +185,20 @@ def _newest_rows(entries: list[Entry], text_field: str, sink: ProblemSink, sourc
     for record_id, tasks in by_id.items():
         texts = [text for text, _ in tasks]
         candidates = [candidate for _, task_candidates in tasks for candidate in task_candidates]
+        distinct = dict.fromkeys(texts)
         if not all(isinstance(text, str) for text in texts):
             sink("missing_field", f"missing field '{text_field}' (a string)", record_id=record_id)
             sink.report.records_skipped += 1
+        elif len(distinct) > 1:
+            # Not annotations of one task but different tasks (exports of two projects joined: ids restart at 1). Ids
+            # key the splits and the matching of gold and predictions, and which text the id stands for is unknown.
+            for number in range(1, len(distinct) + 1):
+                reason = (
+                    f"task {number} of {len(distinct)} with this id and different texts: left out (task ids must be "
+                    f"unique in a file; were exports of two projects joined?)"
+                )
+                sink("duplicate_id", reason, record_id=record_id)
+            sink.report.records_skipped += len(distinct)
         elif candidates:
             _, regions, model_version = max(candidates, key=lambda candidate: candidate[0])
             rows.append((record_id, texts[0], regions, model_version))

@@ -287,3 +287,22 @@ def test_label_studio_tasks_not_annotated_are_left_out_and_counted_apart(tmp_pat
     path.write_text(json.dumps([_min_row(8, None), _min_row(9, None)]), encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"none_annotated\.json: no usable record \(2 tasks not annotated\)$"):
         check_dropped_records(read_label_studio(path).report, str(path), 0.05)
+
+
+def test_label_studio_one_id_on_different_texts_is_reported_not_merged(tmp_path, caplog):
+    other = SECRET + "ER(+)，PR(-)。"
+    region = {"start": 0, "end": 5, "text": other[:5], "labels": ["ER"]}
+    rows = [_min_row(1, 11), _min_row(1, 12, other, [region], "2024-06-01T10:00:00Z"), _min_row(2, 13)]
+    tasks = [_task({"start": 5, "end": 13, "labels": ["Nodule"]}, id=1), _task(region, text=other, id=1)]
+    tasks.append(_task({"start": 5, "end": 13, "labels": ["Nodule"]}, id=2))
+    for name, content in {"export_min.json": rows, "export.json": tasks}.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            result = read_label_studio(path)
+        assert [r["id"] for r in result.records] == ["2"], name
+        assert result.report.records_skipped == 2 and result.report.problem_counts() == {"duplicate_id": 2}
+        assert "record 1: task 2 of 2 with this id and different texts: left out" in result.report.problems[1].message
+        assert SECRET not in caplog.text
+        with pytest.raises(CorpusError, match="record 1: task 1 of 2 with this id and different texts"):
+            read_label_studio(path, strict=True)
