@@ -306,3 +306,27 @@ def test_label_studio_one_id_on_different_texts_is_reported_not_merged(tmp_path,
         assert SECRET not in caplog.text
         with pytest.raises(CorpusError, match="record 1: task 1 of 2 with this id and different texts"):
             read_label_studio(path, strict=True)
+
+
+def test_span_schema_entity_text_must_match_its_offsets(tmp_path, caplog):
+    from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl
+
+    text = SECRET + "𠮷某，口服来曲唑。"  # 𠮷 is one character but two UTF-16 code units
+    start = text.index("来曲唑")
+    entities = [
+        {"start": start + 1, "end": start + 4, "label": "Drug", "text": "来曲唑"},  # offsets counted in UTF-16 units
+        {"start": start, "end": start + 3, "label": "Drug", "text": "来曲唑"},
+        {"start": 0, "end": 5, "label": "Name"},  # "text" may be left out
+    ]
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps({"id": "r1", "text": text, "entities": entities}, ensure_ascii=False), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        result = read_span_jsonl(path)
+    assert [(e["start"], e["end"], e["label"]) for e in result.records[0]["entities"]] == [
+        (0, 5, "Name"),
+        (start, start + 3, "Drug"),
+    ]
+    assert result.report.entities_skipped == 1 and result.report.problem_counts() == {"text_mismatch": 1}
+    message = f"spans.jsonl:1: record r1: entity 0: entity text disagrees with text[{start + 1}:{start + 4}]"
+    assert result.report.problems[0].message.endswith(message)
+    assert SECRET not in caplog.text and "来曲唑" not in caplog.text
