@@ -603,6 +603,9 @@ def main(argv: list[str] | None = None) -> dict:
         corpus, types, classes = load_corpus(data_args, train_args.seed)
     if "validation" not in corpus:
         raise ConfigurationError("the corpus has no validation split: give --validation_file or --dev_fraction > 0")
+    if not any(corpus["train"]["entities"]):
+        source = data_args.dataset_name or data_args.train_file
+        raise ConfigurationError(f"{source}: no entity in the training split, nothing to learn")
     labels = build_label_list(types, model_args.label_scheme)
     tokenizer = build_tokenizer(model_args, corpus["train"]["text"])
     train_records = len(corpus["train"])

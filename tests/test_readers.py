@@ -330,3 +330,39 @@ def test_span_schema_entity_text_must_match_its_offsets(tmp_path, caplog):
     message = f"spans.jsonl:1: record r1: entity 0: entity text disagrees with text[{start + 1}:{start + 4}]"
     assert result.report.problems[0].message.endswith(message)
     assert SECRET not in caplog.text and "来曲唑" not in caplog.text
+
+
+def test_entities_dropped_by_a_reader_count_toward_max_bad_fraction(tmp_path, caplog):
+    from clinical_ner_zh.training.common import ConfigurationError, check_dropped_records
+
+    text = SECRET + "行右乳腺癌改良根治术，ER(+)，Ki67(30%)。"
+    surgery = (text.index("右乳"), text.index("术") + 1)
+    er, ki67 = (text.index("ER"), text.index("ER") + 5), (text.index("Ki67"), text.index("Ki67") + 9)
+
+    def export(name, labels):
+        tasks = []
+        for n in range(20):
+            regions = [{"start": s, "end": e, "text": text[s:e], "labels": [label]} for (s, e), label in labels(n)]
+            tasks.append(_task(regions[0], text=text, id=n))
+            tasks[-1]["annotations"][0]["result"] = [{"type": "labels", "value": region} for region in regions]
+        path = tmp_path / name
+        path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+        return read_label_studio(path).report
+
+    # Full-width letters, digits and hyphens from a Chinese input method name the known types.
+    report = export("full_width.json", lambda n: [(er, "ＥＲ"), (ki67, "Ki－67")])
+    assert (report.entities, report.entities_skipped) == (40, 0)
+    # One type of the project named otherwise than the table ("手术" for 手术名称): a third of the entities lost.
+    report = export("one_unknown.json", lambda n: [(surgery, "手术"), (er, "ER"), (ki67, "Ki67")])
+    assert (report.records, report.records_skipped, report.entities_skipped) == (20, 0, 20)
+    with pytest.raises(ConfigurationError) as error:
+        check_dropped_records(report, "one_unknown.json", 0.05)
+    assert str(error.value) == (
+        "one_unknown.json: 20 of 60 entities dropped (unknown_label 20), more than --max_bad_fraction 0.05: fix the "
+        "file (the log names each entity) or raise --max_bad_fraction"
+    )
+    # Under the share, the run goes on and the log says how many.
+    report = export("one_bad.json", lambda n: [(er, "ER"), (ki67, "Ki67"), *([(surgery, "手术")] if n == 0 else [])])
+    with caplog.at_level(logging.WARNING):
+        check_dropped_records(report, "one_bad.json", 0.05)
+    assert "one_bad.json: 1 of 41 entities dropped (unknown_label 1)" in caplog.text and SECRET not in caplog.text
