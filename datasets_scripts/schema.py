@@ -135,11 +135,11 @@ class ProblemSink:
 def read_json_lines(path: Path, sink: ProblemSink, parse: Callable[[bytes, int], Record | None]) -> list[Record]:
     """The records of a JSON-lines file, ``parse(raw_line, line_number)`` for each non-blank line; a line it refuses
     (``None``, after telling ``sink`` why) is counted as skipped. A UTF-8 byte-order mark and CRLF ends are
-    tolerated, as the official CCKS files have them; ``sink.report`` counts what was read."""
+    tolerated, as the official CCKS files have them: the mark at the start of any line, since files joined with
+    ``cat`` carry one where each part starts (it can never begin JSON); ``sink.report`` counts what was read."""
     records: list[Record] = []
     for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue  # blank lines, such as the empty last line most files end with

@@ -366,3 +366,12 @@ def test_entities_dropped_by_a_reader_count_toward_max_bad_fraction(tmp_path, ca
     with caplog.at_level(logging.WARNING):
         check_dropped_records(report, "one_bad.json", 0.05)
     assert "one_bad.json: 1 of 41 entities dropped (unknown_label 1)" in caplog.text and SECRET not in caplog.text
+
+
+def test_ccks_files_joined_with_cat_keep_every_record(files, tmp_path):
+    part = files["ccks2019_train.jsonl"].read_bytes()  # starts with a BOM, ends with CRLF
+    joined = tmp_path / "joined.jsonl"
+    joined.write_bytes(part + part)
+    result = read_ccks(joined, strict=True)
+    assert (result.report.records, result.report.records_skipped) == (24, 0)
+    assert [r["text"] for r in result.records[12:]] == [r["text"] for r in result.records[:12]]
