@@ -14,7 +14,8 @@ With ``predictions=True`` the newest prediction of each task is read instead of 
 export with predictions serialised; JSON-MIN holds none): entities then carry their region's ``score`` and records
 the prediction's ``model_version``, so pre-annotations can be compared with what the model wrote.
 
-Record ids are the task ids. Offsets are checked against ``value.text``; messages name the task id and offsets only.
+Record ids are the task ids. Offsets are checked against ``value.text``, whitespace aside (see :func:`_names_span`);
+messages name the task id and offsets only.
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ def _check_region(
     problems = []
     for name in names:
         kind, detail = check_entity(len(text), start, end, name, labels)
-        if kind is None and "text" in value and value["text"] != text[start:end]:
+        if kind is None and "text" in value and not _names_span(value["text"], text[start:end]):
             kind, detail = "text_mismatch", f"value.text disagrees with text[{start}:{end}]"
         if kind is not None:
             problems.append((kind, detail))
@@ -255,3 +256,10 @@ def _check_region(
         else:
             spans[start, end, detail] = value.get("score")
     return problems
+
+
+def _names_span(region_text: Any, covered: str) -> bool:
+    """Whether a region's ``value.text`` is the text its offsets cover, whitespace aside: Label Studio's browser
+    selection collapses runs of whitespace in ``value.text`` while ``start``/``end`` stay right
+    (HumanSignal/label-studio#3078), and the offsets are what it stores."""
+    return isinstance(region_text, str) and "".join(region_text.split()) == "".join(covered.split())

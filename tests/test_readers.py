@@ -375,3 +375,27 @@ def test_ccks_files_joined_with_cat_keep_every_record(files, tmp_path):
     result = read_ccks(joined, strict=True)
     assert (result.report.records, result.report.records_skipped) == (24, 0)
     assert [r["text"] for r in result.records[12:]] == [r["text"] for r in result.records[:12]]
+
+
+def test_label_studio_region_text_with_whitespace_collapsed_keeps_its_entity(tmp_path):
+    text = SECRET + "术后行TC方案化疗  6周期，\n\n后予来曲唑内分泌治疗。"
+    chemo = (text.index("TC"), text.index("6周期") + 3)
+    endocrine = (text.index("，") + 1, text.index("治疗") + 2)  # starts on the line breaks
+    regions = [
+        # value.text as Label Studio's browser selection writes it: runs of whitespace collapsed or gone
+        {"start": chemo[0], "end": chemo[1], "text": "TC方案化疗 6周期", "labels": ["Chemotherapy"]},
+        {"start": endocrine[0], "end": endocrine[1], "text": "后予来曲唑内分泌治疗", "labels": ["EndocrineTherapy"]},
+        {"start": chemo[0] + 1, "end": chemo[1] + 1, "text": "TC方案化疗 6周期", "labels": ["Chemotherapy"]},  # shifted
+    ]
+    task = _task(regions[0], text=text)
+    task["annotations"][0]["result"] = [{"type": "labels", "value": region} for region in regions]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([task], ensure_ascii=False), encoding="utf-8")
+    result = read_label_studio(path)
+    assert [(e["start"], e["end"], e["label"]) for e in result.records[0]["entities"]] == [
+        (*chemo, "Chemotherapy"),
+        (*endocrine, "EndocrineTherapy"),
+    ]
+    assert [p.message.split(": ", 1)[1] for p in result.report.problems] == [
+        f"record 7: entity 2: value.text disagrees with text[{chemo[0] + 1}:{chemo[1] + 1}]"
+    ]
