@@ -518,14 +518,25 @@ class Split:
     loader: DataLoader
 
 
-def encode_corpus(corpus: datasets.DatasetDict, encoder: WindowEncoder) -> dict[str, datasets.Dataset]:
-    """The windows of every split, with what could not be represented logged per split."""
-    windows = {}
+def encode_corpus(
+    corpus: datasets.DatasetDict, encoder: WindowEncoder
+) -> tuple[dict[str, datasets.Dataset], dict[str, dict[str, dict[str, int]]]]:
+    """The windows of every split, and per split the gold entities left out of the tags, counted per reason and type.
+    Each one is logged with its record id, offsets and type (never its text): a model that never saw them learns
+    none of them, and the dev and test scores count them as missed."""
+    windows, not_encoded = {}, {}
     for split in corpus:
         windows[split] = encode_dataset(corpus[split], encoder)
-        logger.info("%s: %s", split, encoder.stats.summary())
+        stats = encoder.stats
+        logger.info("%s: %s", split, stats.summary())
+        for skipped in stats.skipped:
+            logger.info("%s: not encoded: %s", split, skipped.message)
+        not_encoded[split] = {
+            "not_representable": dict(stats.unrepresentable),
+            "dropped_as_overlap": dict(stats.overlap_dropped),
+        }
         encoder.stats = type(encoder.stats)()
-    return windows
+    return windows, not_encoded
 
 
 def windows_loader(windows: datasets.Dataset, batch_size: int, shuffle: bool, pad_token_id: int, seed: int):
@@ -603,6 +614,9 @@ def main(argv: list[str] | None = None) -> dict:
         corpus, types, classes = load_corpus(data_args, train_args.seed)
     if "validation" not in corpus:
         raise ConfigurationError("the corpus has no validation split: give --validation_file or --dev_fraction > 0")
+    if not any(corpus["train"]["entities"]):
+        source = data_args.dataset_name or data_args.train_file
+        raise ConfigurationError(f"{source}: no entity in the training split, nothing to learn")
     labels = build_label_list(types, model_args.label_scheme)
     tokenizer = build_tokenizer(model_args, corpus["train"]["text"])
     train_records = len(corpus["train"])
@@ -625,7 +639,7 @@ def main(argv: list[str] | None = None) -> dict:
         stride=data_args.stride,
         **features,
     )
-    windows = encode_corpus(corpus, encoder)
+    windows, not_encoded = encode_corpus(corpus, encoder)
     loader = partial(windows_loader, pad_token_id=tokenizer.pad_token_id, seed=train_args.seed)
     train_loader = loader(windows["train"], train_args.per_device_train_batch_size, shuffle=True)
     eval_loader = loader(windows["validation"], train_args.per_device_eval_batch_size, shuffle=False)
@@ -694,6 +708,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": state["step"],
         "history": history,
         "train_seconds": round(budget.elapsed, 1),
+        "entities_not_encoded": not_encoded,
     }
     if "test" in corpus:
         test_loader = loader(windows["test"], train_args.per_device_eval_batch_size, shuffle=False)

@@ -104,12 +104,17 @@ class EncodingStats:
         return sum(self.unrepresentable.values()) + sum(self.overlap_dropped.values())
 
     def summary(self) -> str:
-        """One line of counts."""
+        """One line of counts, those left out also per type."""
         return (
             f"{self.records} records, {self.windows} windows, {self.entities} entities: {self.encoded} encoded, "
-            f"{sum(self.unrepresentable.values())} not representable by the tokenizer, "
-            f"{sum(self.overlap_dropped.values())} dropped as overlaps"
+            f"{sum(self.unrepresentable.values())} not representable by the tokenizer{_per_type(self.unrepresentable)}, "
+            f"{sum(self.overlap_dropped.values())} dropped as overlaps{_per_type(self.overlap_dropped)}"
         )
+
+
+def _per_type(counts: Counter[str]) -> str:
+    """`` (Disease 3, Drug 1)``, or nothing when nothing was counted."""
+    return f" ({', '.join(f'{label} {count}' for label, count in sorted(counts.items()))})" if counts else ""
 
 
 def _skip_reason(start: int, end: int, offsets: Sequence[tuple[int, int]], text: str) -> str:

@@ -3,16 +3,19 @@
 JSON: a list of tasks ``{"id", "data": {"text": ...}, "annotations": [{"id", "result": [...], "was_cancelled",
 "created_at", "updated_at"}]}``; each result of ``"type": "labels"`` holds ``value: {start, end, text, labels}``.
 Of several annotations per task the newest one that is not cancelled is used (by ``updated_at``, then
-``created_at``, then annotation id); a region with several labels gives one entity per label.
+``created_at``, then annotation id); a region with several labels gives one entity per label. A task without an
+annotation that is not cancelled (not annotated yet, or skipped) is left out and counted apart from bad records.
 
 JSON-MIN: a list of flat rows ``{"id", "text", <control name>: [{start, end, text, labels}], "annotation_id",
-"created_at", "updated_at", ...}``, one row per annotation; the newest row per task id is used.
+"created_at", "updated_at", ...}``, one row per annotation; the newest row per task id is used. A task that has no
+annotation yet is a row with ``"annotation_id": null``.
 
 With ``predictions=True`` the newest prediction of each task is read instead of its annotations (from a JSON
 export with predictions serialised; JSON-MIN holds none): entities then carry their region's ``score`` and records
 the prediction's ``model_version``, so pre-annotations can be compared with what the model wrote.
 
-Record ids are the task ids. Offsets are checked against ``value.text``; messages name the task id and offsets only.
+Record ids are the task ids. Offsets are checked against ``value.text``, whitespace aside (see :func:`_names_span`);
+messages name the task id and offsets only.
 """
 
 from __future__ import annotations
@@ -60,10 +63,11 @@ def read_label_studio(
     is_full = any(isinstance(task, dict) and ("data" in task or "annotations" in task) for task in tasks)
     if predictions and not is_full:
         raise CorpusError(Problem("wrong_type", "predictions are only in a JSON export, not in JSON-MIN", str(path)))
+    source = "predictions" if predictions else "annotations"
     if is_full:
-        rows = _full_export_rows(tasks, text_key, sink, "predictions" if predictions else "annotations")
+        rows = _newest_rows(_full_export_entries(tasks, text_key, sink, source), f"data.{text_key}", sink, source)
     else:
-        rows = _min_export_rows(tasks, text_key, sink)
+        rows = _newest_rows(_min_export_entries(tasks, text_key, sink), text_key, sink, source)
     records = [record for row in rows if (record := _to_record(*row, labels, sink)) is not None]
     sink.report.records = len(records)
     sink.report.entities = sum(len(record["entities"]) for record in records)
@@ -104,36 +108,31 @@ def _task_id(task: Any, index: int, sink: ProblemSink) -> str | None:
 # A row is (record id, text, regions, model version): regions are the {start, end, text, labels} dicts of one
 # annotation, or of one prediction with each region's "score" added; the model version is a prediction's, else None.
 Row = tuple[str, str, list[Any], str | None]
+# One annotation (or prediction) that is not cancelled: (its _newest_key, its regions, its model version).
+Candidate = tuple[tuple[float, float, float], list[Any], str | None]
+# What an export says of one task: (record id, text, its candidates). JSON gives one entry per task, JSON-MIN one per
+# annotation row, so one task may come as several entries.
+Entry = tuple[str, Any, list[Candidate]]
 
 
-def _full_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink, source: str) -> list[Row]:
-    rows = []
+def _full_export_entries(tasks: list[Any], text_key: str, sink: ProblemSink, source: str) -> list[Entry]:
+    entries = []
     for index, task in enumerate(tasks):
         record_id = _task_id(task, index, sink)
         if record_id is None:
             sink.report.records_skipped += 1
             continue
         data = task.get("data")
-        text = data.get(text_key) if isinstance(data, dict) else None
-        candidates = [a for a in task.get(source) or [] if isinstance(a, dict) and not a.get("was_cancelled")]
-        if not isinstance(text, str):
-            sink("missing_field", f"missing field 'data.{text_key}' (a string)", record_id=record_id)
-        elif not candidates:
-            kind, reason = (
-                ("no_prediction", "no prediction")
-                if source == "predictions"
-                else ("no_annotation", "no annotation that is not cancelled")
-            )
-            sink(kind, reason, record_id=record_id)
-        else:
-            newest = max(candidates, key=lambda a: _newest_key(a, "id"))
-            regions = [r for r in newest.get("result") or [] if isinstance(r, dict) and r.get("type") == "labels"]
-            values = [_value(region, source == "predictions") for region in regions]
-            model_version = newest.get("model_version") if source == "predictions" else None
-            rows.append((record_id, text, values, model_version))
-            continue
-        sink.report.records_skipped += 1
-    return rows
+        candidates = []
+        for annotation in task.get(source) or []:
+            if isinstance(annotation, dict) and not annotation.get("was_cancelled"):
+                result = annotation.get("result") or []
+                regions = [r for r in result if isinstance(r, dict) and r.get("type") == "labels"]
+                values = [_value(region, source == "predictions") for region in regions]
+                model_version = annotation.get("model_version") if source == "predictions" else None
+                candidates.append((_newest_key(annotation, "id"), values, model_version))
+        entries.append((record_id, data.get(text_key) if isinstance(data, dict) else None, candidates))
+    return entries
 
 
 def _value(region: dict[str, Any], with_score: bool) -> Any:
@@ -144,25 +143,18 @@ def _value(region: dict[str, Any], with_score: bool) -> Any:
     return value
 
 
-def _min_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink) -> list[Row]:
-    newest: dict[str, dict[str, Any]] = {}
+def _min_export_entries(tasks: list[Any], text_key: str, sink: ProblemSink) -> list[Entry]:
+    entries = []
     for index, task in enumerate(tasks):
         record_id = _task_id(task, index, sink)
-        if record_id is None or task.get("was_cancelled"):
+        if record_id is None:
             sink.report.records_skipped += 1
             continue
-        older = record_id in newest and _newest_key(task, "annotation_id") <= _newest_key(
-            newest[record_id], "annotation_id"
-        )
-        if older:  # another annotation of the same task is newer: keep that row
-            continue
-        newest[record_id] = task
-    rows = []
-    for record_id, task in newest.items():
-        text = task.get(text_key)
-        if not isinstance(text, str):
-            sink("missing_field", f"missing field {text_key!r} (a string)", record_id=record_id)
-            sink.report.records_skipped += 1
+        # Label Studio writes a task that has no annotation yet as one row with "annotation_id": null and no regions
+        # (with download_all_tasks): it is no annotation, no more than a cancelled one.
+        not_annotated = "annotation_id" in task and task["annotation_id"] is None
+        if task.get("was_cancelled") or not_annotated:
+            entries.append((record_id, task.get(text_key), []))
             continue
         # The regions sit under the labels control's name ("label" by default): any list of region-like dicts.
         regions = [
@@ -175,7 +167,47 @@ def _min_export_rows(tasks: list[Any], text_key: str, sink: ProblemSink) -> list
             and any("labels" in v or "start" in v for v in value)
             for region in value
         ]
-        rows.append((record_id, text, regions, None))
+        entries.append((record_id, task.get(text_key), [(_newest_key(task, "annotation_id"), regions, None)]))
+    return entries
+
+
+def _newest_rows(entries: list[Entry], text_field: str, sink: ProblemSink, source: str) -> list[Row]:
+    """A row per task, in the order the tasks first appear, from its newest candidate. Entries of one id are one
+    task when they hold the same text; with different texts, they are all left out (``duplicate_id``).
+
+    A task without any (not annotated yet, or every annotation cancelled, i.e. skipped by the annotator) is left out
+    and counted in ``records_unannotated``: it is no defect of the file, so it does not count toward the share of bad
+    records. A task without a prediction, when predictions are read, is a problem (``no_prediction``).
+    """
+    by_id: dict[str, list[tuple[Any, list[Candidate]]]] = {}
+    for record_id, text, candidates in entries:
+        by_id.setdefault(record_id, []).append((text, candidates))
+    rows = []
+    for record_id, tasks in by_id.items():
+        texts = [text for text, _ in tasks]
+        candidates = [candidate for _, task_candidates in tasks for candidate in task_candidates]
+        distinct = dict.fromkeys(texts)
+        if not all(isinstance(text, str) for text in texts):
+            sink("missing_field", f"missing field '{text_field}' (a string)", record_id=record_id)
+            sink.report.records_skipped += 1
+        elif len(distinct) > 1:
+            # Not annotations of one task but different tasks (exports of two projects joined: ids restart at 1). Ids
+            # key the splits and the matching of gold and predictions, and which text the id stands for is unknown.
+            for number in range(1, len(distinct) + 1):
+                reason = (
+                    f"task {number} of {len(distinct)} with this id and different texts: left out (task ids must be "
+                    f"unique in a file; were exports of two projects joined?)"
+                )
+                sink("duplicate_id", reason, record_id=record_id)
+            sink.report.records_skipped += len(distinct)
+        elif candidates:
+            _, regions, model_version = max(candidates, key=lambda candidate: candidate[0])
+            rows.append((record_id, texts[0], regions, model_version))
+        elif source == "predictions":
+            sink("no_prediction", "no prediction", record_id=record_id)
+            sink.report.records_skipped += 1
+        else:
+            sink.report.records_unannotated += 1
     return rows
 
 
@@ -215,7 +247,7 @@ def _check_region(
     problems = []
     for name in names:
         kind, detail = check_entity(len(text), start, end, name, labels)
-        if kind is None and "text" in value and value["text"] != text[start:end]:
+        if kind is None and "text" in value and not _names_span(value["text"], text[start:end]):
             kind, detail = "text_mismatch", f"value.text disagrees with text[{start}:{end}]"
         if kind is not None:
             problems.append((kind, detail))
@@ -224,3 +256,10 @@ def _check_region(
         else:
             spans[start, end, detail] = value.get("score")
     return problems
+
+
+def _names_span(region_text: Any, covered: str) -> bool:
+    """Whether a region's ``value.text`` is the text its offsets cover, whitespace aside: Label Studio's browser
+    selection collapses runs of whitespace in ``value.text`` while ``start``/``end`` stay right
+    (HumanSignal/label-studio#3078), and the offsets are what it stores."""
+    return isinstance(region_text, str) and "".join(region_text.split()) == "".join(covered.split())

@@ -7,6 +7,7 @@ Chinese translations for Label Studio exports) and the codes themselves.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -66,7 +67,8 @@ _BY_CODE = {t.code: t for t in (*CCKS_TYPES, *BREAST_CANCER_TYPES)}
 
 def _normalise(name: str) -> str:
     # Annotators write "Surgery name", "surgery_name" or "SurgeryName": compare without case, space, "_" or "-".
-    return "".join(ch for ch in name.casefold() if ch not in " _-")
+    # A Chinese input method writes full-width letters, digits and hyphens ("ＥＲ", "Ki－67"): NFKC folds them.
+    return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch not in " _-")
 
 
 def alias_table(types: tuple[EntityType, ...]) -> dict[str, str]:

@@ -72,12 +72,17 @@ class Problem:
 
 @dataclass
 class ReadReport:
-    """What a reader did: counts, and each problem it skipped (in strict mode it raises at the first one)."""
+    """What a reader did: counts, and each problem it skipped (in strict mode it raises at the first one).
+
+    ``records_unannotated`` counts the Label Studio tasks left out because nobody has annotated them yet (or the
+    annotator skipped them): not a defect of the file, so not among ``records_skipped`` nor the problems.
+    """
 
     records: int = 0
     entities: int = 0
     records_skipped: int = 0
     entities_skipped: int = 0
+    records_unannotated: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     def problem_counts(self) -> Counter[str]:
@@ -90,14 +95,16 @@ class ReadReport:
         self.entities += other.entities
         self.records_skipped += other.records_skipped
         self.entities_skipped += other.entities_skipped
+        self.records_unannotated += other.records_unannotated
         self.problems.extend(other.problems)
 
     def summary(self) -> str:
         """One line: records and entities read and skipped, problems per kind."""
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.problem_counts().items())) or "none"
+        unannotated = f"; left out {self.records_unannotated} tasks not annotated" if self.records_unannotated else ""
         return (
             f"{self.records} records and {self.entities} entities read; skipped {self.records_skipped} records and "
-            f"{self.entities_skipped} entities; problems: {kinds}"
+            f"{self.entities_skipped} entities; problems: {kinds}{unannotated}"
         )
 
 
@@ -128,11 +135,11 @@ class ProblemSink:
 def read_json_lines(path: Path, sink: ProblemSink, parse: Callable[[bytes, int], Record | None]) -> list[Record]:
     """The records of a JSON-lines file, ``parse(raw_line, line_number)`` for each non-blank line; a line it refuses
     (``None``, after telling ``sink`` why) is counted as skipped. A UTF-8 byte-order mark and CRLF ends are
-    tolerated, as the official CCKS files have them; ``sink.report`` counts what was read."""
+    tolerated, as the official CCKS files have them: the mark at the start of any line, since files joined with
+    ``cat`` carry one where each part starts (it can never begin JSON); ``sink.report`` counts what was read."""
     records: list[Record] = []
     for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
+        raw = raw.removeprefix(b"\xef\xbb\xbf")
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue  # blank lines, such as the empty last line most files end with

@@ -1,5 +1,6 @@
 """JSON-lines files in the span schema itself (``train_ner.py --corpus spans``): one ``{"id", "text", "entities":
-[{"start", "end", "label"}]}`` object a line, any label names.
+[{"start", "end", "label", "text"?}]}`` object a line, any label names; an entity's ``text``, when given, must be
+``text[start:end]`` (offsets count characters, code points).
 
 Read like the CCKS files: a line that cannot be used is skipped and a bad entity dropped from its record, each
 logged by file, line, record id and offsets and counted in the report (``strict=True`` raises at the first).
@@ -36,7 +37,12 @@ def _parse_line(raw: bytes, line: int, record_id: str, sink: ProblemSink) -> Rec
         if not isinstance(entity, dict) or not {"start", "end", "label"} <= entity.keys():
             kind, reason = "missing_field", "an entity needs start, end and label"
         else:
-            kind, reason = check_entity(len(text), entity["start"], entity["end"], entity["label"], None)
+            start, end = entity["start"], entity["end"]
+            kind, reason = check_entity(len(text), start, end, entity["label"], None)
+            # The schema's own "text" is the check that offsets count characters: offsets in UTF-16 units or bytes
+            # (other tools') shift every entity after an astral character or a non-ASCII one.
+            if kind is None and "text" in entity and entity["text"] != text[start:end]:
+                kind, reason = "text_mismatch", f"entity text disagrees with text[{start}:{end}]"
             if kind is None:
                 spans.append((entity["start"], entity["end"], reason))  # reason is the label when kind is None
                 continue

@@ -96,6 +96,14 @@ def _write_bytes(path: Path, content: bytes) -> Path:
     return path
 
 
+def _unknown_labels(folder: Path) -> Path:
+    """A Label Studio export of 4 tasks whose one region each has a label the breast-cancer types do not know."""
+    region = {"start": 0, "end": 2, "text": SECRET[:2], "labels": ["乳腺结节"]}
+    annotation = {"id": 1, "was_cancelled": False, "result": [{"type": "labels", "value": region}]}
+    tasks = [{"id": n, "data": {"text": SECRET}, "annotations": [annotation]} for n in range(4)]
+    return _write(folder / "export.json", json.dumps(tasks, ensure_ascii=False))
+
+
 def _pickle_with_global(folder: Path) -> Path:
     path = folder / "evil.pkl"
     path.write_bytes(pickle.dumps(os.system))
@@ -224,6 +232,23 @@ CASES = [
         ],
         "<dir>/ccks.jsonl: 1 of 2 records dropped (bad_json 1), more than --max_bad_fraction 0.05: fix the file "
         "(the log names each record) or raise --max_bad_fraction",
+    ),
+    Case(
+        "train_ner.py",
+        "a Label Studio export whose label names are unknown (every entity dropped)",
+        lambda d, m: ["--corpus=breast_cancer", f"--train_file={_unknown_labels(d)}", f"--output_dir={d / 'out'}"],
+        "<dir>/export.json: 4 of 4 entities dropped (unknown_label 4), more than --max_bad_fraction 0.05: fix the "
+        "file (the log names each entity) or raise --max_bad_fraction",
+    ),
+    Case(
+        "train_ner.py",
+        "a training file without any entity",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, *[json.dumps({'originalText': SECRET, 'entities': []}, ensure_ascii=False)] * 4)}",
+            f"--output_dir={d / 'out'}",
+        ],
+        "<dir>/ccks.jsonl: no entity in the training split, nothing to learn",
     ),
     Case(
         "train_ner.py",

@@ -245,6 +245,157 @@ def test_label_studio_all_annotations_cancelled(tmp_path):
     task["annotations"][0]["was_cancelled"] = True
     path = tmp_path / "export.json"
     path.write_text(json.dumps([task], ensure_ascii=False), encoding="utf-8")
+    result = read_label_studio(path, strict=True)  # a task the annotator skipped is no defect of the file
+    assert result.records == [] and result.report.problems == []
+    assert (result.report.records_skipped, result.report.records_unannotated) == (0, 1)
+
+
+def _min_row(task_id, annotation_id, text=SECRET + "右乳外上象限结节", regions=None, stamp="2024-05-01T10:00:00Z"):
+    """A JSON-MIN row as Label Studio 1.23's converter writes it; annotation_id None: a task not annotated yet."""
+    row = {"text": text, "id": task_id}
+    if annotation_id is not None:
+        row["label"] = (
+            regions if regions is not None else [{"start": 5, "end": 13, "text": text[5:13], "labels": ["Nodule"]}]
+        )
+    return row | {
+        "annotator": 1 if annotation_id is not None else None,
+        "annotation_id": annotation_id,
+        "created_at": stamp if annotation_id is not None else None,
+        "updated_at": stamp if annotation_id is not None else None,
+        "lead_time": 3.0 if annotation_id is not None else None,
+    }
+
+
+def test_label_studio_tasks_not_annotated_are_left_out_and_counted_apart(tmp_path):
+    from clinical_ner_zh.training.common import ConfigurationError, check_dropped_records
+
+    annotated = _task({"start": 5, "end": 13, "text": (SECRET + "右乳外上象限结节")[5:13], "labels": ["Nodule"]})
+    waiting = {"id": 8, "data": {"text": SECRET}, "annotations": [], "predictions": []}
+    exports = {
+        "export.json": [annotated, waiting],
+        "export_min.json": [_min_row(7, 11), _min_row(8, None)],  # download_all_tasks=true
+    }
+    for name, tasks in exports.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+        result = read_label_studio(path, strict=True)
+        assert [(r["id"], len(r["entities"])) for r in result.records] == [("7", 1)], name
+        assert (result.report.records_skipped, result.report.records_unannotated, result.report.problems) == (0, 1, [])
+        assert "left out 1 tasks not annotated" in result.report.summary()
+        check_dropped_records(result.report, name, 0.05)  # half the tasks waiting is no reason to stop
+    path = tmp_path / "none_annotated.json"
+    path.write_text(json.dumps([_min_row(8, None), _min_row(9, None)]), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"none_annotated\.json: no usable record \(2 tasks not annotated\)$"):
+        check_dropped_records(read_label_studio(path).report, str(path), 0.05)
+
+
+def test_label_studio_one_id_on_different_texts_is_reported_not_merged(tmp_path, caplog):
+    other = SECRET + "ER(+)，PR(-)。"
+    region = {"start": 0, "end": 5, "text": other[:5], "labels": ["ER"]}
+    rows = [_min_row(1, 11), _min_row(1, 12, other, [region], "2024-06-01T10:00:00Z"), _min_row(2, 13)]
+    tasks = [_task({"start": 5, "end": 13, "labels": ["Nodule"]}, id=1), _task(region, text=other, id=1)]
+    tasks.append(_task({"start": 5, "end": 13, "labels": ["Nodule"]}, id=2))
+    for name, content in {"export_min.json": rows, "export.json": tasks}.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            result = read_label_studio(path)
+        assert [r["id"] for r in result.records] == ["2"], name
+        assert result.report.records_skipped == 2 and result.report.problem_counts() == {"duplicate_id": 2}
+        assert "record 1: task 2 of 2 with this id and different texts: left out" in result.report.problems[1].message
+        assert SECRET not in caplog.text
+        with pytest.raises(CorpusError, match="record 1: task 1 of 2 with this id and different texts"):
+            read_label_studio(path, strict=True)
+
+
+def test_span_schema_entity_text_must_match_its_offsets(tmp_path, caplog):
+    from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl
+
+    text = SECRET + "𠮷某，口服来曲唑。"  # 𠮷 is one character but two UTF-16 code units
+    start = text.index("来曲唑")
+    entities = [
+        {"start": start + 1, "end": start + 4, "label": "Drug", "text": "来曲唑"},  # offsets counted in UTF-16 units
+        {"start": start, "end": start + 3, "label": "Drug", "text": "来曲唑"},
+        {"start": 0, "end": 5, "label": "Name"},  # "text" may be left out
+    ]
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps({"id": "r1", "text": text, "entities": entities}, ensure_ascii=False), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        result = read_span_jsonl(path)
+    assert [(e["start"], e["end"], e["label"]) for e in result.records[0]["entities"]] == [
+        (0, 5, "Name"),
+        (start, start + 3, "Drug"),
+    ]
+    assert result.report.entities_skipped == 1 and result.report.problem_counts() == {"text_mismatch": 1}
+    message = f"spans.jsonl:1: record r1: entity 0: entity text disagrees with text[{start + 1}:{start + 4}]"
+    assert result.report.problems[0].message.endswith(message)
+    assert SECRET not in caplog.text and "来曲唑" not in caplog.text
+
+
+def test_entities_dropped_by_a_reader_count_toward_max_bad_fraction(tmp_path, caplog):
+    from clinical_ner_zh.training.common import ConfigurationError, check_dropped_records
+
+    text = SECRET + "行右乳腺癌改良根治术，ER(+)，Ki67(30%)。"
+    surgery = (text.index("右乳"), text.index("术") + 1)
+    er, ki67 = (text.index("ER"), text.index("ER") + 5), (text.index("Ki67"), text.index("Ki67") + 9)
+
+    def export(name, labels):
+        tasks = []
+        for n in range(20):
+            regions = [{"start": s, "end": e, "text": text[s:e], "labels": [label]} for (s, e), label in labels(n)]
+            tasks.append(_task(regions[0], text=text, id=n))
+            tasks[-1]["annotations"][0]["result"] = [{"type": "labels", "value": region} for region in regions]
+        path = tmp_path / name
+        path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+        return read_label_studio(path).report
+
+    # Full-width letters, digits and hyphens from a Chinese input method name the known types.
+    report = export("full_width.json", lambda n: [(er, "ＥＲ"), (ki67, "Ki－67")])
+    assert (report.entities, report.entities_skipped) == (40, 0)
+    # One type of the project named otherwise than the table ("手术" for 手术名称): a third of the entities lost.
+    report = export("one_unknown.json", lambda n: [(surgery, "手术"), (er, "ER"), (ki67, "Ki67")])
+    assert (report.records, report.records_skipped, report.entities_skipped) == (20, 0, 20)
+    with pytest.raises(ConfigurationError) as error:
+        check_dropped_records(report, "one_unknown.json", 0.05)
+    assert str(error.value) == (
+        "one_unknown.json: 20 of 60 entities dropped (unknown_label 20), more than --max_bad_fraction 0.05: fix the "
+        "file (the log names each entity) or raise --max_bad_fraction"
+    )
+    # Under the share, the run goes on and the log says how many.
+    report = export("one_bad.json", lambda n: [(er, "ER"), (ki67, "Ki67"), *([(surgery, "手术")] if n == 0 else [])])
+    with caplog.at_level(logging.WARNING):
+        check_dropped_records(report, "one_bad.json", 0.05)
+    assert "one_bad.json: 1 of 41 entities dropped (unknown_label 1)" in caplog.text and SECRET not in caplog.text
+
+
+def test_ccks_files_joined_with_cat_keep_every_record(files, tmp_path):
+    part = files["ccks2019_train.jsonl"].read_bytes()  # starts with a BOM, ends with CRLF
+    joined = tmp_path / "joined.jsonl"
+    joined.write_bytes(part + part)
+    result = read_ccks(joined, strict=True)
+    assert (result.report.records, result.report.records_skipped) == (24, 0)
+    assert [r["text"] for r in result.records[12:]] == [r["text"] for r in result.records[:12]]
+
+
+def test_label_studio_region_text_with_whitespace_collapsed_keeps_its_entity(tmp_path):
+    text = SECRET + "术后行TC方案化疗  6周期，\n\n后予来曲唑内分泌治疗。"
+    chemo = (text.index("TC"), text.index("6周期") + 3)
+    endocrine = (text.index("，") + 1, text.index("治疗") + 2)  # starts on the line breaks
+    regions = [
+        # value.text as Label Studio's browser selection writes it: runs of whitespace collapsed or gone
+        {"start": chemo[0], "end": chemo[1], "text": "TC方案化疗 6周期", "labels": ["Chemotherapy"]},
+        {"start": endocrine[0], "end": endocrine[1], "text": "后予来曲唑内分泌治疗", "labels": ["EndocrineTherapy"]},
+        {"start": chemo[0] + 1, "end": chemo[1] + 1, "text": "TC方案化疗 6周期", "labels": ["Chemotherapy"]},  # shifted
+    ]
+    task = _task(regions[0], text=text)
+    task["annotations"][0]["result"] = [{"type": "labels", "value": region} for region in regions]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([task], ensure_ascii=False), encoding="utf-8")
     result = read_label_studio(path)
-    assert result.records == [] and result.report.records_skipped == 1
-    assert "record 7: no annotation that is not cancelled" in result.report.problems[0].message
+    assert [(e["start"], e["end"], e["label"]) for e in result.records[0]["entities"]] == [
+        (*chemo, "Chemotherapy"),
+        (*endocrine, "EndocrineTherapy"),
+    ]
+    assert [p.message.split(": ", 1)[1] for p in result.report.problems] == [
+        f"record 7: entity 2: value.text disagrees with text[{chemo[0] + 1}:{chemo[1] + 1}]"
+    ]

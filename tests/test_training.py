@@ -5,6 +5,7 @@ and (slow) the scripts run end to end, also on two processes like on one."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -37,7 +38,7 @@ from clinical_ner_zh.training.common import (
 )
 
 from .conftest import TINY_BERT
-from .helpers import TINY, ner_args, simulated_ccks_records, write_ccks, write_label_studio_json
+from .helpers import TINY, ccks2020_records, ner_args, simulated_ccks_records, write_ccks, write_label_studio_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -291,6 +292,23 @@ def test_saved_folder_is_a_complete_model_repository(corpora, tmp_path):
     assert sorted((group["name"], group["weight_decay"]) for group in groups) == [
         ("encoder", 0.0), ("encoder", 0.01), ("head", 0.0), ("head", 0.01)
     ]  # fmt: skip
+
+
+def test_entities_left_out_of_the_tags_are_logged_and_counted_per_type(tmp_path, caplog):
+    corpus = write_ccks(tmp_path / "c2020.jsonl", ccks2020_records(), overlap_key=False)
+    argv = ["--corpus=ccks2020", f"--train_file={corpus}", f"--validation_file={corpus}", *TINY,
+            f"--output_dir={tmp_path / 'out'}", "--max_length=32", "--stride=8", "--max_steps=1"]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="train_ner"):
+        results = train_ner.main(argv)
+    # Record 1 nests 胆囊 (Anatomy) in 胆囊切除术 (Operation) and labels 左眼白内障 Disease and Operation: one tag each.
+    expected = {"not_representable": {}, "dropped_as_overlap": {"Anatomy": 1, "Operation": 1}}
+    assert results["entities_not_encoded"] == {"train": expected, "validation": expected}
+    saved = json.loads((tmp_path / "out" / "all_results.json").read_text(encoding="utf-8"))
+    assert saved["entities_not_encoded"] == results["entities_not_encoded"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "train_ner"]
+    assert "train: not encoded: record c2020:1 [3, 5) Anatomy: overlaps a longer entity that is kept" in lines
+    assert "validation: not encoded: record c2020:1 [11, 16) Operation: overlaps a longer entity that is kept" in lines
+    assert any(line.endswith("2 dropped as overlaps (Anatomy 1, Operation 1)") for line in lines)
 
 
 @pytest.mark.slow

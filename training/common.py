@@ -395,7 +395,10 @@ def max_bad_fraction_field():
     """``--max_bad_fraction``, the same in every training script that reads a corpus."""
     return dataclasses.field(
         default=0.05,
-        metadata={"help": "stop before training when the reader drops more than this share of a file's records"},
+        metadata={
+            "help": "stop before training when the reader drops more than this share of a file's records, or of "
+            "the entities of the records it keeps"
+        },
     )
 
 
@@ -405,21 +408,30 @@ def check_max_bad_fraction(max_bad_fraction: float) -> None:
 
 
 def check_dropped_records(report, source: str, max_bad_fraction: float) -> None:
-    """Stop before training when a reader dropped more than ``max_bad_fraction`` of the records of ``source``, or
-    kept none; the message counts the records dropped per reason (the log names each one)."""
-    total = report.records + report.records_skipped
-    reasons = Counter(problem.kind for problem in report.problems if problem.entity is None)
-    why = ", ".join(f"{kind} {count}" for kind, count in sorted(reasons.items()))
+    """Stop before training when a reader dropped more than ``max_bad_fraction`` of the records of ``source``, or of
+    the entities of the records it kept (an export whose label names are unknown keeps every record and no entity),
+    or kept no record; the message counts what was dropped per reason (the log names each record and entity)."""
+    by_reason = {"records": Counter(), "entities": Counter()}
+    for problem in report.problems:
+        by_reason["records" if problem.entity is None else "entities"][problem.kind] += 1
+    why = {what: ", ".join(f"{kind} {count}" for kind, count in sorted(reasons.items()))
+           for what, reasons in by_reason.items()}  # fmt: skip
     if report.records == 0:
-        dropped = f" ({report.records_skipped} dropped: {why})" if report.records_skipped else ""
-        raise ConfigurationError(f"{source}: no usable record{dropped}")
-    if report.records_skipped > max_bad_fraction * total:
-        raise ConfigurationError(
-            f"{source}: {report.records_skipped} of {total} records dropped ({why}), more than --max_bad_fraction "
-            f"{max_bad_fraction}: fix the file (the log names each record) or raise --max_bad_fraction"
-        )
-    if report.records_skipped:
-        logger.warning("%s: %d of %d records dropped (%s)", source, report.records_skipped, total, why)
+        left_out = [f"{report.records_skipped} dropped: {why['records']}"] if report.records_skipped else []
+        left_out += [f"{report.records_unannotated} tasks not annotated"] if report.records_unannotated else []
+        raise ConfigurationError(f"{source}: no usable record" + (f" ({'; '.join(left_out)})" if left_out else ""))
+    for what, each, kept, dropped in (
+        ("records", "record", report.records, report.records_skipped),
+        ("entities", "entity", report.entities, report.entities_skipped),
+    ):
+        total = kept + dropped
+        if dropped > max_bad_fraction * total:
+            raise ConfigurationError(
+                f"{source}: {dropped} of {total} {what} dropped ({why[what]}), more than --max_bad_fraction "
+                f"{max_bad_fraction}: fix the file (the log names each {each}) or raise --max_bad_fraction"
+            )
+        if dropped:
+            logger.warning("%s: %d of %d %s dropped (%s)", source, dropped, total, what, why[what])
 
 
 def save_checkpoint(accelerator: Accelerator, state: dict, arguments: dict) -> Path:
