@@ -28,7 +28,7 @@ from typing import Any
 
 from .ccks import ReadResult
 from .labels import BREAST_CANCER_TYPES, EntityType, alias_table
-from .schema import CorpusError, Problem, ProblemSink, Record, check_entity, make_record
+from .schema import CorpusError, Problem, ProblemSink, Record, check_entity, make_record, not_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ def _newest_rows(entries: list[Entry], text_field: str, sink: ProblemSink, sourc
                 )
                 sink("duplicate_id", reason, record_id=record_id)
             sink.report.records_skipped += len(distinct)
+        elif reason := not_unicode(texts[0]):
+            sink("bad_encoding", reason, record_id=record_id)
+            sink.report.records_skipped += 1
         elif candidates:
             _, regions, model_version = max(candidates, key=lambda candidate: candidate[0])
             rows.append((record_id, texts[0], regions, model_version))

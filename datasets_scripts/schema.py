@@ -144,6 +144,9 @@ def read_json_lines(path: Path, sink: ProblemSink, parse: Callable[[bytes, int],
         if not raw.strip():
             continue  # blank lines, such as the empty last line most files end with
         record = parse(raw, number)
+        if record is not None and (reason := not_unicode(record["text"])):
+            sink("bad_encoding", reason, line=number, record_id=record["id"])
+            record = None
         if record is None:
             sink.report.records_skipped += 1
         else:
@@ -151,6 +154,16 @@ def read_json_lines(path: Path, sink: ProblemSink, parse: Callable[[bytes, int],
     sink.report.records = len(records)
     sink.report.entities = sum(len(record["entities"]) for record in records)
     return records
+
+
+def not_unicode(text: str) -> str | None:
+    """Why ``text`` cannot be stored (a lone UTF-16 surrogate, which JSON's ``"\\ud800"`` gives and UTF-8 cannot
+    encode: pyarrow then fails on the whole corpus without naming a record), or ``None``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"the text holds a lone surrogate at character {error.start}"
+    return None
 
 
 def json_object(raw: bytes, line: int, record_id: str, sink: ProblemSink, fields: dict[str, type]) -> dict | None:

@@ -24,9 +24,16 @@ from clinical_ner_zh.datasets_scripts import (
     split_of,
 )
 from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_CLASSES, BREAST_CANCER_CODES
+from clinical_ner_zh.datasets_scripts.schema import to_dataset
 from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 
-from .helpers import ccks2020_records, simulated_ccks_records, write_fixtures
+from .helpers import (
+    ccks2020_records,
+    simulated_ccks_records,
+    write_fixtures,
+    write_label_studio_json,
+    write_label_studio_min,
+)
 
 SECRET = "王秘密患者"  # stands for patient text: it must never appear in a message
 
@@ -399,3 +406,32 @@ def test_label_studio_region_text_with_whitespace_collapsed_keeps_its_entity(tmp
     assert [p.message.split(": ", 1)[1] for p in result.report.problems] == [
         f"record 7: entity 2: value.text disagrees with text[{chemo[0] + 1}:{chemo[1] + 1}]"
     ]
+
+
+@pytest.mark.parametrize("kind", ["ccks", "label_studio_json", "label_studio_min"])
+def test_a_lone_surrogate_drops_its_record_named_by_line_and_id(files, tmp_path, kind, caplog):
+    """A text holding a lone surrogate escape (JSON's "\\ud800", as a UTF-16 tool writes half an emoji) cannot be
+    stored: it used to pass the reader, and the whole corpus then failed in pyarrow with a traceback naming no
+    record. It is a bad record, named by line and id, without its text; the corpus still loads."""
+    if kind == "ccks":
+        lines = files["ccks2019_train.jsonl"].read_bytes().splitlines()
+        record = json.loads(lines[2].removeprefix(b"\xef\xbb\xbf"))
+        record["originalText"] = SECRET + "\ud800" + record["originalText"]
+        path = tmp_path / "train.jsonl"
+        path.write_bytes(b"\n".join([*lines[:2], json.dumps(record).encode(), *lines[3:]]))
+        result = read_ccks(path)
+        where, good = f"{path}:3: record train:3", 11
+    else:
+        records = simulated_breast_cancer_records(6, seed=4, long_records=0)
+        marker = "〓"  # written as the escape JSON gives a lone surrogate, which no encoder writes
+        records[1] = {**records[1], "text": SECRET + marker + records[1]["text"][len(SECRET) + 1 :]}
+        write = write_label_studio_json if kind == "label_studio_json" else write_label_studio_min
+        path = write(tmp_path / "export.json", records)
+        path.write_text(path.read_text(encoding="utf-8").replace(marker, "\\ud800"), encoding="utf-8")
+        result = read_label_studio(path)
+        where, good = f"{path}: record {records[1]['id']}", 5
+    (problem,) = [p for p in result.report.problems if p.kind == "bad_encoding"]
+    assert problem.message.endswith(f"{where}: the text holds a lone surrogate at character {len(SECRET)}")
+    assert len(result.records) == good and result.report.records_skipped >= 1
+    assert len(to_dataset(result.records)) == good
+    assert SECRET not in caplog.text
