@@ -26,7 +26,9 @@ Nothing is written before the model, every record of the input and every output 
 path equal to an input (or to another output) is refused. Results go to ``OUTPUT.partial`` beside the output, which
 is renamed into place only when complete, so the output path holds the previous file or a complete new one. After
 a crash or Ctrl-C, ``--resume`` continues from the partial file: records already there are skipped by id (the
-input must still hold them with the same text), the rest are appended in input order. The Label Studio file is built
+input must still hold them with the same text), the rest are appended in input order. ``OUTPUT.partial.json``
+records what wrote it (a digest of the model folder's files, the windows, ``--quantize``): a resume with another
+model or other options is refused, so that one output never mixes two models. The Label Studio file is built
 from the complete results at the end. A record the tokenizer or model rejects stops the run (``--on-error stop``)
 or is left out (``--on-error skip``); either way it is named by file, line and id.
 
@@ -282,6 +284,11 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
+def settings_path(partial: Path) -> Path:
+    """Where the model and options that write ``partial`` are recorded, for ``--resume`` to compare."""
+    return partial.with_name(partial.name + ".json")
+
+
 @contextlib.contextmanager
 def replace_when_done(path: Path) -> Iterator[Any]:
     """A text file that takes the place of ``path`` only when the block completes; on an error ``path`` keeps
@@ -481,6 +488,49 @@ def read_partial(partial: Path, index: InputIndex) -> tuple[set[str], int, int]:
     return done, last, complete
 
 
+def model_digest(model: str, pipe) -> str:
+    """What identifies the model's weights and settings: a digest of the files of a model folder (its README and
+    hidden files aside), or the commit of a Hub repository."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return getattr(pipe.model.config, "_commit_hash", None) or model
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != "README.md" and not path.name.startswith("."):
+            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def check_settings(partial: Path, settings: dict[str, Any]) -> None:
+    """``--resume`` continues only a partial file written with the same model, windows and quantization: the
+    records already there would otherwise come from one model and the rest from another."""
+    recorded_path = settings_path(partial)
+    restart = f"rerun with those, or delete {partial} to start afresh"
+    try:
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise PredictInputError(
+            f"{partial}: {recorded_path} does not say which model and options wrote it: delete {partial} to start "
+            "afresh"
+        ) from None
+    differences = []
+    if recorded.get("model_digest") != settings["model_digest"]:
+        differences.append(f"the model {recorded.get('model')} (its files have changed since, or this is another)")
+    if recorded.get("window") != settings["window"]:
+        (window, stride), (now_window, now_stride) = recorded.get("window") or (None, None), settings["window"]
+        differences.append(
+            f"--max-length/--stride windows of {window} tokens with stride {stride} (now {now_window} with "
+            f"{now_stride})"
+        )
+    if recorded.get("quantize") != settings["quantize"]:
+        differences.append(f"--quantize {recorded.get('quantize') or 'none'} (now {settings['quantize'] or 'none'})")
+    if differences:
+        raise PredictInputError(f"{partial} was written by a run with {'; '.join(differences)}: {restart}")
+
+
 def load_pipeline(model: str, device, batch_size: int, quantize: str | None = None):
     from transformers import pipeline
 
@@ -586,13 +636,19 @@ def main(argv: list[str] | None = None) -> int:
             raise PredictInputError(f"--quantize bf16: {error}") from None
     pipe = load_pipeline(args.model, accelerator.device, args.batch_size, args.quantize)
     try:
-        pipe._window_plan(args.max_length, args.stride)
+        window = pipe._window_plan(args.max_length, args.stride)
     except ValueError as error:
         raise PredictInputError(f"--max-length/--stride: {error}") from None
     call_kwargs = {k: v for k, v in (("max_length", args.max_length), ("stride", args.stride)) if v is not None}
     model_version = args.model_version or Path(str(args.model).rstrip("/")).name
 
     partial = partial_path(args.output)
+    settings = {
+        "model": args.model,
+        "model_digest": model_digest(args.model, pipe),
+        "window": list(window),
+        "quantize": args.quantize,
+    }
     done: set[str] = set()
     last_done, complete = -1, 0
     if partial.exists():
@@ -601,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{partial} holds the results of an interrupted run: --resume continues it, or delete it"
             )
         done, last_done, complete = read_partial(partial, index)
+        check_settings(partial, settings)
     accelerator.wait_for_everyone()  # every process has read the partial file before it is touched
 
     def pending(record_id: str) -> bool:
@@ -613,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     output = None
     if main_process:
         partial.parent.mkdir(parents=True, exist_ok=True)
+        if not partial.exists():
+            settings_path(partial).write_text(json.dumps(settings) + "\n", encoding="utf-8")
         output = partial.open("r+b" if partial.exists() else "wb")
         output.truncate(complete)  # drops a line cut by the interruption
         output.seek(complete)
@@ -655,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         with replace_when_done(args.label_studio_config) as handle:
             handle.write(config)
     os.replace(partial, args.output)
+    settings_path(partial).unlink(missing_ok=True)
     written = len(index.positions) - len(left_out)
     also = "".join(f" and {path}" for path in (args.label_studio, args.label_studio_config) if path)
     print(f"wrote {written} records to {args.output}{also} ({world} process{'es' if world > 1 else ''})")

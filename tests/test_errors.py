@@ -85,6 +85,15 @@ def _metrics_files(folder: Path, gold_lines: list[str], pred_lines: list[str]) -
     return [str(gold), str(pred)]
 
 
+def _interrupted(folder: Path, model: Path, window: list[int]) -> Path:
+    """The output path of a run interrupted before it wrote anything, with the settings it recorded."""
+    import predict
+
+    settings = {"model": str(model), "model_digest": predict.model_digest(str(model), None), "window": window}
+    _write(folder / "p.jsonl.partial.json", json.dumps({**settings, "quantize": None}))
+    return _write(folder / "p.jsonl.partial", "").with_suffix("")
+
+
 def _non_empty(folder: Path) -> Path:
     (folder / "out").mkdir()
     (folder / "out" / "model.safetensors").write_bytes(b"another model")
@@ -161,6 +170,13 @@ CASES = [
         ),
         "<dir>/p.jsonl.partial:1: record 'a' differs from the input; the input changed since the interrupted run: "
         "delete <dir>/p.jsonl.partial to start afresh",
+    ),
+    Case(
+        "predict.py",
+        "--resume with other windows than the interrupted run",
+        lambda d, m: _predict(d, m, _records(d, _record("a")), "--resume", "-o", _interrupted(d, m, window=[6, 2])),
+        "<dir>/p.jsonl.partial was written by a run with --max-length/--stride windows of 6 tokens with stride 2 "
+        "(now 62 with 15): rerun with those, or delete <dir>/p.jsonl.partial to start afresh",
     ),
     Case(
         "predict.py",

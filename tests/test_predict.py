@@ -338,25 +338,25 @@ def test_a_lone_surrogate_is_named_by_id_and_can_be_skipped(model_dir, tmp_path,
     assert SECRET not in captured.err + captured.out
 
 
+class RejectingPipeline:
+    """The real pipeline, except that it raises on one text (as a tokenizer or model might)."""
+
+    def __init__(self, pipe, rejected: str):
+        self.pipe, self.rejected = pipe, rejected
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def __call__(self, texts, **kwargs):
+        if self.rejected in ([texts] if isinstance(texts, str) else texts):
+            raise RuntimeError(f"cannot tag {self.rejected}")  # the text in the message must not reach the user
+        return self.pipe(texts, **kwargs)
+
+
 def test_a_record_the_model_rejects_stops_then_resume_can_skip_it(model_dir, tmp_path, capsys, monkeypatch):
     rejected = "物" * 5
-
-    class RejectingPipeline:
-        """The real pipeline, except that it raises on one text (as a tokenizer or model might)."""
-
-        def __init__(self, pipe):
-            self.pipe = pipe
-
-        def __getattr__(self, name):
-            return getattr(self.pipe, name)
-
-        def __call__(self, texts, **kwargs):
-            if rejected in ([texts] if isinstance(texts, str) else texts):
-                raise RuntimeError(f"cannot tag {rejected}")  # the text in the message must not reach the user
-            return self.pipe(texts, **kwargs)
-
     real_load = predict.load_pipeline
-    monkeypatch.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args)))
+    monkeypatch.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args), rejected))
     rows = [{"id": f"r{i}", "text": rejected if i == 3 else TEXTS[i % 4]} for i in range(6)]
     source = write_jsonl(tmp_path / "records.jsonl", rows)
     output = tmp_path / "out.jsonl"
@@ -394,6 +394,37 @@ def test_partial_results_are_never_silently_reused(model_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "out.jsonl.partial:1: record 'r0' differs from the input; the input changed" in err, err
     assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "other"], "was written by a run with the model {model} (its files have changed since"),
+        (["--max-length", "16"], "with --max-length/--stride windows of 62 tokens with stride 15 (now 14 with 3)"),
+        (["--quantize", "int8"], "with --quantize none (now int8)"),
+    ],
+)
+def test_resume_refuses_another_model_window_or_quantization(model_dir, tmp_path, capsys, monkeypatch, flags, message):
+    rows = [{"id": f"r{i}", "text": "物" * 5 if i == 2 else TEXTS[0]} for i in range(4)]
+    source, output = write_jsonl(tmp_path / "records.jsonl", rows), tmp_path / "out.jsonl"
+    real_load = predict.load_pipeline
+    with monkeypatch.context() as patched:  # the run is interrupted at r2, as by a crash
+        patched.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args), "物" * 5))
+        assert run(model_dir, source, "-o", output, "--chunk-size", "1") == 2
+    capsys.readouterr()
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    with (other / "config.json").open("a") as handle:
+        handle.write("\n")  # the same model retrained would change its weights; any change to a file counts
+    model = other if flags[0] == "--model" else model_dir
+    assert run(model, source, "-o", output, "--resume", *flags[2 if flags[0] == "--model" else 0 :]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of the model's loading
+    assert err.startswith("error: ") and message.format(model=model_dir) in err, err
+    assert not output.exists() and [r["id"] for r in read_jsonl(tmp_path / "out.jsonl.partial")] == ["r0", "r1"]
+
+    assert run(model_dir, source, "-o", output, "--resume") == 0
+    assert [spans_of(r) for r in read_jsonl(output)] == [EXPECTED[0]] * 2 + [[(0, 5, "Chemotherapy")], EXPECTED[0]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "out.jsonl", "records.jsonl"]
 
 
 def test_sigkill_leaves_no_output_and_resume_finishes_it_identically(model_dir, tmp_path):
