@@ -30,7 +30,9 @@ input must still hold them with the same text), the rest are appended in input o
 records what wrote it (a digest of the model folder's files, the windows, ``--quantize``): a resume with another
 model or other options is refused, so that one output never mixes two models. The Label Studio file is built
 from the complete results at the end. A record the tokenizer or model rejects stops the run (``--on-error stop``)
-or is left out (``--on-error skip``); either way it is named by file, line and id.
+or is left out (``--on-error skip``); either way it is named by file, line and id. A run in which every record
+was rejected leaves the output as it was; a model that cannot tag a sample text (a family-B folder without its
+lexicon) is refused when it is loaded, before any record is read.
 
 Under ``accelerate launch`` the records are dealt out to the processes chunk by chunk; the main process gathers
 the results and writes them in input order. Messages about bad input name the file and line (or task), never the
@@ -53,7 +55,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag, describe, run_command
 from clinical_ner_zh.cli_errors.output_folder import check_writable
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("auto", "jsonl", "label-studio", "text")
 JSON_SUFFIXES = (".jsonl", ".json")
 PARTIAL_SUFFIX = ".partial"
+PROBE_TEXT = "患者左乳腺癌术后，行紫杉醇化疗。"  # tagged once when the model is loaded; no patient's text
 
 
 class PredictInputError(UserError, ValueError):
@@ -556,6 +559,12 @@ def load_pipeline(model: str, device, batch_size: int, quantize: str | None = No
             f"--quantize {quantize}: {model}: the model folder's pipeline code predates --quantize; save the model "
             "again with this version (save_for_hub) or leave out --quantize"
         ) from None
+    try:
+        # A model that cannot tag at all (a family-B folder without its lexicon) is the model's fault, not each
+        # record's: found here, before any record is read or anything written.
+        pipe(PROBE_TEXT)
+    except Exception as error:
+        raise PredictInputError(f"{model}: the model cannot tag text: {describe(error)}") from None
     if pipe.device != device:
         # With torch.distributed initialised (accelerate launch), transformers pins a pipeline to the model's
         # current device (the CPU after loading) whatever `device` says: put it where this process runs.
@@ -707,6 +716,14 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
     if not main_process:
         return 0
+    written = len(index.positions) - len(left_out)
+    if not written:
+        # Nothing tagged is no result: the output keeps what it held
+        partial.unlink()
+        settings_path(partial).unlink(missing_ok=True)
+        raise PredictInputError(
+            f"the model rejected every record ({len(left_out)}; the log names each): {args.output} left as it was"
+        )
     if args.label_studio is not None:
         write_label_studio(args.label_studio, records(), partial, args, model_version)
     if args.label_studio_config is not None:
@@ -715,7 +732,6 @@ def main(argv: list[str] | None = None) -> int:
             handle.write(config)
     os.replace(partial, args.output)
     settings_path(partial).unlink(missing_ok=True)
-    written = len(index.positions) - len(left_out)
     also = "".join(f" and {path}" for path in (args.label_studio, args.label_studio_config) if path)
     print(f"wrote {written} records to {args.output}{also} ({world} process{'es' if world > 1 else ''})")
     if left_out:

@@ -371,6 +371,38 @@ def test_a_record_the_model_rejects_stops_then_resume_can_skip_it(model_dir, tmp
     assert not (tmp_path / "out.jsonl.partial").exists()
 
 
+def test_a_run_whose_every_record_is_rejected_keeps_the_previous_output(model_dir, tmp_path, capsys, monkeypatch):
+    real_load = predict.load_pipeline
+    monkeypatch.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args), "物" * 5))
+    source = write_jsonl(tmp_path / "records.jsonl", [{"id": f"r{i}", "text": "物" * 5} for i in range(3)])
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(b"previous predictions\n")
+    assert run(model_dir, source, "-o", output, "--on-error", "skip", "--label-studio", tmp_path / "ls.json") == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"error: the model rejected every record (3; the log names each): {output} left as it was", err
+    assert output.read_bytes() == b"previous predictions\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "records.jsonl"]
+
+
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_a_family_b_folder_without_its_lexicon_is_a_model_error_before_any_record(tmp_path, capsys, on_error):
+    from transformers import BertTokenizerFast
+
+    from .helpers import VOCAB, tiny_model
+
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(VOCAB)})
+    model_folder = save_for_hub(tiny_model(max_position_embeddings=64), tokenizer, tmp_path / "famb")
+    (model_folder / "lexicon.tsv").unlink()  # a copy or download of the folder without it
+    source = write_jsonl(tmp_path / "records.jsonl", [{"id": "r1", "text": "乳腺癌术后"}])
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(b"previous predictions\n")
+    assert run(model_folder, source, "-o", output, "--on-error", on_error) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"error: {model_folder}: the model cannot tag text: expected a model with a lexicon"), err
+    assert f"({model_folder}: the config expects the lexicon 'lexicon.tsv' (no such file))" in err, err
+    assert output.read_bytes() == b"previous predictions\n" and not (tmp_path / "out.jsonl.partial").exists()
+
+
 def test_a_folder_of_json_lines_and_label_studio_files_is_read_as_such(model_dir, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
