@@ -404,7 +404,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_paths(args: argparse.Namespace, metrics_path: Path | None) -> None:
-    """Every output path can be written and is none of the inputs nor another output; nothing is written yet."""
+    """Every output path can be written and is none of the inputs nor another output, nor inside the input or model
+    folder; nothing is written yet."""
+    model = Path(args.model)
     inputs = {"the input": args.input, "--gold": args.gold}
     outputs = {
         "--output": args.output,
@@ -423,6 +425,8 @@ def check_paths(args: argparse.Namespace, metrics_path: Path | None) -> None:
                 raise PredictInputError(f"{name} {path} is the same file as {other_name}: choose another path")
         if args.input.is_dir() and args.input.resolve() in path.resolve().parents:
             raise PredictInputError(f"{name} {path} is inside the input folder: choose a path outside it")
+        if model.is_dir() and model.resolve() in path.resolve().parents:
+            raise PredictInputError(f"{name} {path} is inside the model folder {model}: choose a path outside it")
         check_writable(path.parent, f"{name} {path}")
         seen[name] = path
 

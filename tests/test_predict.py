@@ -283,6 +283,30 @@ def test_an_output_equal_to_an_input_is_refused_and_the_input_kept(model_dir, tm
 
 
 @pytest.mark.parametrize(
+    "flags",
+    [
+        ["--output", "{model}/config.json"],
+        ["-o", "{out}", "--label-studio", "{model}/tasks.json"],
+        ["-o", "{out}", "--gold", "{input}", "--metrics-output", "{model}/eval_results.json"],
+    ],
+)
+def test_an_output_inside_the_model_folder_is_refused(model_dir, tmp_path, capsys, flags):
+    source = records_file(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    before = {path: path.read_bytes() for path in model.iterdir()}
+    names = {"input": source, "out": tmp_path / "out.jsonl", "model": model}
+    assert run(model, source, *(flag.format(**names) for flag in flags)) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: {flags[-2]} {flags[-1].format(**names)} is inside the model folder {model}: choose a path "
+        "outside it\n"
+    ), err
+    assert {path: path.read_bytes() for path in model.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "records.jsonl"]
+
+
+@pytest.mark.parametrize(
     ("content", "flags", "message"),
     [
         (
