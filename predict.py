@@ -295,8 +295,10 @@ def settings_path(partial: Path) -> Path:
 @contextlib.contextmanager
 def replace_when_done(path: Path) -> Iterator[Any]:
     """A text file that takes the place of ``path`` only when the block completes; on an error ``path`` keeps
-    its previous content and the temporary file is removed."""
+    its previous content and the temporary file is removed. The folder is created as that of ``--output`` is (the
+    paths were checked before any work)."""
     temporary = partial_path(path)
+    temporary.parent.mkdir(parents=True, exist_ok=True)
     try:
         with temporary.open("w", encoding="utf-8") as handle:
             yield handle

@@ -282,6 +282,19 @@ def test_an_output_equal_to_an_input_is_refused_and_the_input_kept(model_dir, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gold.jsonl", "records.jsonl"]
 
 
+def test_every_output_folder_is_created_as_that_of_the_output(model_dir, tmp_path):
+    source = records_file(tmp_path)
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": f"r{i}", "text": TEXTS[i], "entities": []} for i in range(4)])
+    output, tasks, config, metrics = (tmp_path / folder / name for folder, name in
+                                      (("out", "p.jsonl"), ("ls", "tasks.json"), ("cfg", "config.xml"), ("m", "x.json")))  # fmt: skip
+    flags = ["--label-studio", tasks, "--label-studio-config", config, "--gold", gold, "--metrics-output", metrics]
+    assert run(model_dir, source, "-o", output, *flags) == 0
+    assert [r["id"] for r in read_jsonl(output)] == ["r0", "r1", "r2", "r3"]
+    assert len(json.loads(tasks.read_text())) == 4 and "<Labels" in config.read_text()
+    assert json.loads(metrics.read_text())["micro"]["support"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg", "gold.jsonl", "ls", "m", "out", "records.jsonl"]
+
+
 @pytest.mark.parametrize(
     "flags",
     [
