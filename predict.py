@@ -558,6 +558,10 @@ def load_pipeline(model: str, device, batch_size: int, quantize: str | None = No
         )
     except OSError as error:  # transformers' way of saying a Hub id or a folder cannot be loaded
         raise PredictInputError(f"{model}: {not_loadable(error)}") from error
+    except ValueError as error:  # a config that is not a model's, or a model that is not a CRF tagger
+        raise PredictInputError(
+            f"{model}: not a clinical-ner model (a CRF tagger saved by train_ner.py or save_for_hub): {describe(error)}"
+        ) from None
     except TypeError as error:
         if not quantize or "quantize" not in str(error):
             raise

@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: expected a port number from 0 to 65535")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     pipe = load_pipeline(args.model, torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.batch_size)
     model_version = args.model_version or Path(str(args.model).rstrip("/")).name

@@ -85,6 +85,11 @@ def _metrics_files(folder: Path, gold_lines: list[str], pred_lines: list[str]) -
     return [str(gold), str(pred)]
 
 
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
 def _interrupted(folder: Path, model: Path, window: list[int]) -> Path:
     """The output path of a run interrupted before it wrote anything, with the settings it recorded."""
     import predict
@@ -129,6 +134,15 @@ CASES = [
         "mistyped model path",
         lambda d, m: _predict(d, d / "modle", _records(d, _record("a")), "-o", d / "p.jsonl"),
         "<dir>/modle: no such model folder",
+    ),
+    Case(
+        "predict.py",
+        "a folder whose config.json is not a model's",
+        lambda d, m: _predict(
+            d, _write(_folder(d / "other") / "config.json", "{}").parent, _records(d, _record("a")), "-o", d / "p.jsonl"
+        ),  # fmt: skip
+        "<dir>/other: not a clinical-ner model (a CRF tagger saved by train_ner.py or save_for_hub): Unrecognized "
+        "model in <dir>/other. Should have a `model_type` key in its config.json.",
     ),
     Case(
         "predict.py",

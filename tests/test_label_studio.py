@@ -197,6 +197,8 @@ def test_ml_backend_command_mistakes_are_one_line(model_dir, tmp_path, capsys):
         assert status(model_dir, "--port", port) == 2
     last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of loading the model
     assert last_line == f"error: --host/--port: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    assert status(model_dir, "--batch-size", 0) == 2
+    assert capsys.readouterr().err == "error: --batch-size 0: expected at least 1\n"
 
 
 # ---------------------------------------------------------------------------------------------- a real server

@@ -355,6 +355,27 @@ def test_a_mistyped_model_path_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {tmp_path / 'empty'}: not a model folder (no config.json)\n"
 
 
+def test_a_folder_that_holds_no_crf_tagger_is_one_line(tmp_path, capsys):
+    from transformers import BertConfig, BertForMaskedLM
+
+    source = records_file(tmp_path)
+    tokenizer = char_tokenizer()
+    encoder = tmp_path / "mlm"  # what train_mlm.py writes
+    BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=37)).save_pretrained(encoder)  # fmt: skip
+    tokenizer.save_pretrained(encoder)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"lr": 0.1}')
+    for folder, reason in [(encoder, "the clinical-ner pipeline needs a CRF tagger"), (other, "Unrecognized model")]:
+        assert run(folder, source, "-o", tmp_path / "out.jsonl") == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and not (tmp_path / "out.jsonl.partial").exists()
+        last = err.splitlines()[-1]
+        assert last.startswith(f"error: {folder}: not a clinical-ner model (a CRF tagger saved by train_ner.py or "
+                               f"save_for_hub): {reason}"), last  # fmt: skip
+
+
 def test_a_lone_surrogate_is_named_by_id_and_can_be_skipped(model_dir, tmp_path, capsys):
     source = tmp_path / "records.jsonl"
     source.write_text(
