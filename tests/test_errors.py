@@ -140,7 +140,7 @@ CASES = [
         "a folder whose config.json is not a model's",
         lambda d, m: _predict(
             d, _write(_folder(d / "other") / "config.json", "{}").parent, _records(d, _record("a")), "-o", d / "p.jsonl"
-        ),  # fmt: skip
+        ),
         "<dir>/other: not a clinical-ner model (a CRF tagger saved by train_ner.py or save_for_hub): Unrecognized "
         "model in <dir>/other. Should have a `model_type` key in its config.json.",
     ),
