@@ -104,7 +104,9 @@ def test_entity_types_order_and_rows_without_support():
     report = score_entities([[(0, 1, "B")], [(0, 1, "Z")]], [[(0, 1, "B")], []], entity_types=["C", "B"])
     assert list(report.per_type) == ["C", "B", "Z"]  # listed first, then the other types seen, sorted
     assert report.per_type["C"] == Score(0.0, 0.0, 0.0, 0, 0, 0)
-    assert report.macro.f1 == pytest.approx(1 / 3)  # (0 + 1 + 0) / 3: the listed type counts in the mean
+    # (1 + 0) / 2: a listed type with neither gold nor predictions has its row but stays out of the mean (seqeval)
+    assert report.macro.f1 == pytest.approx(1 / 2)
+    assert score_entities([[(0, 1, "B")]], [[(0, 1, "B")]], entity_types=["B", "C"]).macro.f1 == 1.0
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,19 @@ def test_gold_prints_the_metrics_table_and_writes_json(model_dir, tmp_path, caps
     assert "1 ids in" in capsys.readouterr().err
 
 
+def test_gold_scores_are_those_of_the_metrics_command_for_the_same_files(model_dir, tmp_path, capsys):
+    from clinical_ner_zh.metrics.cli import main as metrics_main
+
+    rows = [{"id": "r0", "text": "患者药物", "entities": [{"start": 2, "end": 4, "label": "Chemotherapy"}]}]
+    source = write_jsonl(tmp_path / "records.jsonl", rows)  # no Time in gold or predictions, a type of the model
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", source) == 0
+    from_predict = json.loads((tmp_path / "out.metrics.json").read_text(encoding="utf-8"))
+    metrics_main([str(source), str(tmp_path / "out.jsonl"), "--output", str(tmp_path / "cli.json")])
+    from_cli = json.loads((tmp_path / "cli.json").read_text(encoding="utf-8"))
+    assert from_predict["macro"] == from_cli["macro"] and from_predict["macro"]["f1"] == 1.0
+    assert from_predict["per_type"]["Time"]["support"] == 0  # listed, out of the mean
+
+
 SECRET = "患者张三身份证"
 
 
