@@ -325,12 +325,12 @@ def check_gold(gold_path: Path, index: InputIndex) -> None:
 def score_against_gold(gold_path: Path, predictions_path: Path, config, metrics_path: Path) -> str:
     """The metrics table of the predictions against gold (records matched by id); writes the JSON report."""
     from clinical_ner_zh.metrics import format_report, score_entities
-    from clinical_ner_zh.metrics.cli import pair_records, read_scored_records
+    from clinical_ner_zh.metrics.cli import canonical_label, pair_records, read_scored_records
 
     gold = read_scored_records(gold_path)
     predicted = read_scored_records(predictions_path)
     ids = pair_records(gold, predicted, gold_path, predictions_path, every_prediction_in_gold=False)
-    types = entity_types(config)
+    types = [canonical_label(name) for name in entity_types(config)]  # as the labels of both files are
     report = score_entities(
         [gold[i].spans for i in ids],
         [predicted[i].spans for i in ids],
