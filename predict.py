@@ -12,7 +12,7 @@ Input (``--format auto`` picks by content and suffix):
   ``--per-file`` a folder whose ``.txt`` files are one record each (id: the path inside the folder; CRLF kept).
 
 A folder (without ``--per-file``) is read file by file: its ``.jsonl`` and ``.json`` files, or, when it holds none,
-its ``.txt`` files one record each. Record ids must be unique across the whole input.
+its ``.txt`` files one record each; hidden files and folders (``.ipynb_checkpoints``) are left out. Record ids must be unique across the whole input.
 
 Output: one JSON line per record, in input order, in the span schema: ``{"id", "text", "entities": [{"start",
 "end", "label", "text", "score", "class"?}]}``. ``--label-studio FILE`` also writes a Label Studio tasks file whose
@@ -173,7 +173,15 @@ def read_text_files(folder: Path) -> Iterator[Record]:
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.suffix in suffixes and path.is_file())
+    """The files of ``folder`` and its subfolders with one of ``suffixes``, hidden ones and those in hidden folders
+    left out (Jupyter's ``.ipynb_checkpoints`` holds copies of the records)."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix in suffixes
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
 
 
 def detect_format(path: Path, per_file: bool) -> str:

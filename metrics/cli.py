@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; bad input raises :class:`InputFileError` (``python -m clinical_ner_zh.metrics`` reports it)."""
     args = build_parser().parse_args(argv)
+    if args.digits < 0:
+        raise InputFileError(f"--digits {args.digits}: expected 0 or more decimals")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name, path in (("GOLD", args.gold), ("PRED", args.predictions)):
         if args.output and Path(args.output).resolve() == Path(path).resolve():

@@ -595,3 +595,9 @@ def test_cli_reads_a_label_studio_export_with_any_model_labels_and_its_predictio
     assert exit_status(main, [str(gold), str(tmp_path / "plain.json")]) == 2
     # a predictions-free export as PRED is refused, not read as annotations
     assert capsys.readouterr().err == f"error: {tmp_path / 'plain.json'}: record 4: no prediction\n"
+
+
+def test_cli_refuses_negative_digits(tmp_path, capsys):
+    gold = write_jsonl(tmp_path / "gold.jsonl", records_of(GOLD))
+    assert exit_status(main, [str(gold), str(gold), "--digits", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --digits -1: expected 0 or more decimals\n"

@@ -480,6 +480,9 @@ def test_a_folder_of_json_lines_and_label_studio_files_is_read_as_such(model_dir
     write_jsonl(folder / "a.jsonl", [{"id": "a1", "text": TEXTS[0]}, {"text": TEXTS[2]}])
     (folder / "b.json").write_text(json.dumps([{"id": 5, "data": {"text": TEXTS[3]}}]), encoding="utf-8")
     (folder / "notes.md").write_text("时间", encoding="utf-8")
+    (folder / ".ipynb_checkpoints").mkdir()  # Jupyter's copies of the records, and a hidden file: left out
+    write_jsonl(folder / ".ipynb_checkpoints" / "a-checkpoint.jsonl", [{"text": TEXTS[0]}])
+    write_jsonl(folder / ".hidden.jsonl", [{"text": TEXTS[0]}])
     assert run(model_dir, folder, "-o", tmp_path / "out.jsonl") == 0
     out = read_jsonl(tmp_path / "out.jsonl")
     assert [(r["id"], spans_of(r)) for r in out] == [("a1", EXPECTED[0]), ("a:2", EXPECTED[2]), ("5", EXPECTED[3])]
