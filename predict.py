@@ -32,7 +32,7 @@ model or other options is refused, so that one output never mixes two models. Th
 from the complete results at the end. A record the tokenizer or model rejects stops the run (``--on-error stop``)
 or is left out (``--on-error skip``); either way it is named by file, line and id. A run in which every record
 was rejected leaves the output as it was; a model that cannot tag a sample text (a family-B folder without its
-lexicon) is refused when it is loaded, before any record is read.
+lexicon) is refused when it is loaded, before any record is tagged.
 
 Under ``accelerate launch`` the records are dealt out to the processes chunk by chunk; the main process gathers
 the results and writes them in input order. Messages about bad input name the file and line (or task), never the
@@ -577,17 +577,17 @@ def load_pipeline(model: str, device, batch_size: int, quantize: str | None = No
             f"--quantize {quantize}: {model}: the model folder's pipeline code predates --quantize; save the model "
             "again with this version (save_for_hub) or leave out --quantize"
         ) from None
-    try:
-        # A model that cannot tag at all (a family-B folder without its lexicon) is the model's fault, not each
-        # record's: found here, before any record is read or anything written.
-        pipe(PROBE_TEXT)
-    except Exception as error:
-        raise PredictInputError(f"{model}: the model cannot tag text: {describe(error)}") from None
     if pipe.device != device:
         # With torch.distributed initialised (accelerate launch), transformers pins a pipeline to the model's
         # current device (the CPU after loading) whatever `device` says: put it where this process runs.
         pipe.model.to(device)
         pipe.device = device
+    try:
+        # A model that cannot tag at all (a family-B folder without its lexicon) is the model's fault, not each
+        # record's: found here, before any record is tagged or anything written.
+        pipe(PROBE_TEXT)
+    except Exception as error:
+        raise PredictInputError(f"{model}: the model cannot tag text: {describe(error)}") from None
     return pipe
 
 
