@@ -530,8 +530,8 @@ def check_settings(partial: Path, settings: dict[str, Any]) -> None:
         recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise PredictInputError(
-            f"{partial}: {recorded_path} does not say which model and options wrote it: delete {partial} to start "
-            "afresh"
+            f"{partial}: {recorded_path}, the record of the model and options that wrote it, is missing or unreadable: "
+            f"delete {partial} to start afresh"
         ) from None
     differences = []
     if recorded.get("model_digest") != settings["model_digest"]:

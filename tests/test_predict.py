@@ -500,6 +500,15 @@ def test_partial_results_are_never_silently_reused(model_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "out.jsonl.partial:1: record 'r0' differs from the input; the input changed" in err, err
     assert not output.exists()
+    # the input's own records, but no record of what wrote them (a partial file made by hand or by an older version)
+    partial.write_text(json.dumps({"id": "r0", "text": TEXTS[0], "entities": []}, ensure_ascii=False) + "\n")
+    assert run(model_dir, source, "-o", output, "--resume") == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert (
+        err == f"error: {partial}: {partial}.json, the record of the model and options that wrote it, is missing or "
+        f"unreadable: delete {partial} to start afresh"
+    ), err
+    assert not output.exists()
 
 
 @pytest.mark.parametrize(
