@@ -255,6 +255,10 @@ def test_two_processes_under_accelerate_write_the_single_process_output(model_di
     # --resume under two processes: what a run killed after 4 records and in the middle of the 5th left behind
     lines = (tmp_path / "single.jsonl").read_bytes().splitlines(keepends=True)
     (tmp_path / "resumed.jsonl.partial").write_bytes(b"".join(lines[:4]) + lines[4][:10])
+    pipe = predict.load_pipeline(str(model_dir), torch.device("cpu"), 8)  # and the record of what wrote it
+    settings = {"model": str(model_dir), "model_digest": predict.model_digest(str(model_dir), pipe),
+                "window": list(pipe._window_plan(None, None)), "quantize": None}  # fmt: skip
+    (tmp_path / "resumed.jsonl.partial.json").write_text(json.dumps(settings))
     resume = [*command, "--resume"]
     resume[resume.index(str(tmp_path / "multi.jsonl"))] = str(tmp_path / "resumed.jsonl")
     resume[resume.index(str(tmp_path / "multi.json"))] = str(tmp_path / "resumed.json")
