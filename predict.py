@@ -12,7 +12,7 @@ Input (``--format auto`` picks by content and suffix):
   ``--per-file`` a folder whose ``.txt`` files are one record each (id: the path inside the folder; CRLF kept).
 
 A folder (without ``--per-file``) is read file by file: its ``.jsonl`` and ``.json`` files, or, when it holds none,
-its ``.txt`` files one record each. Record ids must be unique across the whole input.
+its ``.txt`` files one record each; hidden files and folders (``.ipynb_checkpoints``) are left out. Record ids must be unique across the whole input.
 
 Output: one JSON line per record, in input order, in the span schema: ``{"id", "text", "entities": [{"start",
 "end", "label", "text", "score", "class"?}]}``. ``--label-studio FILE`` also writes a Label Studio tasks file whose
@@ -26,9 +26,13 @@ Nothing is written before the model, every record of the input and every output 
 path equal to an input (or to another output) is refused. Results go to ``OUTPUT.partial`` beside the output, which
 is renamed into place only when complete, so the output path holds the previous file or a complete new one. After
 a crash or Ctrl-C, ``--resume`` continues from the partial file: records already there are skipped by id (the
-input must still hold them with the same text), the rest are appended in input order. The Label Studio file is built
+input must still hold them with the same text), the rest are appended in input order. ``OUTPUT.partial.json``
+records what wrote it (a digest of the model folder's files, the windows, ``--quantize``): a resume with another
+model or other options is refused, so that one output never mixes two models. The Label Studio file is built
 from the complete results at the end. A record the tokenizer or model rejects stops the run (``--on-error stop``)
-or is left out (``--on-error skip``); either way it is named by file, line and id.
+or is left out (``--on-error skip``); either way it is named by file, line and id. A run in which every record
+was rejected leaves the output as it was; a model that cannot tag a sample text (a family-B folder without its
+lexicon) is refused when it is loaded, before any record is tagged.
 
 Under ``accelerate launch`` the records are dealt out to the processes chunk by chunk; the main process gathers
 the results and writes them in input order. Messages about bad input name the file and line (or task), never the
@@ -51,7 +55,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command
+from clinical_ner_zh.cli_errors import UserError, add_debug_flag, describe, run_command
 from clinical_ner_zh.cli_errors.output_folder import check_writable
 
 logger = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("auto", "jsonl", "label-studio", "text")
 JSON_SUFFIXES = (".jsonl", ".json")
 PARTIAL_SUFFIX = ".partial"
+PROBE_TEXT = "患者左乳腺癌术后，行紫杉醇化疗。"  # tagged once when the model is loaded; no patient's text
 
 
 class PredictInputError(UserError, ValueError):
@@ -168,7 +173,15 @@ def read_text_files(folder: Path) -> Iterator[Record]:
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.suffix in suffixes and path.is_file())
+    """The files of ``folder`` and its subfolders with one of ``suffixes``, hidden ones and those in hidden folders
+    left out (Jupyter's ``.ipynb_checkpoints`` holds copies of the records)."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix in suffixes
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
 
 
 def detect_format(path: Path, per_file: bool) -> str:
@@ -282,11 +295,18 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
+def settings_path(partial: Path) -> Path:
+    """Where the model and options that write ``partial`` are recorded, for ``--resume`` to compare."""
+    return partial.with_name(partial.name + ".json")
+
+
 @contextlib.contextmanager
 def replace_when_done(path: Path) -> Iterator[Any]:
     """A text file that takes the place of ``path`` only when the block completes; on an error ``path`` keeps
-    its previous content and the temporary file is removed."""
+    its previous content and the temporary file is removed. The folder is created as that of ``--output`` is (the
+    paths were checked before any work)."""
     temporary = partial_path(path)
+    temporary.parent.mkdir(parents=True, exist_ok=True)
     try:
         with temporary.open("w", encoding="utf-8") as handle:
             yield handle
@@ -313,12 +333,12 @@ def check_gold(gold_path: Path, index: InputIndex) -> None:
 def score_against_gold(gold_path: Path, predictions_path: Path, config, metrics_path: Path) -> str:
     """The metrics table of the predictions against gold (records matched by id); writes the JSON report."""
     from clinical_ner_zh.metrics import format_report, score_entities
-    from clinical_ner_zh.metrics.cli import pair_records, read_scored_records
+    from clinical_ner_zh.metrics.cli import canonical_label, pair_records, read_scored_records
 
     gold = read_scored_records(gold_path)
     predicted = read_scored_records(predictions_path)
     ids = pair_records(gold, predicted, gold_path, predictions_path, every_prediction_in_gold=False)
-    types = entity_types(config)
+    types = [canonical_label(name) for name in entity_types(config)]  # as the labels of both files are
     report = score_entities(
         [gold[i].spans for i in ids],
         [predicted[i].spans for i in ids],
@@ -394,7 +414,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_paths(args: argparse.Namespace, metrics_path: Path | None) -> None:
-    """Every output path can be written and is none of the inputs nor another output; nothing is written yet."""
+    """Every output path can be written and is none of the inputs nor another output, nor inside the input or model
+    folder; nothing is written yet."""
+    model = Path(args.model)
     inputs = {"the input": args.input, "--gold": args.gold}
     outputs = {
         "--output": args.output,
@@ -413,6 +435,8 @@ def check_paths(args: argparse.Namespace, metrics_path: Path | None) -> None:
                 raise PredictInputError(f"{name} {path} is the same file as {other_name}: choose another path")
         if args.input.is_dir() and args.input.resolve() in path.resolve().parents:
             raise PredictInputError(f"{name} {path} is inside the input folder: choose a path outside it")
+        if model.is_dir() and model.resolve() in path.resolve().parents:
+            raise PredictInputError(f"{name} {path} is inside the model folder {model}: choose a path outside it")
         check_writable(path.parent, f"{name} {path}")
         seen[name] = path
 
@@ -481,6 +505,49 @@ def read_partial(partial: Path, index: InputIndex) -> tuple[set[str], int, int]:
     return done, last, complete
 
 
+def model_digest(model: str, pipe) -> str:
+    """What identifies the model's weights and settings: a digest of the files of a model folder (its README and
+    hidden files aside), or the commit of a Hub repository."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return getattr(pipe.model.config, "_commit_hash", None) or model
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != "README.md" and not path.name.startswith("."):
+            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def check_settings(partial: Path, settings: dict[str, Any]) -> None:
+    """``--resume`` continues only a partial file written with the same model, windows and quantization: the
+    records already there would otherwise come from one model and the rest from another."""
+    recorded_path = settings_path(partial)
+    restart = f"rerun with those, or delete {partial} to start afresh"
+    try:
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise PredictInputError(
+            f"{partial}: {recorded_path}, the record of the model and options that wrote it, is missing or unreadable: "
+            f"delete {partial} to start afresh"
+        ) from None
+    differences = []
+    if recorded.get("model_digest") != settings["model_digest"]:
+        differences.append(f"the model {recorded.get('model')} (its files have changed since, or this is another)")
+    if recorded.get("window") != settings["window"]:
+        (window, stride), (now_window, now_stride) = recorded.get("window") or (None, None), settings["window"]
+        differences.append(
+            f"--max-length/--stride windows of {window} tokens with stride {stride} (now {now_window} with "
+            f"{now_stride})"
+        )
+    if recorded.get("quantize") != settings["quantize"]:
+        differences.append(f"--quantize {recorded.get('quantize') or 'none'} (now {settings['quantize'] or 'none'})")
+    if differences:
+        raise PredictInputError(f"{partial} was written by a run with {'; '.join(differences)}: {restart}")
+
+
 def load_pipeline(model: str, device, batch_size: int, quantize: str | None = None):
     from transformers import pipeline
 
@@ -499,6 +566,10 @@ def load_pipeline(model: str, device, batch_size: int, quantize: str | None = No
         )
     except OSError as error:  # transformers' way of saying a Hub id or a folder cannot be loaded
         raise PredictInputError(f"{model}: {not_loadable(error)}") from error
+    except ValueError as error:  # a config that is not a model's, or a model that is not a CRF tagger
+        raise PredictInputError(
+            f"{model}: not a clinical-ner model (a CRF tagger saved by train_ner.py or save_for_hub): {describe(error)}"
+        ) from None
     except TypeError as error:
         if not quantize or "quantize" not in str(error):
             raise
@@ -511,6 +582,12 @@ def load_pipeline(model: str, device, batch_size: int, quantize: str | None = No
         # current device (the CPU after loading) whatever `device` says: put it where this process runs.
         pipe.model.to(device)
         pipe.device = device
+    try:
+        # A model that cannot tag at all (a family-B folder without its lexicon) is the model's fault, not each
+        # record's: found here, before any record is tagged or anything written.
+        pipe(PROBE_TEXT)
+    except Exception as error:
+        raise PredictInputError(f"{model}: the model cannot tag text: {describe(error)}") from None
     return pipe
 
 
@@ -586,13 +663,19 @@ def main(argv: list[str] | None = None) -> int:
             raise PredictInputError(f"--quantize bf16: {error}") from None
     pipe = load_pipeline(args.model, accelerator.device, args.batch_size, args.quantize)
     try:
-        pipe._window_plan(args.max_length, args.stride)
+        window = pipe._window_plan(args.max_length, args.stride)
     except ValueError as error:
         raise PredictInputError(f"--max-length/--stride: {error}") from None
     call_kwargs = {k: v for k, v in (("max_length", args.max_length), ("stride", args.stride)) if v is not None}
     model_version = args.model_version or Path(str(args.model).rstrip("/")).name
 
     partial = partial_path(args.output)
+    settings = {
+        "model": args.model,
+        "model_digest": model_digest(args.model, pipe),
+        "window": list(window),
+        "quantize": args.quantize,
+    }
     done: set[str] = set()
     last_done, complete = -1, 0
     if partial.exists():
@@ -601,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{partial} holds the results of an interrupted run: --resume continues it, or delete it"
             )
         done, last_done, complete = read_partial(partial, index)
+        check_settings(partial, settings)
     accelerator.wait_for_everyone()  # every process has read the partial file before it is touched
 
     def pending(record_id: str) -> bool:
@@ -613,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     output = None
     if main_process:
         partial.parent.mkdir(parents=True, exist_ok=True)
+        if not partial.exists():
+            settings_path(partial).write_text(json.dumps(settings) + "\n", encoding="utf-8")
         output = partial.open("r+b" if partial.exists() else "wb")
         output.truncate(complete)  # drops a line cut by the interruption
         output.seek(complete)
@@ -648,6 +734,14 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.wait_for_everyone()
     if not main_process:
         return 0
+    written = len(index.positions) - len(left_out)
+    if not written:
+        # Nothing tagged is no result: the output keeps what it held
+        partial.unlink()
+        settings_path(partial).unlink(missing_ok=True)
+        raise PredictInputError(
+            f"the model rejected every record ({len(left_out)}; the log names each): {args.output} left as it was"
+        )
     if args.label_studio is not None:
         write_label_studio(args.label_studio, records(), partial, args, model_version)
     if args.label_studio_config is not None:
@@ -655,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         with replace_when_done(args.label_studio_config) as handle:
             handle.write(config)
     os.replace(partial, args.output)
-    written = len(index.positions) - len(left_out)
+    settings_path(partial).unlink(missing_ok=True)
     also = "".join(f" and {path}" for path in (args.label_studio, args.label_studio_config) if path)
     print(f"wrote {written} records to {args.output}{also} ({world} process{'es' if world > 1 else ''})")
     if left_out:

@@ -12,7 +12,8 @@ The endpoints are those Label Studio 1.23 calls (``label_studio/ml/api_connector
 * ``GET /health``: ``{"status": "UP", "model_class": ...}``;
 * ``POST /setup`` with the project's labeling config as ``schema``: ``{"model_version": ...}``;
 * ``POST /predict`` with ``{"tasks": [...], "label_config": ...}``: ``{"results": [...]}``, one prediction per task,
-  the one ``predict.py --label-studio`` writes (``model_version``, ``score``, ``labels`` regions with their scores).
+  the one ``predict.py --label-studio`` writes (``model_version``, ``score``, ``labels`` regions with their scores);
+  a task the tokenizer or model rejects gets an empty prediction (the log names its index and id), the others theirs.
 
 Region names come from the labeling config: the first ``<Labels>`` control, the object it labels, and the task
 field that object shows (``<Text value="$text">``). Standard library HTTP server, one request at a time, bound to
@@ -34,7 +35,7 @@ from typing import Any
 import torch
 
 from clinical_ner_zh.cli_errors import UserError, add_debug_flag, run_command
-from predict import Record, label_studio_task, load_pipeline, to_span_entities
+from predict import Record, label_studio_task, load_pipeline, tag_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +90,17 @@ class Backend:
             if not isinstance(text, str):
                 raise BadRequest(f"task {index}: expected a string field 'data.{text_key}'")
             records.append(Record(str(task.get("id", index)), text))
-        entities = self.pipe([record.text for record in records]) if records else []
-        return {
-            "results": [
-                label_studio_task(record, to_span_entities(found), self.model_version, from_name, to_name, text_key)[
-                    "predictions"
-                ][0]
-                for record, found in zip(records, entities)
-            ]
-        }
+        results = []
+        for index, (record, found) in enumerate(zip(records, tag_chunk(self.pipe, records, {}) if records else [])):
+            if isinstance(found, str):
+                # One task the tokenizer or model rejects (a lone surrogate, say) must not cost the batch its
+                # predictions: it gets an empty one, and the log names it (never its text).
+                logger.warning("task %d (id %s): the model rejected it (%s); its prediction is empty", index,
+                               record.id, found)  # fmt: skip
+                found = []
+            task = label_studio_task(record, found, self.model_version, from_name, to_name, text_key)
+            results.append(task["predictions"][0])
+        return {"results": results}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port}: expected a port number from 0 to 65535")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     pipe = load_pipeline(args.model, torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.batch_size)
     model_version = args.model_version or Path(str(args.model).rstrip("/")).name

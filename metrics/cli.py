@@ -6,7 +6,8 @@ type ``entity_group``, as pipeline and ``predict.py`` output do, and ``text`` is
 named ``<file stem>:<line>``, as ``predict.py`` names them) or a Label Studio export. Records are matched by ``id``
 (compared as strings, so ``7`` and ``"7"`` are the same record), and where both files give a record's text the
 texts must agree: the same ids on different texts mean the files were made from different inputs. A file without
-records is an error. The table goes to stdout, the JSON report to ``--output``.
+records is an error. The table goes to stdout, the JSON report to ``--output``. Labels are scored by one rule in
+every format (see :func:`read_scored_records`), and a Label Studio export as PRED is read for its predictions.
 
 Bad input stops the run with a message naming the file and line (and the record id and entity index where there
 is one), never the record's text.
@@ -22,10 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinical_ner_zh.cli_errors import UserError, add_debug_flag
+from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_TYPES, CCKS_TYPES, EntityType, alias_table, to_code
 
 from .entity_scores import Span, _class_of_type, format_report, normalize_span, score_entities
 
 logger = logging.getLogger(__name__)
+
+KNOWN_TYPES = (*CCKS_TYPES, *BREAST_CANCER_TYPES)
+KNOWN_LABELS = alias_table(KNOWN_TYPES)
 
 
 class InputFileError(UserError, ValueError):
@@ -40,9 +45,15 @@ class ScoredRecord:
     spans: list[Span]
 
 
-def read_scored_records(path: str | Path) -> dict[str, ScoredRecord]:
+def read_scored_records(path: str | Path, predictions: bool = False) -> dict[str, ScoredRecord]:
     """``{id: record}`` from a span-schema JSON-lines file, a CCKS file or a Label Studio export (detected from the
-    content), in file order. A file without records is an error."""
+    content), in file order. A file without records is an error.
+
+    Labels are scored by one rule whatever the format: a name of a CCKS or breast-cancer type (``药物``, ``Ki-67``)
+    becomes its code (``Drug``, ``Ki67``), as the corpus readers do, and any other label is kept as it is, so that
+    the same name in two formats is the same type and a model's own labels are accepted. ``predictions=True`` (the
+    PRED side) reads a Label Studio export's newest predictions rather than its annotations.
+    """
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -53,16 +64,43 @@ def read_scored_records(path: str | Path) -> dict[str, ScoredRecord]:
     if head.startswith(b"["):
         from clinical_ner_zh.datasets_scripts import read_label_studio
 
-        records = _from_reader(read_label_studio(path, strict=True).records)
+        types = (*KNOWN_TYPES, *(EntityType(name, name, name) for name in sorted(_unknown_labels(path))))
+        records = _from_reader(read_label_studio(path, types=types, strict=True, predictions=predictions).records)
     elif b'"originalText"' in first_line and _is_json_object(first_line):
         from clinical_ner_zh.datasets_scripts import read_ccks
 
         records = _from_reader(read_ccks(path, strict=True).records)
     else:
         records = read_span_records(path)
+        for record in records.values():
+            record.spans = [(start, end, canonical_label(label)) for start, end, label in record.spans]
     if not records:
         raise InputFileError(f"{path}: the file holds no records")
     return records
+
+
+def canonical_label(label: str) -> str:
+    """The code of a CCKS or breast-cancer type name, any other label as it is."""
+    return to_code(label, KNOWN_LABELS) or label
+
+
+def _unknown_labels(path: Path) -> set[str]:
+    """The region labels of a Label Studio export (JSON or JSON-MIN) that name no known type."""
+    found: set[str] = set()
+    try:
+        pending = [json.loads(path.read_bytes().decode("utf-8-sig"))]
+    except ValueError:
+        return found  # not UTF-8 or not JSON: the reader says so, naming the place
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            names = item.get("labels")
+            if isinstance(names, list):
+                found.update(name for name in names if isinstance(name, str) and to_code(name, KNOWN_LABELS) is None)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
 
 
 def _is_json_object(line: bytes) -> bool:
@@ -199,15 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; bad input raises :class:`InputFileError` (``python -m clinical_ner_zh.metrics`` reports it)."""
     args = build_parser().parse_args(argv)
+    if args.digits < 0:
+        raise InputFileError(f"--digits {args.digits}: expected 0 or more decimals")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name, path in (("GOLD", args.gold), ("PRED", args.predictions)):
         if args.output and Path(args.output).resolve() == Path(path).resolve():
             raise InputFileError(f"--output {args.output} is {name}: choose another path for the report")
     gold = read_scored_records(args.gold)
-    predicted = read_scored_records(args.predictions)
+    predicted = read_scored_records(args.predictions, predictions=True)
     ids = pair_records(gold, predicted, args.gold, args.predictions)
     classes = _read_classes(args.classes) if args.classes else None
-    entity_types = [name.strip() for name in args.entity_types.split(",")] if args.entity_types else None
+    entity_types = (
+        [canonical_label(name.strip()) for name in args.entity_types.split(",")] if args.entity_types else None
+    )
     report = score_entities(
         [gold[record_id].spans for record_id in ids],
         [predicted[record_id].spans for record_id in ids],

@@ -21,7 +21,8 @@ Counting, per record (spans never match across records):
   ``min(gold spans there, predicted spans there)``. Only reported micro, since a match may join two labels.
 * **Micro** scores pool the counts of all types; **macro** scores are the unweighted means of the per-type precision,
   recall and F1 (the F1 mean, not the F1 of the mean precision and recall, as in seqeval and scikit-learn) over the
-  reported types. **Per class** scores pool the counts of the types mapped to the class (micro within the class).
+  types seen in gold or predictions: a listed type with neither gets its row but stays out of the mean (as in
+  seqeval), so the same files give the same macro scores whichever types a caller lists. **Per class** scores pool the counts of the types mapped to the class (micro within the class).
 * Any ratio with a zero denominator is ``0.0``.
 
 The reported types are the ``entity_types`` given (in that order, so types without support still get a row),
@@ -257,7 +258,7 @@ def score_entities(
         predicted: for each record, in the same order, its predicted spans; dicts may name the type
             ``entity_group`` as pipelines do.
         entity_types: the types to report first and in this order, even without support; other types seen are
-            appended, sorted. Macro scores average over all reported types.
+            appended, sorted. Macro scores average over the types seen in gold or predictions.
         classes: a type -> class mapping (``{"Nodule": "Symptoms", ...}``) or class -> types
             (``{"Symptoms": ["Nodule"], ...}``); classes are reported in the order they first appear in the
             mapping, each with a row even when none of its types occur.
@@ -315,10 +316,11 @@ def score_entities(
     overlap_per_type = {t: Score.from_counts(overlap_hits[t], predicted_count[t], gold_count[t]) for t in types}
     total_gold, total_predicted = sum(gold_count.values()), sum(predicted_count.values())
     micro = Score.from_counts(sum(strict_hits.values()), total_predicted, total_gold)
+    seen_scores = [per_type[t] for t in types if gold_count[t] or predicted_count[t]]
     macro = Score(
-        precision=_ratio(sum(s.precision for s in per_type.values()), len(types)),
-        recall=_ratio(sum(s.recall for s in per_type.values()), len(types)),
-        f1=_ratio(sum(s.f1 for s in per_type.values()), len(types)),
+        precision=_ratio(sum(s.precision for s in seen_scores), len(seen_scores)),
+        recall=_ratio(sum(s.recall for s in seen_scores), len(seen_scores)),
+        f1=_ratio(sum(s.f1 for s in seen_scores), len(seen_scores)),
         true_positives=micro.true_positives,
         predicted=total_predicted,
         support=total_gold,

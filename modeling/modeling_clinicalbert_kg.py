@@ -103,6 +103,7 @@ class ClinicalBertKgForCrfTagging(CrfTaggerPreTrainedModel):
             constrain_training=config.crf_constrain_training,
         )
         self.lexicon: TermLexicon | None = None
+        self._lexicon_problem: str | None = None  # why the saved lexicon was not attached, for text_features to say
         self._attach_saved_lexicon()
         self.post_init()
 
@@ -126,16 +127,19 @@ class ClinicalBertKgForCrfTagging(CrfTaggerPreTrainedModel):
         else:
             reason = "no such file"
         if path is None:
+            self._lexicon_problem = f"{folder}: the config expects the lexicon {self.config.lexicon_file!r} ({reason})"
             logger.warning(
-                f"{folder}: the config expects the lexicon {self.config.lexicon_file!r} ({reason}); text_features "
-                "will fail until a lexicon is attached with model.set_lexicon(TermLexicon.load(path))"
+                f"{self._lexicon_problem}; text_features will fail until a lexicon is attached with "
+                "model.set_lexicon(TermLexicon.load(path))"
             )
             return
         lexicon = TermLexicon.load(path)
         if lexicon.sha256() != expected:
+            self._lexicon_problem = (
+                f"{path}: SHA-256 {lexicon.sha256()} differs from the config's lexicon_sha256 {expected}, not attached"
+            )
             logger.warning(
-                f"{path}: SHA-256 {lexicon.sha256()} differs from the config's lexicon_sha256 {expected}; not attached "
-                "(attach it explicitly with model.set_lexicon if it is the right one)"
+                f"{self._lexicon_problem} (attach it explicitly with model.set_lexicon if it is the right one)"
             )
             return
         self.set_lexicon(lexicon)
@@ -194,8 +198,9 @@ class ClinicalBertKgForCrfTagging(CrfTaggerPreTrainedModel):
         """
         if self.lexicon is None:
             if self.config.uses_lexicon:
+                problem = self._lexicon_problem or "none was attached"
                 raise ValueError(
-                    "expected a model with a lexicon (its features are on), got none: attach one with "
+                    f"expected a model with a lexicon (its features are on), got none ({problem}): attach one with "
                     "model.set_lexicon(TermLexicon(...)) or load a folder saved with one"
                 )
             return {name: [0] * len(offsets) for name in FEATURE_NAMES}

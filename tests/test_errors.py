@@ -85,6 +85,20 @@ def _metrics_files(folder: Path, gold_lines: list[str], pred_lines: list[str]) -
     return [str(gold), str(pred)]
 
 
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _interrupted(folder: Path, model: Path, window: list[int]) -> Path:
+    """The output path of a run interrupted before it wrote anything, with the settings it recorded."""
+    import predict
+
+    settings = {"model": str(model), "model_digest": predict.model_digest(str(model), None), "window": window}
+    _write(folder / "p.jsonl.partial.json", json.dumps({**settings, "quantize": None}))
+    return _write(folder / "p.jsonl.partial", "").with_suffix("")
+
+
 def _non_empty(folder: Path) -> Path:
     (folder / "out").mkdir()
     (folder / "out" / "model.safetensors").write_bytes(b"another model")
@@ -131,6 +145,15 @@ CASES = [
     ),
     Case(
         "predict.py",
+        "a folder whose config.json is not a model's",
+        lambda d, m: _predict(
+            d, _write(_folder(d / "other") / "config.json", "{}").parent, _records(d, _record("a")), "-o", d / "p.jsonl"
+        ),
+        "<dir>/other: not a clinical-ner model (a CRF tagger saved by train_ner.py or save_for_hub): Unrecognized "
+        "model in <dir>/other. Should have a `model_type` key in its config.json.",
+    ),
+    Case(
+        "predict.py",
         "a line that is not JSON",
         lambda d, m: _predict(d, m, _records(d, _record("a"), '{"id": "b", "text": "' + SECRET), "-o", d / "p.jsonl"),
         "<dir>/records.jsonl:2: invalid JSON (Unterminated string starting at at column 21)",
@@ -169,6 +192,13 @@ CASES = [
         ),
         "<dir>/p.jsonl.partial:1: record 'a' differs from the input; the input changed since the interrupted run: "
         "delete <dir>/p.jsonl.partial to start afresh",
+    ),
+    Case(
+        "predict.py",
+        "--resume with other windows than the interrupted run",
+        lambda d, m: _predict(d, m, _records(d, _record("a")), "--resume", "-o", _interrupted(d, m, window=[6, 2])),
+        "<dir>/p.jsonl.partial was written by a run with --max-length/--stride windows of 6 tokens with stride 2 "
+        "(now 62 with 15): rerun with those, or delete <dir>/p.jsonl.partial to start afresh",
     ),
     Case(
         "predict.py",

@@ -157,6 +157,21 @@ def test_ml_backend_endpoints_answer_as_label_studio_expects(backend_url):
     assert answer["results"][1] == {"model_version": "tiny-v1", "result": []}
 
 
+def test_ml_backend_answers_a_batch_with_a_task_the_model_rejects(backend_url, caplog):
+    url, _ = backend_url
+    tasks = [{"id": 1, "data": {"record": TEXTS[0]}}, {"id": 2, "data": {"record": "时间\ud800"}}]  # valid JSON
+    with caplog.at_level("WARNING", logger="serve_label_studio"):
+        status, answer = call(url + "/predict", json.dumps({"tasks": tasks, "label_config": CONFIG}).encode())
+    assert status == 200 and len(answer["results"]) == 2
+    assert [r["value"]["labels"] for r in answer["results"][0]["result"]] == [
+        ["Time"],
+        ["Chemotherapy"],
+        ["Chemotherapy"],
+    ]
+    assert answer["results"][1] == {"model_version": "tiny-v1", "result": []}
+    assert "task 1 (id 2): the model rejected it (TypeError); its prediction is empty" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "message"),
     [
@@ -197,6 +212,8 @@ def test_ml_backend_command_mistakes_are_one_line(model_dir, tmp_path, capsys):
         assert status(model_dir, "--port", port) == 2
     last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of loading the model
     assert last_line == f"error: --host/--port: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    assert status(model_dir, "--batch-size", 0) == 2
+    assert capsys.readouterr().err == "error: --batch-size 0: expected at least 1\n"
 
 
 # ---------------------------------------------------------------------------------------------- a real server

@@ -104,7 +104,9 @@ def test_entity_types_order_and_rows_without_support():
     report = score_entities([[(0, 1, "B")], [(0, 1, "Z")]], [[(0, 1, "B")], []], entity_types=["C", "B"])
     assert list(report.per_type) == ["C", "B", "Z"]  # listed first, then the other types seen, sorted
     assert report.per_type["C"] == Score(0.0, 0.0, 0.0, 0, 0, 0)
-    assert report.macro.f1 == pytest.approx(1 / 3)  # (0 + 1 + 0) / 3: the listed type counts in the mean
+    # (1 + 0) / 2: a listed type with neither gold nor predictions has its row but stays out of the mean (seqeval)
+    assert report.macro.f1 == pytest.approx(1 / 2)
+    assert score_entities([[(0, 1, "B")]], [[(0, 1, "B")]], entity_types=["B", "C"]).macro.f1 == 1.0
 
 
 @pytest.mark.parametrize(
@@ -544,3 +546,58 @@ def test_cli_output_equal_to_an_input_keeps_the_input(tmp_path, capsys):
     assert exit_status(main, [str(gold), str(gold), "--output", str(gold)]) == 2
     assert capsys.readouterr().err == f"error: --output {gold} is GOLD: choose another path for the report\n"
     assert gold.read_bytes() == before
+
+
+def region(start: int, end: int, label: str, text: str) -> dict:
+    return {"type": "labels", "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}}
+
+
+def test_cli_scores_the_same_label_name_as_one_type_in_every_format(tmp_path, capsys):
+    from .helpers import write_ccks
+
+    text = "患者药物时间"
+    write_ccks(tmp_path / "gold.jsonl", [{"text": text, "entities": [{"start": 2, "end": 4, "label": "Drug"}]}])
+    assert "药物" in (tmp_path / "gold.jsonl").read_text(encoding="utf-8-sig")  # the official CCKS label
+    pred = write_jsonl(
+        tmp_path / "pred.jsonl", [{"id": "gold:1", "entities": [{"start": 2, "end": 4, "label": "药物"}]}]
+    )
+    assert exit_status(main, [str(tmp_path / "gold.jsonl"), str(pred), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["micro"]["f1"] == 1.0 and list(report["per_type"]) == ["Drug"]
+
+
+def test_cli_reads_a_label_studio_export_with_any_model_labels_and_its_predictions_as_pred(tmp_path, capsys):
+    text = "患者药物时间"
+    export = [
+        {
+            "id": 4,
+            "data": {"text": text},
+            # the annotator deleted the model's Nodule region and kept the others; Drug and Dose are no
+            # breast-cancer types (a CCKS model's, a custom model's)
+            "annotations": [{"result": [region(2, 4, "Drug", text), region(4, 6, "Dose", text)]}],
+            "predictions": [
+                {
+                    "model_version": "v1",
+                    "result": [region(0, 2, "Nodule", text), region(2, 4, "药物", text), region(4, 6, "Dose", text)],
+                }
+            ],
+        }
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
+    assert exit_status(main, [str(tmp_path / "export.json"), str(tmp_path / "export.json"), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["micro"]["support"], report["micro"]["predicted"], report["micro"]["true_positives"]) == (2, 3, 2)
+    assert report["per_type"]["Dose"]["f1"] == 1.0 and report["per_type"]["Nodule"]["precision"] == 0.0
+
+    del export[0]["predictions"]
+    (tmp_path / "plain.json").write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": 4, "text": text, "entities": []}])
+    assert exit_status(main, [str(gold), str(tmp_path / "plain.json")]) == 2
+    # a predictions-free export as PRED is refused, not read as annotations
+    assert capsys.readouterr().err == f"error: {tmp_path / 'plain.json'}: record 4: no prediction\n"
+
+
+def test_cli_refuses_negative_digits(tmp_path, capsys):
+    gold = write_jsonl(tmp_path / "gold.jsonl", records_of(GOLD))
+    assert exit_status(main, [str(gold), str(gold), "--digits", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --digits -1: expected 0 or more decimals\n"

@@ -175,6 +175,19 @@ def test_gold_prints_the_metrics_table_and_writes_json(model_dir, tmp_path, caps
     assert "1 ids in" in capsys.readouterr().err
 
 
+def test_gold_scores_are_those_of_the_metrics_command_for_the_same_files(model_dir, tmp_path, capsys):
+    from clinical_ner_zh.metrics.cli import main as metrics_main
+
+    rows = [{"id": "r0", "text": "患者药物", "entities": [{"start": 2, "end": 4, "label": "Chemotherapy"}]}]
+    source = write_jsonl(tmp_path / "records.jsonl", rows)  # no Time in gold or predictions, a type of the model
+    assert run(model_dir, source, "-o", tmp_path / "out.jsonl", "--gold", source) == 0
+    from_predict = json.loads((tmp_path / "out.metrics.json").read_text(encoding="utf-8"))
+    metrics_main([str(source), str(tmp_path / "out.jsonl"), "--output", str(tmp_path / "cli.json")])
+    from_cli = json.loads((tmp_path / "cli.json").read_text(encoding="utf-8"))
+    assert from_predict["macro"] == from_cli["macro"] and from_predict["macro"]["f1"] == 1.0
+    assert from_predict["per_type"]["Time"]["support"] == 0  # listed, out of the mean
+
+
 SECRET = "患者张三身份证"
 
 
@@ -242,6 +255,10 @@ def test_two_processes_under_accelerate_write_the_single_process_output(model_di
     # --resume under two processes: what a run killed after 4 records and in the middle of the 5th left behind
     lines = (tmp_path / "single.jsonl").read_bytes().splitlines(keepends=True)
     (tmp_path / "resumed.jsonl.partial").write_bytes(b"".join(lines[:4]) + lines[4][:10])
+    pipe = predict.load_pipeline(str(model_dir), torch.device("cpu"), 8)  # and the record of what wrote it
+    settings = {"model": str(model_dir), "model_digest": predict.model_digest(str(model_dir), pipe),
+                "window": list(pipe._window_plan(None, None)), "quantize": None}  # fmt: skip
+    (tmp_path / "resumed.jsonl.partial.json").write_text(json.dumps(settings))
     resume = [*command, "--resume"]
     resume[resume.index(str(tmp_path / "multi.jsonl"))] = str(tmp_path / "resumed.jsonl")
     resume[resume.index(str(tmp_path / "multi.json"))] = str(tmp_path / "resumed.json")
@@ -282,6 +299,43 @@ def test_an_output_equal_to_an_input_is_refused_and_the_input_kept(model_dir, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gold.jsonl", "records.jsonl"]
 
 
+def test_every_output_folder_is_created_as_that_of_the_output(model_dir, tmp_path):
+    source = records_file(tmp_path)
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"id": f"r{i}", "text": TEXTS[i], "entities": []} for i in range(4)])
+    output, tasks, config, metrics = (tmp_path / folder / name for folder, name in
+                                      (("out", "p.jsonl"), ("ls", "tasks.json"), ("cfg", "config.xml"), ("m", "x.json")))  # fmt: skip
+    flags = ["--label-studio", tasks, "--label-studio-config", config, "--gold", gold, "--metrics-output", metrics]
+    assert run(model_dir, source, "-o", output, *flags) == 0
+    assert [r["id"] for r in read_jsonl(output)] == ["r0", "r1", "r2", "r3"]
+    assert len(json.loads(tasks.read_text())) == 4 and "<Labels" in config.read_text()
+    assert json.loads(metrics.read_text())["micro"]["support"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg", "gold.jsonl", "ls", "m", "out", "records.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--output", "{model}/config.json"],
+        ["-o", "{out}", "--label-studio", "{model}/tasks.json"],
+        ["-o", "{out}", "--gold", "{input}", "--metrics-output", "{model}/eval_results.json"],
+    ],
+)
+def test_an_output_inside_the_model_folder_is_refused(model_dir, tmp_path, capsys, flags):
+    source = records_file(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    before = {path: path.read_bytes() for path in model.iterdir()}
+    names = {"input": source, "out": tmp_path / "out.jsonl", "model": model}
+    assert run(model, source, *(flag.format(**names) for flag in flags)) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: {flags[-2]} {flags[-1].format(**names)} is inside the model folder {model}: choose a path "
+        "outside it\n"
+    ), err
+    assert {path: path.read_bytes() for path in model.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "records.jsonl"]
+
+
 @pytest.mark.parametrize(
     ("content", "flags", "message"),
     [
@@ -318,6 +372,27 @@ def test_a_mistyped_model_path_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {tmp_path / 'empty'}: not a model folder (no config.json)\n"
 
 
+def test_a_folder_that_holds_no_crf_tagger_is_one_line(tmp_path, capsys):
+    from transformers import BertConfig, BertForMaskedLM
+
+    source = records_file(tmp_path)
+    tokenizer = char_tokenizer()
+    encoder = tmp_path / "mlm"  # what train_mlm.py writes
+    BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=37)).save_pretrained(encoder)  # fmt: skip
+    tokenizer.save_pretrained(encoder)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"lr": 0.1}')
+    for folder, reason in [(encoder, "the clinical-ner pipeline needs a CRF tagger"), (other, "Unrecognized model")]:
+        assert run(folder, source, "-o", tmp_path / "out.jsonl") == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and not (tmp_path / "out.jsonl.partial").exists()
+        last = err.splitlines()[-1]
+        assert last.startswith(f"error: {folder}: not a clinical-ner model (a CRF tagger saved by train_ner.py or "
+                               f"save_for_hub): {reason}"), last  # fmt: skip
+
+
 def test_a_lone_surrogate_is_named_by_id_and_can_be_skipped(model_dir, tmp_path, capsys):
     source = tmp_path / "records.jsonl"
     source.write_text(
@@ -338,25 +413,25 @@ def test_a_lone_surrogate_is_named_by_id_and_can_be_skipped(model_dir, tmp_path,
     assert SECRET not in captured.err + captured.out
 
 
+class RejectingPipeline:
+    """The real pipeline, except that it raises on one text (as a tokenizer or model might)."""
+
+    def __init__(self, pipe, rejected: str):
+        self.pipe, self.rejected = pipe, rejected
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def __call__(self, texts, **kwargs):
+        if self.rejected in ([texts] if isinstance(texts, str) else texts):
+            raise RuntimeError(f"cannot tag {self.rejected}")  # the text in the message must not reach the user
+        return self.pipe(texts, **kwargs)
+
+
 def test_a_record_the_model_rejects_stops_then_resume_can_skip_it(model_dir, tmp_path, capsys, monkeypatch):
     rejected = "物" * 5
-
-    class RejectingPipeline:
-        """The real pipeline, except that it raises on one text (as a tokenizer or model might)."""
-
-        def __init__(self, pipe):
-            self.pipe = pipe
-
-        def __getattr__(self, name):
-            return getattr(self.pipe, name)
-
-        def __call__(self, texts, **kwargs):
-            if rejected in ([texts] if isinstance(texts, str) else texts):
-                raise RuntimeError(f"cannot tag {rejected}")  # the text in the message must not reach the user
-            return self.pipe(texts, **kwargs)
-
     real_load = predict.load_pipeline
-    monkeypatch.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args)))
+    monkeypatch.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args), rejected))
     rows = [{"id": f"r{i}", "text": rejected if i == 3 else TEXTS[i % 4]} for i in range(6)]
     source = write_jsonl(tmp_path / "records.jsonl", rows)
     output = tmp_path / "out.jsonl"
@@ -371,12 +446,47 @@ def test_a_record_the_model_rejects_stops_then_resume_can_skip_it(model_dir, tmp
     assert not (tmp_path / "out.jsonl.partial").exists()
 
 
+def test_a_run_whose_every_record_is_rejected_keeps_the_previous_output(model_dir, tmp_path, capsys, monkeypatch):
+    real_load = predict.load_pipeline
+    monkeypatch.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args), "物" * 5))
+    source = write_jsonl(tmp_path / "records.jsonl", [{"id": f"r{i}", "text": "物" * 5} for i in range(3)])
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(b"previous predictions\n")
+    assert run(model_dir, source, "-o", output, "--on-error", "skip", "--label-studio", tmp_path / "ls.json") == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"error: the model rejected every record (3; the log names each): {output} left as it was", err
+    assert output.read_bytes() == b"previous predictions\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "records.jsonl"]
+
+
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_a_family_b_folder_without_its_lexicon_is_a_model_error_before_any_record(tmp_path, capsys, on_error):
+    from transformers import BertTokenizerFast
+
+    from .helpers import VOCAB, tiny_model
+
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(VOCAB)})
+    model_folder = save_for_hub(tiny_model(max_position_embeddings=64), tokenizer, tmp_path / "famb")
+    (model_folder / "lexicon.tsv").unlink()  # a copy or download of the folder without it
+    source = write_jsonl(tmp_path / "records.jsonl", [{"id": "r1", "text": "乳腺癌术后"}])
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(b"previous predictions\n")
+    assert run(model_folder, source, "-o", output, "--on-error", on_error) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"error: {model_folder}: the model cannot tag text: expected a model with a lexicon"), err
+    assert f"({model_folder}: the config expects the lexicon 'lexicon.tsv' (no such file))" in err, err
+    assert output.read_bytes() == b"previous predictions\n" and not (tmp_path / "out.jsonl.partial").exists()
+
+
 def test_a_folder_of_json_lines_and_label_studio_files_is_read_as_such(model_dir, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", [{"id": "a1", "text": TEXTS[0]}, {"text": TEXTS[2]}])
     (folder / "b.json").write_text(json.dumps([{"id": 5, "data": {"text": TEXTS[3]}}]), encoding="utf-8")
     (folder / "notes.md").write_text("时间", encoding="utf-8")
+    (folder / ".ipynb_checkpoints").mkdir()  # Jupyter's copies of the records, and a hidden file: left out
+    write_jsonl(folder / ".ipynb_checkpoints" / "a-checkpoint.jsonl", [{"text": TEXTS[0]}])
+    write_jsonl(folder / ".hidden.jsonl", [{"text": TEXTS[0]}])
     assert run(model_dir, folder, "-o", tmp_path / "out.jsonl") == 0
     out = read_jsonl(tmp_path / "out.jsonl")
     assert [(r["id"], spans_of(r)) for r in out] == [("a1", EXPECTED[0]), ("a:2", EXPECTED[2]), ("5", EXPECTED[3])]
@@ -394,6 +504,46 @@ def test_partial_results_are_never_silently_reused(model_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "out.jsonl.partial:1: record 'r0' differs from the input; the input changed" in err, err
     assert not output.exists()
+    # the input's own records, but no record of what wrote them (a partial file made by hand or by an older version)
+    partial.write_text(json.dumps({"id": "r0", "text": TEXTS[0], "entities": []}, ensure_ascii=False) + "\n")
+    assert run(model_dir, source, "-o", output, "--resume") == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert (
+        err == f"error: {partial}: {partial}.json, the record of the model and options that wrote it, is missing or "
+        f"unreadable: delete {partial} to start afresh"
+    ), err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "other"], "was written by a run with the model {model} (its files have changed since"),
+        (["--max-length", "16"], "with --max-length/--stride windows of 62 tokens with stride 15 (now 14 with 3)"),
+        (["--quantize", "int8"], "with --quantize none (now int8)"),
+    ],
+)
+def test_resume_refuses_another_model_window_or_quantization(model_dir, tmp_path, capsys, monkeypatch, flags, message):
+    rows = [{"id": f"r{i}", "text": "物" * 5 if i == 2 else TEXTS[0]} for i in range(4)]
+    source, output = write_jsonl(tmp_path / "records.jsonl", rows), tmp_path / "out.jsonl"
+    real_load = predict.load_pipeline
+    with monkeypatch.context() as patched:  # the run is interrupted at r2, as by a crash
+        patched.setattr(predict, "load_pipeline", lambda *args: RejectingPipeline(real_load(*args), "物" * 5))
+        assert run(model_dir, source, "-o", output, "--chunk-size", "1") == 2
+    capsys.readouterr()
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    with (other / "config.json").open("a") as handle:
+        handle.write("\n")  # the same model retrained would change its weights; any change to a file counts
+    model = other if flags[0] == "--model" else model_dir
+    assert run(model, source, "-o", output, "--resume", *flags[2 if flags[0] == "--model" else 0 :]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of the model's loading
+    assert err.startswith("error: ") and message.format(model=model_dir) in err, err
+    assert not output.exists() and [r["id"] for r in read_jsonl(tmp_path / "out.jsonl.partial")] == ["r0", "r1"]
+
+    assert run(model_dir, source, "-o", output, "--resume") == 0
+    assert [spans_of(r) for r in read_jsonl(output)] == [EXPECTED[0]] * 2 + [[(0, 5, "Chemotherapy")], EXPECTED[0]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "out.jsonl", "records.jsonl"]
 
 
 def test_sigkill_leaves_no_output_and_resume_finishes_it_identically(model_dir, tmp_path):
