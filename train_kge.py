@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     resuming = args.resume and (args.output_dir / CHECKPOINT_NAME).is_file()
-    check_output_dir(args.output_dir, args.overwrite_output_dir, resuming, "--resume")
+    inputs = {"--triples": args.triples, "--entities": args.entities, "--init-from": args.init_from}
+    check_output_dir(args.output_dir, args.overwrite_output_dir, resuming, "--resume", inputs)
     triples = read_triples(args.triples)
     if not triples:
         raise KgFormatError(f"{args.triples}: no triples in the file")

@@ -289,6 +289,21 @@ CASES = [
     ),
     Case(
         "train_kge.py",
+        "--init-from the folder --overwrite-output-dir replaces",
+        lambda d, m: [
+            "--triples",
+            str(_write(d / "t.tsv", "高血压\t症状\t头晕\n")),
+            "--output-dir",
+            str(_write(_non_empty(d) / "kge_config.json", "{}").parent),
+            "--init-from",
+            f"{d}/out",
+            "--overwrite-output-dir",
+        ],
+        "--init-from <dir>/out lies in the output folder <dir>/out, which --overwrite_output_dir would clear: move it "
+        "out, or choose another output folder",
+    ),
+    Case(
+        "train_kge.py",
         "a triple with two fields",
         lambda d, m: ["--triples", str(_write(d / "t.tsv", "高血压\t症状\n")), "--output-dir", str(d / "kge")],
         "<dir>/t.tsv:1: expected 3 tab-separated fields (head, relation, tail), got 2: '高血压\\t症状'",

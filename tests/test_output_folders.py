@@ -88,6 +88,70 @@ def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):
     assert snapshot(output) == {"thesis.tex": b"years of work"}
 
 
+def test_overwrite_refuses_a_project_folder_that_merely_holds_logs_and_checkpoints(corpora, tmp_path):
+    """A bare logs/ or checkpoints/ folder is no sign of a training run: many projects have one."""
+    project = tmp_path / "project"
+    (project / "logs").mkdir(parents=True)
+    (project / "checkpoints").mkdir()
+    (project / "notes.txt").write_text("my notes")
+    before = snapshot(project)
+    with pytest.raises(ConfigurationError, match="holds files no training run wrote"):
+        train_ner.main(ner_args(corpora, project, "--overwrite_output_dir"))
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize(
+    ("script", "flag", "argv"),
+    [
+        ("train_ner", "--train_file", lambda c, out, kept: ner_args({**c, "breast": kept}, out)),
+        ("train_ner", "--config", lambda c, out, kept: [*ner_args(c, out), f"--config={kept}"]),
+        ("train_mlm", "--train_files", lambda c, out, kept: [f"--train_files={kept}", f"--output_dir={out}"]),
+        ("train_kge", "--triples", lambda c, out, kept: ["--triples", str(kept), "--output-dir", str(out)]),
+        (
+            "train_kge",
+            "--init-from",
+            lambda c, out, kept: [
+                "--triples",
+                str(c["triples"]),
+                "--output-dir",
+                str(out),
+                "--init-from",
+                str(out),
+                "--model=transr",
+            ],
+        ),
+    ],
+    ids=["ner-train-file", "ner-config", "mlm", "kge-triples", "kge-init-from-itself"],
+)
+def test_overwrite_refuses_to_clear_a_folder_holding_an_input_of_the_run(corpora, tmp_path, script, flag, argv):
+    """The run would read its input and then delete it with the previous run's files (TransR --init-from the
+    TransE folder it replaces): refused before anything is read or deleted."""
+    triples = tmp_path / "t.tsv"
+    triples.write_text("高血压\t症状\t头晕\n", encoding="utf-8")
+    output = previous_model(tmp_path / "out")
+    (output / "entity_embeddings.safetensors").write_bytes(b"TransE vectors")
+    kept = {
+        "--train_file": output / "train.json",
+        "--config": output / "run.yaml",
+        "--train_files": output / "corpus.txt",
+        "--triples": output / "triples.tsv",
+        "--init-from": output,
+    }[flag]
+    if flag == "--train_file":
+        kept.write_bytes(corpora["breast"].read_bytes())
+    elif flag != "--init-from":
+        kept.write_text({"--config": "variant: crf\n", "--train_files": "文档\n"}.get(flag, triples.read_text()))
+    before = snapshot(output)
+    command = [*argv({**corpora, "triples": triples}, output, kept), "--overwrite_output_dir"]
+    with pytest.raises(ConfigurationError) as caught:
+        {"train_ner": train_ner, "train_mlm": train_mlm, "train_kge": train_kge}[script].main(command)
+    assert str(caught.value) == (
+        f"{flag} {kept} lies in the output folder {output}, which --overwrite_output_dir would clear: move it out, "
+        "or choose another output folder"
+    )
+    assert snapshot(output) == before
+
+
 def test_overwrite_output_dir_replaces_the_previous_run(corpora, tmp_path):
     output = previous_model(tmp_path / "out")
     train_ner.main(ner_args(corpora, output, "--overwrite_output_dir", "--max_steps=1", "--early_stopping_patience=0"))

@@ -39,13 +39,23 @@ STATE_FILE = "training_state.json"  # in each checkpoint: our counters (step, ep
 NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 RUN_ARGUMENTS_FILE = "run_arguments.json"  # in each checkpoint: the configuration that wrote it
 BASE_KEY = "base"  # in a --config file: the file it extends (see read_config)
-# What training runs leave in their output folders: --overwrite_output_dir clears only a folder holding one of them.
-TRAINING_OUTPUTS = ("training_args.json", CHECKPOINTS_DIR, "logs", "checkpoint.pt", "kge_config.json")
+# Files only a training run writes (glob patterns in its output folder): --overwrite_output_dir clears only a folder
+# holding one of them. Not a bare logs/ or checkpoints/ folder, which many projects have of their own.
+TRAINING_OUTPUTS = (
+    "training_args.json", f"{CHECKPOINTS_DIR}/{CHECKPOINT_PREFIX}*/{STATE_FILE}", "logs/metrics.jsonl",
+    "checkpoint.pt", "kge_config.json",
+)  # fmt: skip
+# Arguments naming files or folders the run reads (train_ner.py, train_mlm.py; --config kept by parse_arguments):
+# none may lie in the output folder that --overwrite_output_dir clears.
+INPUT_ARGUMENTS = frozenset(
+    {"config", "encoder", "kg_embeddings", "lexicon", "train_file", "validation_file", "test_file", "dataset_name",
+     "model_name_or_path", "tokenizer_name_or_path", "train_files", "lexicon_file"}
+)  # fmt: skip
 # Arguments that steer a run without changing what it trains (simulated_data only words the card): a resumed run
 # may change them.
 RESUMABLE_CHANGES = frozenset(
     {"output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps", "sample_text", "push_to_hub",
-     "hub_model_id", "per_device_eval_batch_size", "max_bad_fraction", "simulated_data"}
+     "hub_model_id", "per_device_eval_batch_size", "max_bad_fraction", "simulated_data", "config"}
 )  # fmt: skip
 
 
@@ -83,6 +93,8 @@ def parse_arguments(dataclass_types, argv: list[str] | None = None, description:
     for cls in dataclass_types:
         names = {field.name for field in dataclasses.fields(cls) if field.init}
         outputs.append(cls(**{k: v for k, v in vars(namespace).items() if k in names}))
+        if isinstance(outputs[-1], RunArguments) and known.config is not None:
+            outputs[-1].config = str(known.config)
     return tuple(outputs)
 
 
@@ -304,9 +316,12 @@ def checkpoints_of(output_dir: Path) -> list[Path]:
     return sorted(folders, key=lambda folder: int(folder.name.removeprefix(CHECKPOINT_PREFIX)))
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str) -> None:
-    """Before anything is written: a non-empty output folder is refused unless the run continues it (``resuming``)
-    or replaces it (``overwrite``, only a training run's folder); see :func:`clear_output_dir`."""
+def check_output_dir(
+    output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str, inputs: dict[str, object] | None = None
+) -> None:
+    """Before anything is read or written: a non-empty output folder is refused unless the run continues it
+    (``resuming``) or replaces it (``overwrite``, only a training run's folder, and none of the run's ``inputs``, flag
+    -> path or list of paths, in it); see :func:`clear_output_dir`."""
     entries = folder_entries(output_dir)
     check_writable(output_dir, f"output folder {output_dir}")
     if resuming or not entries:
@@ -317,11 +332,19 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_f
             f"output folder {output_dir} is not empty ({shown}): --overwrite_output_dir replaces it, {resume_flag} "
             "continues the run it holds, or choose another folder"
         )
-    if not set(entries) & set(TRAINING_OUTPUTS):
+    if not any(any(output_dir.glob(pattern)) for pattern in TRAINING_OUTPUTS):
         raise ConfigurationError(
             f"output folder {output_dir} holds files no training run wrote ({shown}): --overwrite_output_dir replaces "
             "only a training run's output; choose another folder"
         )
+    folder = output_dir.resolve()
+    for flag, values in (inputs or {}).items():
+        for value in values if isinstance(values, list) else [values]:
+            if value and Path(value).exists() and folder in (Path(value).resolve(), *Path(value).resolve().parents):
+                raise ConfigurationError(
+                    f"{flag} {value} lies in the output folder {output_dir}, which --overwrite_output_dir would clear: "
+                    "move it out, or choose another output folder"
+                )
 
 
 def clear_output_dir(output_dir: Path) -> None:
@@ -389,6 +412,8 @@ class RunArguments:
     mixed_precision: str = dataclasses.field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "upload the saved folder to the Hub"})
     hub_model_id: str | None = dataclasses.field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
+    # The --config file the arguments came from (set by parse_arguments, not a flag of its own).
+    config: str | None = dataclasses.field(default=None, init=False)
 
 
 def max_bad_fraction_field():

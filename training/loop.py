@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from clinical_ner_zh.training.common import (
+    INPUT_ARGUMENTS,
     RunArguments,
     TrainingBudget,
     check_checkpoint_arguments,
@@ -59,7 +60,10 @@ def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
     resumed = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
     if resumed is not None:
         check_checkpoint_arguments(resumed, arguments)
-    check_output_dir(output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint")
+    inputs = {f"--{name}": value for name, value in arguments.items() if name in INPUT_ARGUMENTS}
+    check_output_dir(
+        output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint", inputs
+    )
     accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
     logging.basicConfig(
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
