@@ -9,7 +9,8 @@ UTF-8 triple (or ``--entities`` row) stops the run naming file and line; a tripl
 * ``entity_embeddings.safetensors``: ``entity_embeddings`` (num_entities x dim) and the relation parameters;
 * ``entities.tsv``: row ``i`` = ``name<TAB>type`` of embedding row ``i`` (types from ``--entities``, else Other);
 * ``relations.tsv``, ``kge_config.json`` (model, dim, hyper-parameters, metrics, timing);
-* ``checkpoint.pt`` after every epoch (``--resume`` continues from it; ``--epochs`` may be raised).
+* ``checkpoint.pt`` after every epoch (``--resume`` continues from it; ``--epochs`` may be raised; a run that
+  stopped on ``--max-minutes`` or ``--target-mrr`` trains on only when that is raised).
 
 Examples::
 

@@ -325,6 +325,24 @@ def test_resume_matches_uninterrupted_run(tmp_path):
         train(dictionary_graph(), model="transh", checkpoint_dir=tmp_path, resume=True, **{**settings, "dim": 8})
 
 
+@pytest.mark.parametrize(
+    ("stop", "train_on"),
+    [({"max_minutes": 1e-9}, {"max_minutes": None}), ({"target_mrr": 0.0}, {"target_mrr": 2.0})],
+    ids=["time-budget", "target-mrr"],
+)
+def test_a_run_that_stopped_stays_stopped_on_resume(tmp_path, stop, train_on):
+    """train_kge.py --resume run again after the run ended on its time budget or target trained one more epoch each
+    time; raising the budget (or the target) trains on."""
+    settings = dict(SMALL, epochs=4, valid_fraction=0.05, eval_every=1, checkpoint_dir=tmp_path)
+    first = train(dictionary_graph(), model="transe", **settings, **stop)
+    assert first.epochs_completed == 1
+    again = train(dictionary_graph(), model="transe", resume=True, **settings, **stop)
+    assert again.epochs_completed == 1 and len(again.history) == 1
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
+    assert train(dictionary_graph(), model="transe", resume=True, **settings, **train_on).epochs_completed == 4
+
+
 def test_save_and_load_embeddings(tmp_path):
     triples = dictionary_graph(languages=2, concepts=10)
     result = train(triples, model="transr", **{**SMALL, "epochs": 2, "relation_dim": 8})

@@ -174,6 +174,28 @@ def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
         assert saved_model_dev_report(run, ner_args(corpora, run, *common)) == evaluated, run.name
 
 
+@pytest.mark.parametrize(
+    "stop",
+    [["--eval_steps=2", "--early_stopping_patience=1", "--encoder_learning_rate=1e-9", "--head_learning_rate=1e-9"],
+     ["--eval_steps=2", "--max_train_minutes=1e-9"]],
+    ids=["early-stopping", "time-budget"],
+)  # fmt: skip
+def test_a_finished_run_stays_finished_on_resume_with_its_history(corpora, tmp_path, stop):
+    """The same command run again with --resume_from_checkpoint latest (a job script that always passes it) after
+    the run stopped early or ran out of time: no step is taken, the saved model stays, and all_results.json still
+    lists the evaluations made before the resume."""
+    argv = ner_args(corpora, tmp_path / "out", "--max_steps=20", *stop)
+    first = train_ner.main(argv)
+    assert first["steps"] < 20, "the run must end before its last step"
+    model = (tmp_path / "out" / "model.safetensors").read_bytes()
+    again = train_ner.main([*argv, "--resume_from_checkpoint=latest"])
+    assert again["steps"] == first["steps"]
+    assert [row["step"] for row in again["history"]] == [row["step"] for row in first["history"]]
+    saved = json.loads((tmp_path / "out" / "all_results.json").read_text(encoding="utf-8"))
+    assert saved["history"] == first["history"]
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == model
+
+
 def test_weight_average_averages_floating_point_tensors_only():
     """BERT's int64 position_ids (and the CRF's boolean constraints) are copied, not averaged and truncated."""
     labels = build_label_list(["Drug"], "BIO")

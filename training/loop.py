@@ -97,8 +97,10 @@ class TrainingLoop:
     budget's last step; breaking out of it stops training earlier.
 
     ``state`` (``step``, ``epoch``, ``batches_in_epoch``, ``seconds``) is updated in place: it is what a checkpoint
-    stores, so that a resumed run starts at the very batch where the interrupted one stopped. ``prepare_batch``
-    changes a training batch before the forward pass (train_ner.py's ``--token_dropout``).
+    stores, so that a resumed run starts at the very batch where the interrupted one stopped. A script that ends
+    training itself (early stopping) sets ``state["stopped"]``: the checkpoint keeps it, and a run resumed from a
+    finished one (stopped, out of steps or out of time) takes no step. ``prepare_batch`` changes a training batch
+    before the forward pass (train_ner.py's ``--token_dropout``).
     """
 
     def __init__(
@@ -121,11 +123,18 @@ class TrainingLoop:
             total=budget.total_steps, initial=state["step"], disable=not accelerator.is_local_main_process
         )
         self._losses: list[torch.Tensor] = []  # this process's, of the batches since the last log
+        if self.finished and state["step"]:
+            logger.info("the resumed run had ended at step %d: nothing more to train", state["step"])
+
+    @property
+    def finished(self) -> bool:
+        state = self.state
+        return state["step"] >= self.budget.total_steps or self.budget.out_of_time or state.get("stopped", False)
 
     def __iter__(self) -> Iterator[int]:
         accelerator, state = self.accelerator, self.state
         self.model.train()
-        while state["step"] < self.budget.total_steps:
+        while not self.finished:
             if hasattr(self.dataloader, "set_epoch"):  # a streamed corpus's loader has no epochs to seed
                 self.dataloader.set_epoch(state["epoch"])
             batches = self.dataloader
