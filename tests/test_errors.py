@@ -91,6 +91,21 @@ def _non_empty(folder: Path) -> Path:
     return folder / "out"
 
 
+def _checkpoint_of_two_processes(folder: Path) -> list[str]:
+    """train_ner.py arguments resuming a checkpoint of the same configuration, written by two processes."""
+    import train_ner
+    from clinical_ner_zh.training.common import parse_arguments, run_arguments
+
+    argv = ["--corpus=ccks2019", f"--train_file={_ccks(folder, CCKS_LINE)}", f"--output_dir={folder / 'out'}"]
+    arguments = parse_arguments((train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments), argv)
+    train_ner.validate_arguments(*arguments)
+    checkpoint = folder / "out" / "checkpoints" / "checkpoint_0"
+    checkpoint.mkdir(parents=True)
+    _write(checkpoint / "run_arguments.json", json.dumps(run_arguments(*arguments)))
+    _write(checkpoint / "training_state.json", json.dumps({"step": 4, "num_processes": 2}))
+    return [*argv, "--resume_from_checkpoint=latest"]
+
+
 def _write_bytes(path: Path, content: bytes) -> Path:
     path.write_bytes(content)
     return path
@@ -213,6 +228,13 @@ CASES = [
         lambda d, m: ["--corpus=ccks2019", f"--train_file={_ccks(d, CCKS_LINE)}", f"--output_dir={_non_empty(d)}"],
         "output folder <dir>/out is not empty (model.safetensors): --overwrite_output_dir replaces it, "
         "--resume_from_checkpoint continues the run it holds, or choose another folder",
+    ),
+    Case(
+        "train_ner.py",
+        "a checkpoint of two processes resumed by one",
+        lambda d, m: _checkpoint_of_two_processes(d),
+        "<dir>/out/checkpoints/checkpoint_0 was written by 2 process(es), this run has 1: resume with 2 (accelerate "
+        "launch --num_processes 2), or train afresh in another folder",
     ),
     Case(
         "train_ner.py",

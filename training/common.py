@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 # deletes the oldest beyond CHECKPOINTS_KEPT; every entry of that folder is taken for a checkpoint.
 CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINTS_KEPT = "checkpoints", "checkpoint_", 2
 STATE_FILE = "training_state.json"  # in each checkpoint: our counters (step, epoch, batches into the epoch, ...)
+PROCESSES_KEY = "num_processes"  # in STATE_FILE: how many processes wrote the checkpoint
 # Parameter names never decayed, as transformers' Trainer.get_decay_parameter_names has them.
 NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 RUN_ARGUMENTS_FILE = "run_arguments.json"  # in each checkpoint: the configuration that wrote it
@@ -387,6 +388,18 @@ def check_checkpoint_arguments(checkpoint: Path, arguments: dict) -> None:
         )
 
 
+def check_checkpoint_processes(checkpoint: Path, num_processes: int) -> None:
+    """Steps, the schedule and the position in the data are counted per process: another number of processes would
+    resume another run (twice or half the data asked for, batches skipped wrongly). A checkpoint written before the
+    count was kept is not checked."""
+    saved = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8")).get(PROCESSES_KEY)
+    if saved is not None and saved != num_processes:
+        raise ConfigurationError(
+            f"{checkpoint} was written by {saved} process(es), this run has {num_processes}: resume with "
+            f"{saved} (accelerate launch --num_processes {saved}), or train afresh in another folder"
+        )
+
+
 def prepare_output_dir(accelerator: Accelerator, output_dir: Path, overwrite: bool) -> None:
     """After :func:`check_output_dir` and before anything else is written: clear the folder for
     ``--overwrite_output_dir`` (main process)."""
@@ -452,6 +465,7 @@ def save_checkpoint(accelerator: Accelerator, state: dict, arguments: dict) -> P
     plus our counters and the run's arguments, which a resumed run must repeat."""
     folder = Path(accelerator.save_state())
     if accelerator.is_main_process:
+        state = {**state, PROCESSES_KEY: accelerator.num_processes}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         (folder / RUN_ARGUMENTS_FILE).write_text(json.dumps(arguments, indent=2), encoding="utf-8")
     accelerator.wait_for_everyone()

@@ -19,6 +19,7 @@ from clinical_ner_zh.training.common import (
     RunArguments,
     TrainingBudget,
     check_checkpoint_arguments,
+    check_checkpoint_processes,
     check_hub_arguments,
     check_output_dir,
     learning_rates_of,
@@ -53,7 +54,7 @@ def seeded_dataloader(dataset, batch_size: int, shuffle: bool, collate_fn, seed:
 
 def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
     """Before any data is read: refuse what cannot work (a Hub upload without a repository, a checkpoint of another
-    configuration, a non-empty output folder), then the Accelerator, logging and the seed."""
+    configuration or number of processes, a non-empty output folder), then the Accelerator, logging and the seed."""
     check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
     output_dir = Path(train_args.output_dir)
     arguments = run_arguments(*argument_objects)
@@ -65,6 +66,8 @@ def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
         output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint", inputs
     )
     accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
+    if resumed is not None:
+        check_checkpoint_processes(resumed, accelerator.num_processes)
     logging.basicConfig(
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
