@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,28 @@ def test_resuming_a_checkpoint_of_another_configuration_says_what_differs(corpor
         "another folder"
     )
     assert snapshot(output) == before
+
+
+def test_a_checkpoint_written_before_an_argument_existed_resumes_with_its_default(corpora, tmp_path):
+    """An older version's checkpoint does not record an argument added since (here --augment_share): the run that
+    wrote it had the default, so the same command resumes it, and another value is refused, saying so."""
+    output = tmp_path / "out"
+    argv = ner_args(corpora, output, "--max_steps=2", "--checkpointing_steps=1", "--early_stopping_patience=0")
+    train_ner.main(argv)
+    checkpoint = output / "checkpoints" / "checkpoint_1"  # step 2; checkpoint_0 holds step 1
+    for folder in (output / "checkpoints").iterdir():
+        saved = json.loads((folder / "run_arguments.json").read_text(encoding="utf-8"))
+        del saved["augment_share"]
+        (folder / "run_arguments.json").write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as caught:
+        train_ner.main([*argv, "--resume_from_checkpoint=latest", "--augment_share=0.5"])
+    assert str(caught.value) == (
+        f"{checkpoint} was written by another configuration (augment_share 0.3 there (its default, not recorded), "
+        "0.5 now): resume with the same arguments, or train afresh in another folder"
+    )
+    shutil.rmtree(checkpoint)
+    results = train_ner.main([*argv, "--resume_from_checkpoint=latest"])
+    assert results["steps"] == 2 and [row["step"] for row in results["history"]] == [2]
 
 
 def ccks_with_bad_lines(path: Path, good: int, bad: int) -> Path:

@@ -368,18 +368,33 @@ def run_arguments(*argument_objects) -> dict:
     return json.loads(json.dumps(values, default=str))
 
 
-def check_checkpoint_arguments(checkpoint: Path, arguments: dict) -> None:
-    """A checkpoint is resumed only by the configuration that wrote it; otherwise say what differs."""
+def argument_defaults(*argument_objects) -> dict:
+    """The default of each argument, as JSON values like :func:`run_arguments`."""
+    values = {}
+    for arguments in argument_objects:
+        for field in dataclasses.fields(arguments):
+            if field.default is not dataclasses.MISSING:
+                values[field.name] = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                values[field.name] = field.default_factory()
+    return json.loads(json.dumps(values, default=str))
+
+
+def check_checkpoint_arguments(checkpoint: Path, arguments: dict, defaults: dict) -> None:
+    """A checkpoint is resumed only by the configuration that wrote it; otherwise say what differs. An argument
+    the checkpoint does not record was added since it was written: that run had its default (``defaults``)."""
     saved_path = checkpoint / RUN_ARGUMENTS_FILE
     if not saved_path.is_file():
         raise ConfigurationError(
             f"{checkpoint}: no {RUN_ARGUMENTS_FILE} in it, so its configuration is unknown: train afresh"
         )
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    then = {**{name: defaults[name] for name in set(defaults) - set(saved)}, **saved}
     differ = [
-        f"{name} {saved.get(name)!r} there, {arguments.get(name)!r} now"
-        for name in sorted(set(saved) | set(arguments))
-        if name not in RESUMABLE_CHANGES and saved.get(name) != arguments.get(name)
+        f"{name} {then.get(name)!r} {'there' if name in saved else 'there (its default, not recorded)'}, "
+        f"{arguments.get(name)!r} now"
+        for name in sorted(set(then) | set(arguments))
+        if name not in RESUMABLE_CHANGES and then.get(name) != arguments.get(name)
     ]
     if differ:
         raise ConfigurationError(

@@ -18,6 +18,7 @@ from clinical_ner_zh.training.common import (
     INPUT_ARGUMENTS,
     RunArguments,
     TrainingBudget,
+    argument_defaults,
     check_checkpoint_arguments,
     check_checkpoint_processes,
     check_hub_arguments,
@@ -60,7 +61,7 @@ def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
     arguments = run_arguments(*argument_objects)
     resumed = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
     if resumed is not None:
-        check_checkpoint_arguments(resumed, arguments)
+        check_checkpoint_arguments(resumed, arguments, argument_defaults(*argument_objects))
     inputs = {f"--{name}": value for name, value in arguments.items() if name in INPUT_ARGUMENTS}
     check_output_dir(
         output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint", inputs
