@@ -326,6 +326,20 @@ CASES = [
     ),
     Case(
         "train_kge.py",
+        "an --entities table naming no entity of the triples",
+        lambda d, m: [
+            "--triples",
+            str(_write(d / "t.tsv", "高血压\t症状\t头晕\n")),
+            "--entities",
+            str(_write(d / "types.tsv", "高血压病\tDisease\n")),
+            "--output-dir",
+            str(d / "kge"),
+        ],
+        "--entities <dir>/types.tsv: none of its 1 names is an entity of the triples (2 entities), so every entity "
+        "would be typed Other: give the type table of this graph (names as in the triples)",
+    ),
+    Case(
+        "train_kge.py",
         "a triple with two fields",
         lambda d, m: ["--triples", str(_write(d / "t.tsv", "高血压\t症状\n")), "--output-dir", str(d / "kge")],
         "<dir>/t.tsv:1: expected 3 tab-separated fields (head, relation, tail), got 2: '高血压\\t症状'",
