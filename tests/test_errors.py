@@ -106,6 +106,13 @@ def _checkpoint_of_two_processes(folder: Path) -> list[str]:
     return [*argv, "--resume_from_checkpoint=latest"]
 
 
+def _checkpoint_in(run: Path) -> Path:
+    checkpoint = run / "checkpoints" / "checkpoint_3"
+    checkpoint.mkdir(parents=True)
+    _write(checkpoint / "training_state.json", json.dumps({"step": 4}))
+    return checkpoint
+
+
 def _write_bytes(path: Path, content: bytes) -> Path:
     path.write_bytes(content)
     return path
@@ -235,6 +242,18 @@ CASES = [
         lambda d, m: _checkpoint_of_two_processes(d),
         "<dir>/out/checkpoints/checkpoint_0 was written by 2 process(es), this run has 1: resume with 2 (accelerate "
         "launch --num_processes 2), or train afresh in another folder",
+    ),
+    Case(
+        "train_ner.py",
+        "a checkpoint of another run folder",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE)}",
+            f"--output_dir={d / 'new'}",
+            f"--resume_from_checkpoint={_checkpoint_in(d / 'old')}",
+        ],
+        "--resume_from_checkpoint <dir>/old/checkpoints/checkpoint_3 is not a checkpoint of the output folder "
+        "<dir>/new: a run continues in its own folder, give --output_dir <dir>/old",
     ),
     Case(
         "train_ner.py",

@@ -204,6 +204,24 @@ def test_a_checkpoint_written_before_an_argument_existed_resumes_with_its_defaul
     assert results["steps"] == 2 and [row["step"] for row in results["history"]] == [2]
 
 
+def test_a_checkpoint_is_resumed_only_in_its_own_run_folder(corpora, tmp_path):
+    """Continued in another --output_dir, a run left there no model unless dev F1 rose again (yet logged 'model
+    saved'), and wrote into a non-empty folder of the user's without --overwrite_output_dir."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    train_ner.main(ner_args(corpora, old, "--max_steps=2", "--checkpointing_steps=1", "--early_stopping_patience=0"))
+    checkpoint = old / "checkpoints" / "checkpoint_0"
+    new.mkdir()
+    (new / "README.md").write_text("# My project")
+    argv = ner_args(corpora, new, "--max_steps=2", "--checkpointing_steps=1", "--early_stopping_patience=0")
+    with pytest.raises(ConfigurationError) as caught:
+        train_ner.main([*argv, f"--resume_from_checkpoint={checkpoint}"])
+    assert str(caught.value) == (
+        f"--resume_from_checkpoint {checkpoint} is not a checkpoint of the output folder {new}: a run continues in "
+        f"its own folder, give --output_dir {old}"
+    )
+    assert snapshot(new) == {"README.md": b"# My project"}
+
+
 def ccks_with_bad_lines(path: Path, good: int, bad: int) -> Path:
     write_ccks(path, simulated_ccks_records(good, seed=3), crlf=False, trailing_empty_line=False)
     with path.open("a", encoding="utf-8") as handle:

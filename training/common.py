@@ -308,6 +308,13 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
     path = Path(resume_from_checkpoint)
     if not (path / STATE_FILE).is_file():
         raise ConfigurationError(f"{path} is not a checkpoint folder written by this script (no {STATE_FILE})")
+    # The run's best model and its other files are in the checkpoint's own run folder: continued anywhere else, the
+    # run would leave a folder without a model (unless dev F1 rose again) or write into a folder of the user's.
+    if path.resolve().parent.parent != output_dir.resolve():
+        raise ConfigurationError(
+            f"--resume_from_checkpoint {path} is not a checkpoint of the output folder {output_dir}: a run continues "
+            f"in its own folder, give --output_dir {path.parent.parent}"
+        )
     return path
 
 
@@ -434,7 +441,7 @@ class RunArguments:
         default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
     )
     resume_from_checkpoint: str | None = dataclasses.field(
-        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
+        default=None, metadata={"help": "a checkpoint folder under output_dir/checkpoints, or 'latest' there"}
     )
     gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={"help": "batches per optimiser step"})
     mixed_precision: str = dataclasses.field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
