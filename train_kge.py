@@ -7,9 +7,11 @@ beside a relation-popularity baseline on the same triples (the last line printed
 UTF-8 triple (or ``--entities`` row) stops the run naming file and line; a triple listed twice counts once.
 
 * ``entity_embeddings.safetensors``: ``entity_embeddings`` (num_entities x dim) and the relation parameters;
-* ``entities.tsv``: row ``i`` = ``name<TAB>type`` of embedding row ``i`` (types from ``--entities``, else Other);
+* ``entities.tsv``: row ``i`` = ``name<TAB>type`` of embedding row ``i`` (types from ``--entities``, else Other;
+  the run says how many entities the table types, and stops when it types none);
 * ``relations.tsv``, ``kge_config.json`` (model, dim, hyper-parameters, metrics, timing);
-* ``checkpoint.pt`` after every epoch (``--resume`` continues from it; ``--epochs`` may be raised).
+* ``checkpoint.pt`` after every epoch (``--resume`` continues from it; ``--epochs`` may be raised; a run that
+  stopped on ``--max-minutes`` or ``--target-mrr`` trains on only when that is raised).
 
 Examples::
 
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     resuming = args.resume and (args.output_dir / CHECKPOINT_NAME).is_file()
-    check_output_dir(args.output_dir, args.overwrite_output_dir, resuming, "--resume")
+    inputs = {"--triples": args.triples, "--entities": args.entities, "--init-from": args.init_from}
+    check_output_dir(args.output_dir, args.overwrite_output_dir, resuming, "--resume", inputs)
     triples = read_triples(args.triples)
     if not triples:
         raise KgFormatError(f"{args.triples}: no triples in the file")
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.entities is not None:
         entity_types = {entity.name: entity.type for entity in read_entities(args.entities)}
     print(f"{len(triples)} triples from {args.triples}")
+    if entity_types is not None:
+        print(typed_entities(triples, entity_types, args.entities))
     if args.init_from is not None and not (args.init_from / EMBEDDINGS_NAME).is_file():
         raise UserError(
             f"--init-from {args.init_from}: no {EMBEDDINGS_NAME}: expected the output folder of train_kge.py"
@@ -156,6 +161,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{result.triples_per_second:,.0f} triples/s; wrote {', '.join(str(p) for p in paths.values())}"
     )
     print(score_line(result.metrics, result.baseline))
+
+
+def typed_entities(triples, entity_types: dict[str, str], path: Path) -> str:
+    """How many KG entities ``--entities`` types (the others are ``Other``), said before training; none is an error:
+    a table of another graph, or names spelt otherwise, would make every entity ``Other`` without a word."""
+    names = {name for head, _, tail in triples for name in (head, tail)}
+    typed = len(names & entity_types.keys())
+    if not typed:
+        raise KgFormatError(
+            f"--entities {path}: none of its {len(entity_types)} names is an entity of the triples ({len(names)} "
+            "entities), so every entity would be typed Other: give the type table of this graph (names as in the "
+            "triples)"
+        )
+    return (
+        f"{typed} of {len(names)} entities typed from {path} (the others: Other); "
+        f"{len(entity_types) - typed} of its {len(entity_types)} names are not in the triples"
+    )
 
 
 def score_line(metrics: dict[str, float], baseline: dict[str, float]) -> str:

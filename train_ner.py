@@ -583,6 +583,7 @@ def evaluate_and_maybe_save(accelerator, score_dev, save_best, state: dict, hist
     state["evals_without_gain"] += 1
     if patience and state["evals_without_gain"] >= patience:
         logger.info("early stopping: no dev F1 gain in %d evaluations", patience)
+        state["stopped"] = True  # kept in the checkpoint: resuming a finished run does not train on
         return True
     return False
 
@@ -668,7 +669,7 @@ def main(argv: list[str] | None = None) -> dict:
     scored = model if averaged is None else averaged.module
 
     # ---- training
-    fresh = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_f1": -1.0, "evals_without_gain": 0}
+    fresh = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_f1": -1.0, "evals_without_gain": 0, "history": []}
     state = begin_training(run, train_args, "train_ner", fresh)
     score = partial(evaluate, accelerator=accelerator, encoder=encoder, types=types, classes=classes)
     dev = Split(corpus["validation"], windows["validation"], eval_loader)
@@ -683,7 +684,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     eval_every = train_args.eval_steps or steps_per_epoch
     checkpoint_every = train_args.checkpointing_steps or eval_every
-    history = []
+    # The dev scores of every evaluation, those before a resume included (a checkpoint older than this key has none).
+    history = state.setdefault("history", [])
     for step in loop:
         if averaged is not None:
             averaged.update_parameters(accelerator.unwrap_model(model))

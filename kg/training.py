@@ -342,6 +342,10 @@ def _show_epoch(bar: tqdm, entry: dict[str, float]) -> None:
         )
 
 
+def _out_of_time(config: KgeConfig, train_seconds: float) -> bool:
+    return config.max_minutes is not None and train_seconds >= 60 * config.max_minutes
+
+
 def _stop_reason(config: KgeConfig, entry: dict[str, float], out_of_time: bool) -> str | None:
     """Why training ends before ``config.epochs``: the time budget is spent, or validation reached the target."""
     if out_of_time:
@@ -385,10 +389,15 @@ def train(
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if resume:
         run.resume(checkpoint_path)
-    bar = tqdm(range(run.start_epoch, config.epochs), desc=config.model, unit="epoch", disable=not progress)
+    epochs = range(run.start_epoch, config.epochs)
+    if run.history and (reason := _stop_reason(config, run.history[-1], _out_of_time(config, run.train_seconds))):
+        # The checkpoint's run had stopped: the same command run again must not train one more epoch each time.
+        logger.info("the resumed run had stopped after epoch %d (%s): nothing more to train", run.start_epoch, reason)
+        epochs = range(0)
+    bar = tqdm(epochs, desc=config.model, unit="epoch", disable=not progress)
     for epoch in bar:
         entry = run.train_epoch(epoch)
-        out_of_time = config.max_minutes is not None and run.train_seconds >= 60 * config.max_minutes
+        out_of_time = _out_of_time(config, run.train_seconds)
         run.validate(entry, out_of_time)
         run.history.append(entry)
         _show_epoch(bar, entry)

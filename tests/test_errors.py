@@ -105,6 +105,28 @@ def _non_empty(folder: Path) -> Path:
     return folder / "out"
 
 
+def _checkpoint_of_two_processes(folder: Path) -> list[str]:
+    """train_ner.py arguments resuming a checkpoint of the same configuration, written by two processes."""
+    import train_ner
+    from clinical_ner_zh.training.common import parse_arguments, run_arguments
+
+    argv = ["--corpus=ccks2019", f"--train_file={_ccks(folder, CCKS_LINE)}", f"--output_dir={folder / 'out'}"]
+    arguments = parse_arguments((train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments), argv)
+    train_ner.validate_arguments(*arguments)
+    checkpoint = folder / "out" / "checkpoints" / "checkpoint_0"
+    checkpoint.mkdir(parents=True)
+    _write(checkpoint / "run_arguments.json", json.dumps(run_arguments(*arguments)))
+    _write(checkpoint / "training_state.json", json.dumps({"step": 4, "num_processes": 2}))
+    return [*argv, "--resume_from_checkpoint=latest"]
+
+
+def _checkpoint_in(run: Path) -> Path:
+    checkpoint = run / "checkpoints" / "checkpoint_3"
+    checkpoint.mkdir(parents=True)
+    _write(checkpoint / "training_state.json", json.dumps({"step": 4}))
+    return checkpoint
+
+
 def _write_bytes(path: Path, content: bytes) -> Path:
     path.write_bytes(content)
     return path
@@ -254,6 +276,25 @@ CASES = [
     ),
     Case(
         "train_ner.py",
+        "a checkpoint of two processes resumed by one",
+        lambda d, m: _checkpoint_of_two_processes(d),
+        "<dir>/out/checkpoints/checkpoint_0 was written by 2 process(es), this run has 1: resume with 2 (accelerate "
+        "launch --num_processes 2), or train afresh in another folder",
+    ),
+    Case(
+        "train_ner.py",
+        "a checkpoint of another run folder",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE)}",
+            f"--output_dir={d / 'new'}",
+            f"--resume_from_checkpoint={_checkpoint_in(d / 'old')}",
+        ],
+        "--resume_from_checkpoint <dir>/old/checkpoints/checkpoint_3 is not a checkpoint of the output folder "
+        "<dir>/new: a run continues in its own folder, give --output_dir <dir>/old",
+    ),
+    Case(
+        "train_ner.py",
         "more records dropped than --max_bad_fraction",
         lambda d, m: [
             "--corpus=ccks2019",
@@ -341,6 +382,35 @@ CASES = [
         ],
         "output folder <dir>/out is not empty (model.safetensors): --overwrite_output_dir replaces it, --resume "
         "continues the run it holds, or choose another folder",
+    ),
+    Case(
+        "train_kge.py",
+        "--init-from the folder --overwrite-output-dir replaces",
+        lambda d, m: [
+            "--triples",
+            str(_write(d / "t.tsv", "高血压\t症状\t头晕\n")),
+            "--output-dir",
+            str(_write(_non_empty(d) / "kge_config.json", "{}").parent),
+            "--init-from",
+            f"{d}/out",
+            "--overwrite-output-dir",
+        ],
+        "--init-from <dir>/out lies in the output folder <dir>/out, which --overwrite_output_dir would clear: move it "
+        "out, or choose another output folder",
+    ),
+    Case(
+        "train_kge.py",
+        "an --entities table naming no entity of the triples",
+        lambda d, m: [
+            "--triples",
+            str(_write(d / "t.tsv", "高血压\t症状\t头晕\n")),
+            "--entities",
+            str(_write(d / "types.tsv", "高血压病\tDisease\n")),
+            "--output-dir",
+            str(d / "kge"),
+        ],
+        "--entities <dir>/types.tsv: none of its 1 names is an entity of the triples (2 entities), so every entity "
+        "would be typed Other: give the type table of this graph (names as in the triples)",
     ),
     Case(
         "train_kge.py",

@@ -325,6 +325,24 @@ def test_resume_matches_uninterrupted_run(tmp_path):
         train(dictionary_graph(), model="transh", checkpoint_dir=tmp_path, resume=True, **{**settings, "dim": 8})
 
 
+@pytest.mark.parametrize(
+    ("stop", "train_on"),
+    [({"max_minutes": 1e-9}, {"max_minutes": None}), ({"target_mrr": 0.0}, {"target_mrr": 2.0})],
+    ids=["time-budget", "target-mrr"],
+)
+def test_a_run_that_stopped_stays_stopped_on_resume(tmp_path, stop, train_on):
+    """train_kge.py --resume run again after the run ended on its time budget or target trained one more epoch each
+    time; raising the budget (or the target) trains on."""
+    settings = dict(SMALL, epochs=4, valid_fraction=0.05, eval_every=1, checkpoint_dir=tmp_path)
+    first = train(dictionary_graph(), model="transe", **settings, **stop)
+    assert first.epochs_completed == 1
+    again = train(dictionary_graph(), model="transe", resume=True, **settings, **stop)
+    assert again.epochs_completed == 1 and len(again.history) == 1
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
+    assert train(dictionary_graph(), model="transe", resume=True, **settings, **train_on).epochs_completed == 4
+
+
 def test_save_and_load_embeddings(tmp_path):
     triples = dictionary_graph(languages=2, concepts=10)
     result = train(triples, model="transr", **{**SMALL, "epochs": 2, "relation_dim": 8})
@@ -536,6 +554,33 @@ def test_degree_negatives_draw_entities_in_proportion_to_their_weight():
     assert (heads[:, 1:] == 2).any() and (tails[:, 1:] == 2).any(), "both sides corrupted"
     result = train(dictionary_graph(), model="transe", negative_entities="degree", **SMALL)
     assert result.metrics["mrr"] > 0.8, result.metrics
+
+
+def test_train_kge_says_how_many_entities_its_type_table_types(tmp_path, capsys):
+    """A type table of another graph (or with names spelt otherwise) typed every entity Other without a word."""
+    import train_kge
+    from clinical_ner_zh.cli_errors import UserError
+
+    triples = tmp_path / "triples.tsv"
+    write_triples(triples, dictionary_graph(languages=2, concepts=5))  # 10 entities: g0_c0 ... g1_c4
+    types = tmp_path / "types.tsv"
+    types.write_text("g0_c0\tDisease\ng1_c1\tDrug\n高血压\tDisease\n", encoding="utf-8")
+    output = tmp_path / "kge"
+    train_kge.main([f"--triples={triples}", f"--entities={types}", f"--output-dir={output}", "--dim=8",
+                    "--epochs=1", "--no-progress"])  # fmt: skip
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"2 of 10 entities typed from {types} (the others: Other); 1 of its 3 names are not in the triples"
+    )
+    written = dict(line.split("\t") for line in (output / "entities.tsv").read_text(encoding="utf-8").splitlines())
+    assert sorted(written.values()) == ["Disease", "Drug", *["Other"] * 8]
+    types.write_text("高血压\tDisease\n头痛\tSymptom\n", encoding="utf-8")
+    with pytest.raises(UserError) as caught:
+        train_kge.main([f"--triples={triples}", f"--entities={types}", f"--output-dir={tmp_path / 'other'}"])
+    assert str(caught.value) == (
+        f"--entities {types}: none of its 2 names is an entity of the triples (10 entities), so every entity would "
+        "be typed Other: give the type table of this graph (names as in the triples)"
+    )
+    assert not (tmp_path / "other").exists()
 
 
 def test_train_kge_refuses_a_missing_init_folder_before_clearing_the_output(tmp_path):

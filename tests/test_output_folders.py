@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,70 @@ def test_overwrite_refuses_a_folder_no_training_run_wrote(corpora, tmp_path):
     assert snapshot(output) == {"thesis.tex": b"years of work"}
 
 
+def test_overwrite_refuses_a_project_folder_that_merely_holds_logs_and_checkpoints(corpora, tmp_path):
+    """A bare logs/ or checkpoints/ folder is no sign of a training run: many projects have one."""
+    project = tmp_path / "project"
+    (project / "logs").mkdir(parents=True)
+    (project / "checkpoints").mkdir()
+    (project / "notes.txt").write_text("my notes")
+    before = snapshot(project)
+    with pytest.raises(ConfigurationError, match="holds files no training run wrote"):
+        train_ner.main(ner_args(corpora, project, "--overwrite_output_dir"))
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize(
+    ("script", "flag", "argv"),
+    [
+        ("train_ner", "--train_file", lambda c, out, kept: ner_args({**c, "breast": kept}, out)),
+        ("train_ner", "--config", lambda c, out, kept: [*ner_args(c, out), f"--config={kept}"]),
+        ("train_mlm", "--train_files", lambda c, out, kept: [f"--train_files={kept}", f"--output_dir={out}"]),
+        ("train_kge", "--triples", lambda c, out, kept: ["--triples", str(kept), "--output-dir", str(out)]),
+        (
+            "train_kge",
+            "--init-from",
+            lambda c, out, kept: [
+                "--triples",
+                str(c["triples"]),
+                "--output-dir",
+                str(out),
+                "--init-from",
+                str(out),
+                "--model=transr",
+            ],
+        ),
+    ],
+    ids=["ner-train-file", "ner-config", "mlm", "kge-triples", "kge-init-from-itself"],
+)
+def test_overwrite_refuses_to_clear_a_folder_holding_an_input_of_the_run(corpora, tmp_path, script, flag, argv):
+    """The run would read its input and then delete it with the previous run's files (TransR --init-from the
+    TransE folder it replaces): refused before anything is read or deleted."""
+    triples = tmp_path / "t.tsv"
+    triples.write_text("高血压\t症状\t头晕\n", encoding="utf-8")
+    output = previous_model(tmp_path / "out")
+    (output / "entity_embeddings.safetensors").write_bytes(b"TransE vectors")
+    kept = {
+        "--train_file": output / "train.json",
+        "--config": output / "run.yaml",
+        "--train_files": output / "corpus.txt",
+        "--triples": output / "triples.tsv",
+        "--init-from": output,
+    }[flag]
+    if flag == "--train_file":
+        kept.write_bytes(corpora["breast"].read_bytes())
+    elif flag != "--init-from":
+        kept.write_text({"--config": "variant: crf\n", "--train_files": "文档\n"}.get(flag, triples.read_text()))
+    before = snapshot(output)
+    command = [*argv({**corpora, "triples": triples}, output, kept), "--overwrite_output_dir"]
+    with pytest.raises(ConfigurationError) as caught:
+        {"train_ner": train_ner, "train_mlm": train_mlm, "train_kge": train_kge}[script].main(command)
+    assert str(caught.value) == (
+        f"{flag} {kept} lies in the output folder {output}, which --overwrite_output_dir would clear: move it out, "
+        "or choose another output folder"
+    )
+    assert snapshot(output) == before
+
+
 def test_overwrite_output_dir_replaces_the_previous_run(corpora, tmp_path):
     output = previous_model(tmp_path / "out")
     train_ner.main(ner_args(corpora, output, "--overwrite_output_dir", "--max_steps=1", "--early_stopping_patience=0"))
@@ -115,6 +180,46 @@ def test_resuming_a_checkpoint_of_another_configuration_says_what_differs(corpor
         "another folder"
     )
     assert snapshot(output) == before
+
+
+def test_a_checkpoint_written_before_an_argument_existed_resumes_with_its_default(corpora, tmp_path):
+    """An older version's checkpoint does not record an argument added since (here --augment_share): the run that
+    wrote it had the default, so the same command resumes it, and another value is refused, saying so."""
+    output = tmp_path / "out"
+    argv = ner_args(corpora, output, "--max_steps=2", "--checkpointing_steps=1", "--early_stopping_patience=0")
+    train_ner.main(argv)
+    checkpoint = output / "checkpoints" / "checkpoint_1"  # step 2; checkpoint_0 holds step 1
+    for folder in (output / "checkpoints").iterdir():
+        saved = json.loads((folder / "run_arguments.json").read_text(encoding="utf-8"))
+        del saved["augment_share"]
+        (folder / "run_arguments.json").write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(ConfigurationError) as caught:
+        train_ner.main([*argv, "--resume_from_checkpoint=latest", "--augment_share=0.5"])
+    assert str(caught.value) == (
+        f"{checkpoint} was written by another configuration (augment_share 0.3 there (its default, not recorded), "
+        "0.5 now): resume with the same arguments, or train afresh in another folder"
+    )
+    shutil.rmtree(checkpoint)
+    results = train_ner.main([*argv, "--resume_from_checkpoint=latest"])
+    assert results["steps"] == 2 and [row["step"] for row in results["history"]] == [2]
+
+
+def test_a_checkpoint_is_resumed_only_in_its_own_run_folder(corpora, tmp_path):
+    """Continued in another --output_dir, a run left there no model unless dev F1 rose again (yet logged 'model
+    saved'), and wrote into a non-empty folder of the user's without --overwrite_output_dir."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    train_ner.main(ner_args(corpora, old, "--max_steps=2", "--checkpointing_steps=1", "--early_stopping_patience=0"))
+    checkpoint = old / "checkpoints" / "checkpoint_0"
+    new.mkdir()
+    (new / "README.md").write_text("# My project")
+    argv = ner_args(corpora, new, "--max_steps=2", "--checkpointing_steps=1", "--early_stopping_patience=0")
+    with pytest.raises(ConfigurationError) as caught:
+        train_ner.main([*argv, f"--resume_from_checkpoint={checkpoint}"])
+    assert str(caught.value) == (
+        f"--resume_from_checkpoint {checkpoint} is not a checkpoint of the output folder {new}: a run continues in "
+        f"its own folder, give --output_dir {old}"
+    )
+    assert snapshot(new) == {"README.md": b"# My project"}
 
 
 def ccks_with_bad_lines(path: Path, good: int, bad: int) -> Path:

@@ -175,6 +175,48 @@ def test_interrupted_run_resumes_to_the_same_weights(corpora, tmp_path):
         assert saved_model_dev_report(run, ner_args(corpora, run, *common)) == evaluated, run.name
 
 
+@pytest.mark.parametrize(
+    "stop",
+    [["--eval_steps=2", "--early_stopping_patience=1", "--encoder_learning_rate=1e-9", "--head_learning_rate=1e-9"],
+     ["--eval_steps=2", "--max_train_minutes=1e-9"]],
+    ids=["early-stopping", "time-budget"],
+)  # fmt: skip
+def test_a_finished_run_stays_finished_on_resume_with_its_history(corpora, tmp_path, stop):
+    """The same command run again with --resume_from_checkpoint latest (a job script that always passes it) after
+    the run stopped early or ran out of time: no step is taken, the saved model stays, and all_results.json still
+    lists the evaluations made before the resume."""
+    argv = ner_args(corpora, tmp_path / "out", "--max_steps=20", *stop)
+    first = train_ner.main(argv)
+    assert first["steps"] < 20, "the run must end before its last step"
+    model = (tmp_path / "out" / "model.safetensors").read_bytes()
+    again = train_ner.main([*argv, "--resume_from_checkpoint=latest"])
+    assert again["steps"] == first["steps"]
+    assert [row["step"] for row in again["history"]] == [row["step"] for row in first["history"]]
+    saved = json.loads((tmp_path / "out" / "all_results.json").read_text(encoding="utf-8"))
+    assert saved["history"] == first["history"]
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == model
+
+
+def test_a_checkpoint_is_resumed_only_by_as_many_processes_as_wrote_it(corpora, tmp_path):
+    """Steps and the position in the data are counted per process: resumed by another number of processes, a run
+    trained twice (or half) the data asked for, with its schedule jumping back."""
+    output = tmp_path / "out"
+    argv = ner_args(corpora, output, "--max_steps=2", "--early_stopping_patience=0")
+    train_ner.main(argv)
+    state_file = checkpoints(output)[2] / "training_state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    assert state["num_processes"] == 1
+    state_file.write_text(json.dumps({**state, "num_processes": 2}), encoding="utf-8")  # as two processes write it
+    before = {path: path.read_bytes() for path in output.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigurationError) as caught:
+        train_ner.main([*argv, "--resume_from_checkpoint=latest"])
+    assert str(caught.value) == (
+        f"{state_file.parent} was written by 2 process(es), this run has 1: resume with 2 (accelerate launch "
+        "--num_processes 2), or train afresh in another folder"
+    )
+    assert {path: path.read_bytes() for path in output.rglob("*") if path.is_file()} == before
+
+
 def test_weight_average_averages_floating_point_tensors_only():
     """BERT's int64 position_ids (and the CRF's boolean constraints) are copied, not averaged and truncated."""
     labels = build_label_list(["Drug"], "BIO")
@@ -496,6 +538,20 @@ def test_two_processes_train_like_one(corpora, ddp_inputs, tmp_path, setting):
         table = weights["kg_embeddings.table.weight"][1:]
         trained = not torch.equal(table, load_file(kge / "entity_embeddings.safetensors")["entity_embeddings"])
         assert trained == (setting == "kg-fine-tuned")
+
+
+@pytest.mark.slow
+def test_a_two_process_checkpoint_is_not_resumed_by_one(corpora, tmp_path):
+    """The real thing: a run under accelerate launch --num_processes 2, resumed by one process, is refused."""
+    output = tmp_path / "out"
+    argv = ner_args(corpora, output, "--max_steps=2", "--early_stopping_patience=0")
+    result = launch_two_processes("train_ner.py", *argv, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = checkpoints(output)[2]
+    with pytest.raises(
+        ConfigurationError, match=rf"^{re.escape(str(checkpoint))} was written by 2 process\(es\), this run has 1: "
+    ):
+        train_ner.main([*argv, "--resume_from_checkpoint=latest"])
 
 
 @pytest.mark.slow

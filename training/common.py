@@ -35,17 +35,28 @@ logger = logging.getLogger(__name__)
 # deletes the oldest beyond CHECKPOINTS_KEPT; every entry of that folder is taken for a checkpoint.
 CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINTS_KEPT = "checkpoints", "checkpoint_", 2
 STATE_FILE = "training_state.json"  # in each checkpoint: our counters (step, epoch, batches into the epoch, ...)
+PROCESSES_KEY = "num_processes"  # in STATE_FILE: how many processes wrote the checkpoint
 # Parameter names never decayed, as transformers' Trainer.get_decay_parameter_names has them.
 NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 RUN_ARGUMENTS_FILE = "run_arguments.json"  # in each checkpoint: the configuration that wrote it
 BASE_KEY = "base"  # in a --config file: the file it extends (see read_config)
-# What training runs leave in their output folders: --overwrite_output_dir clears only a folder holding one of them.
-TRAINING_OUTPUTS = ("training_args.json", CHECKPOINTS_DIR, "logs", "checkpoint.pt", "kge_config.json")
+# Files only a training run writes (glob patterns in its output folder): --overwrite_output_dir clears only a folder
+# holding one of them. Not a bare logs/ or checkpoints/ folder, which many projects have of their own.
+TRAINING_OUTPUTS = (
+    "training_args.json", f"{CHECKPOINTS_DIR}/{CHECKPOINT_PREFIX}*/{STATE_FILE}", "logs/metrics.jsonl",
+    "checkpoint.pt", "kge_config.json",
+)  # fmt: skip
+# Arguments naming files or folders the run reads (train_ner.py, train_mlm.py; --config kept by parse_arguments):
+# none may lie in the output folder that --overwrite_output_dir clears.
+INPUT_ARGUMENTS = frozenset(
+    {"config", "encoder", "kg_embeddings", "lexicon", "train_file", "validation_file", "test_file", "dataset_name",
+     "model_name_or_path", "tokenizer_name_or_path", "train_files", "lexicon_file"}
+)  # fmt: skip
 # Arguments that steer a run without changing what it trains (simulated_data only words the card): a resumed run
 # may change them.
 RESUMABLE_CHANGES = frozenset(
     {"output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_steps", "sample_text", "push_to_hub",
-     "hub_model_id", "per_device_eval_batch_size", "max_bad_fraction", "simulated_data"}
+     "hub_model_id", "per_device_eval_batch_size", "max_bad_fraction", "simulated_data", "config"}
 )  # fmt: skip
 
 
@@ -83,6 +94,8 @@ def parse_arguments(dataclass_types, argv: list[str] | None = None, description:
     for cls in dataclass_types:
         names = {field.name for field in dataclasses.fields(cls) if field.init}
         outputs.append(cls(**{k: v for k, v in vars(namespace).items() if k in names}))
+        if isinstance(outputs[-1], RunArguments) and known.config is not None:
+            outputs[-1].config = str(known.config)
     return tuple(outputs)
 
 
@@ -295,6 +308,13 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
     path = Path(resume_from_checkpoint)
     if not (path / STATE_FILE).is_file():
         raise ConfigurationError(f"{path} is not a checkpoint folder written by this script (no {STATE_FILE})")
+    # The run's best model and its other files are in the checkpoint's own run folder: continued anywhere else, the
+    # run would leave a folder without a model (unless dev F1 rose again) or write into a folder of the user's.
+    if path.resolve().parent.parent != output_dir.resolve():
+        raise ConfigurationError(
+            f"--resume_from_checkpoint {path} is not a checkpoint of the output folder {output_dir}: a run continues "
+            f"in its own folder, give --output_dir {path.parent.parent}"
+        )
     return path
 
 
@@ -304,9 +324,12 @@ def checkpoints_of(output_dir: Path) -> list[Path]:
     return sorted(folders, key=lambda folder: int(folder.name.removeprefix(CHECKPOINT_PREFIX)))
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str) -> None:
-    """Before anything is written: a non-empty output folder is refused unless the run continues it (``resuming``)
-    or replaces it (``overwrite``, only a training run's folder); see :func:`clear_output_dir`."""
+def check_output_dir(
+    output_dir: Path, overwrite: bool, resuming: bool, resume_flag: str, inputs: dict[str, object] | None = None
+) -> None:
+    """Before anything is read or written: a non-empty output folder is refused unless the run continues it
+    (``resuming``) or replaces it (``overwrite``, only a training run's folder, and none of the run's ``inputs``, flag
+    -> path or list of paths, in it); see :func:`clear_output_dir`."""
     entries = folder_entries(output_dir)
     check_writable(output_dir, f"output folder {output_dir}")
     if resuming or not entries:
@@ -317,11 +340,19 @@ def check_output_dir(output_dir: Path, overwrite: bool, resuming: bool, resume_f
             f"output folder {output_dir} is not empty ({shown}): --overwrite_output_dir replaces it, {resume_flag} "
             "continues the run it holds, or choose another folder"
         )
-    if not set(entries) & set(TRAINING_OUTPUTS):
+    if not any(any(output_dir.glob(pattern)) for pattern in TRAINING_OUTPUTS):
         raise ConfigurationError(
             f"output folder {output_dir} holds files no training run wrote ({shown}): --overwrite_output_dir replaces "
             "only a training run's output; choose another folder"
         )
+    folder = output_dir.resolve()
+    for flag, values in (inputs or {}).items():
+        for value in values if isinstance(values, list) else [values]:
+            if value and Path(value).exists() and folder in (Path(value).resolve(), *Path(value).resolve().parents):
+                raise ConfigurationError(
+                    f"{flag} {value} lies in the output folder {output_dir}, which --overwrite_output_dir would clear: "
+                    "move it out, or choose another output folder"
+                )
 
 
 def clear_output_dir(output_dir: Path) -> None:
@@ -344,23 +375,50 @@ def run_arguments(*argument_objects) -> dict:
     return json.loads(json.dumps(values, default=str))
 
 
-def check_checkpoint_arguments(checkpoint: Path, arguments: dict) -> None:
-    """A checkpoint is resumed only by the configuration that wrote it; otherwise say what differs."""
+def argument_defaults(*argument_objects) -> dict:
+    """The default of each argument, as JSON values like :func:`run_arguments`."""
+    values = {}
+    for arguments in argument_objects:
+        for field in dataclasses.fields(arguments):
+            if field.default is not dataclasses.MISSING:
+                values[field.name] = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                values[field.name] = field.default_factory()
+    return json.loads(json.dumps(values, default=str))
+
+
+def check_checkpoint_arguments(checkpoint: Path, arguments: dict, defaults: dict) -> None:
+    """A checkpoint is resumed only by the configuration that wrote it; otherwise say what differs. An argument
+    the checkpoint does not record was added since it was written: that run had its default (``defaults``)."""
     saved_path = checkpoint / RUN_ARGUMENTS_FILE
     if not saved_path.is_file():
         raise ConfigurationError(
             f"{checkpoint}: no {RUN_ARGUMENTS_FILE} in it, so its configuration is unknown: train afresh"
         )
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    then = {**{name: defaults[name] for name in set(defaults) - set(saved)}, **saved}
     differ = [
-        f"{name} {saved.get(name)!r} there, {arguments.get(name)!r} now"
-        for name in sorted(set(saved) | set(arguments))
-        if name not in RESUMABLE_CHANGES and saved.get(name) != arguments.get(name)
+        f"{name} {then.get(name)!r} {'there' if name in saved else 'there (its default, not recorded)'}, "
+        f"{arguments.get(name)!r} now"
+        for name in sorted(set(then) | set(arguments))
+        if name not in RESUMABLE_CHANGES and then.get(name) != arguments.get(name)
     ]
     if differ:
         raise ConfigurationError(
             f"{checkpoint} was written by another configuration ({'; '.join(differ)}): resume with the same "
             "arguments, or train afresh in another folder"
+        )
+
+
+def check_checkpoint_processes(checkpoint: Path, num_processes: int) -> None:
+    """Steps, the schedule and the position in the data are counted per process: another number of processes would
+    resume another run (twice or half the data asked for, batches skipped wrongly). A checkpoint written before the
+    count was kept is not checked."""
+    saved = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8")).get(PROCESSES_KEY)
+    if saved is not None and saved != num_processes:
+        raise ConfigurationError(
+            f"{checkpoint} was written by {saved} process(es), this run has {num_processes}: resume with "
+            f"{saved} (accelerate launch --num_processes {saved}), or train afresh in another folder"
         )
 
 
@@ -383,12 +441,14 @@ class RunArguments:
         default=False, metadata={"help": "replace the contents of a non-empty output folder (a previous run's)"}
     )
     resume_from_checkpoint: str | None = dataclasses.field(
-        default=None, metadata={"help": "checkpoint folder, or 'latest' under output_dir/checkpoints"}
+        default=None, metadata={"help": "a checkpoint folder under output_dir/checkpoints, or 'latest' there"}
     )
     gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={"help": "batches per optimiser step"})
     mixed_precision: str = dataclasses.field(default="no", metadata={"help": "'no', 'fp16' or 'bf16'"})
     push_to_hub: bool = dataclasses.field(default=False, metadata={"help": "upload the saved folder to the Hub"})
     hub_model_id: str | None = dataclasses.field(default=None, metadata={"help": "Hub repository for --push_to_hub"})
+    # The --config file the arguments came from (set by parse_arguments, not a flag of its own).
+    config: str | None = dataclasses.field(default=None, init=False)
 
 
 def max_bad_fraction_field():
@@ -439,6 +499,7 @@ def save_checkpoint(accelerator: Accelerator, state: dict, arguments: dict) -> P
     plus our counters and the run's arguments, which a resumed run must repeat."""
     folder = Path(accelerator.save_state())
     if accelerator.is_main_process:
+        state = {**state, PROCESSES_KEY: accelerator.num_processes}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         (folder / RUN_ARGUMENTS_FILE).write_text(json.dumps(arguments, indent=2), encoding="utf-8")
     accelerator.wait_for_everyone()

@@ -15,9 +15,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from clinical_ner_zh.training.common import (
+    INPUT_ARGUMENTS,
     RunArguments,
     TrainingBudget,
+    argument_defaults,
     check_checkpoint_arguments,
+    check_checkpoint_processes,
     check_hub_arguments,
     check_output_dir,
     learning_rates_of,
@@ -52,15 +55,20 @@ def seeded_dataloader(dataset, batch_size: int, shuffle: bool, collate_fn, seed:
 
 def start_run(argument_objects: tuple, train_args: RunArguments) -> TrainingRun:
     """Before any data is read: refuse what cannot work (a Hub upload without a repository, a checkpoint of another
-    configuration, a non-empty output folder), then the Accelerator, logging and the seed."""
+    configuration or number of processes, a non-empty output folder), then the Accelerator, logging and the seed."""
     check_hub_arguments(train_args.push_to_hub, train_args.hub_model_id)
     output_dir = Path(train_args.output_dir)
     arguments = run_arguments(*argument_objects)
     resumed = resolve_checkpoint(train_args.resume_from_checkpoint, output_dir)
     if resumed is not None:
-        check_checkpoint_arguments(resumed, arguments)
-    check_output_dir(output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint")
+        check_checkpoint_arguments(resumed, arguments, argument_defaults(*argument_objects))
+    inputs = {f"--{name}": value for name, value in arguments.items() if name in INPUT_ARGUMENTS}
+    check_output_dir(
+        output_dir, train_args.overwrite_output_dir, resumed is not None, "--resume_from_checkpoint", inputs
+    )
     accelerator = make_accelerator(output_dir, train_args.gradient_accumulation_steps, train_args.mixed_precision)
+    if resumed is not None:
+        check_checkpoint_processes(resumed, accelerator.num_processes)
     logging.basicConfig(
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -93,8 +101,10 @@ class TrainingLoop:
     budget's last step; breaking out of it stops training earlier.
 
     ``state`` (``step``, ``epoch``, ``batches_in_epoch``, ``seconds``) is updated in place: it is what a checkpoint
-    stores, so that a resumed run starts at the very batch where the interrupted one stopped. ``prepare_batch``
-    changes a training batch before the forward pass (train_ner.py's ``--token_dropout``).
+    stores, so that a resumed run starts at the very batch where the interrupted one stopped. A script that ends
+    training itself (early stopping) sets ``state["stopped"]``: the checkpoint keeps it, and a run resumed from a
+    finished one (stopped, out of steps or out of time) takes no step. ``prepare_batch`` changes a training batch
+    before the forward pass (train_ner.py's ``--token_dropout``).
     """
 
     def __init__(
@@ -117,11 +127,18 @@ class TrainingLoop:
             total=budget.total_steps, initial=state["step"], disable=not accelerator.is_local_main_process
         )
         self._losses: list[torch.Tensor] = []  # this process's, of the batches since the last log
+        if self.finished and state["step"]:
+            logger.info("the resumed run had ended at step %d: nothing more to train", state["step"])
+
+    @property
+    def finished(self) -> bool:
+        state = self.state
+        return state["step"] >= self.budget.total_steps or self.budget.out_of_time or state.get("stopped", False)
 
     def __iter__(self) -> Iterator[int]:
         accelerator, state = self.accelerator, self.state
         self.model.train()
-        while state["step"] < self.budget.total_steps:
+        while not self.finished:
             if hasattr(self.dataloader, "set_epoch"):  # a streamed corpus's loader has no epochs to seed
                 self.dataloader.set_epoch(state["epoch"])
             batches = self.dataloader
