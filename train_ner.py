@@ -350,19 +350,24 @@ def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torc
         )
         return None, None
     embeddings, entities = None, []
-    if model_args.kg_embeddings and features["use_kg_embedding"]:
+    if model_args.kg_embeddings:
+        # The KG's entity table is the default lexicon, also for the variants without the embedding (no-kg-embedding
+        # keeps the term position and category features the table gives).
         folder = Path(model_args.kg_embeddings)
-        for name in (EMBEDDINGS_FILE, ENTITIES_FILE):
+        needed = (EMBEDDINGS_FILE, ENTITIES_FILE) if features["use_kg_embedding"] else (ENTITIES_FILE,)
+        for name in needed:
             if not (folder / name).is_file():
                 raise ConfigurationError(f"{folder} has no {name}: expected the output folder of train_kge.py")
-        embeddings = load_file(folder / EMBEDDINGS_FILE)["entity_embeddings"]
         entities = read_entities(folder / ENTITIES_FILE)
-        if len(entities) != embeddings.size(0):
-            raise ConfigurationError(
-                f"{folder}: {len(entities)} entities in {ENTITIES_FILE} but {embeddings.size(0)} embedding rows"
-            )
+        if features["use_kg_embedding"]:
+            embeddings = load_file(folder / EMBEDDINGS_FILE)["entity_embeddings"]
+            if len(entities) != embeddings.size(0):
+                raise ConfigurationError(
+                    f"{folder}: {len(entities)} entities in {ENTITIES_FILE} but {embeddings.size(0)} embedding rows"
+                )
+    # Terms link to KG rows only when the model has the table to look them up in.
     row_of: dict[str, int] = {}
-    for row, entity in enumerate(entities):
+    for row, entity in enumerate(entities if embeddings is not None else []):
         row_of.setdefault(entity.name, row)
     terms = read_entities(model_args.lexicon, allow_duplicates=True) if model_args.lexicon else entities
     short = sum(len(term.name) < model_args.min_term_length for term in terms)
