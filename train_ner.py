@@ -38,10 +38,12 @@ from clinical_ner_zh.datasets_scripts import (
     decode_dataset,
     encode_dataset,
     load_breast_cancer,
-    load_ccks2019,
-    load_ccks2020,
+    read_ccks,
+    read_label_studio,
 )
 from clinical_ner_zh.datasets_scripts.augment import augment_records
+from clinical_ner_zh.datasets_scripts.breast_cancer import SPLITS
+from clinical_ner_zh.datasets_scripts.ccks import carve_dev
 from clinical_ner_zh.datasets_scripts.schema import to_dataset
 from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl
 from clinical_ner_zh.kg import read_entities
@@ -105,6 +107,8 @@ DEFAULTS = {
 KG_FEATURES = ("kg_position_ids", "kg_category_ids", "kg_entity_ids")
 EMBEDDINGS_FILE, ENTITIES_FILE = "entity_embeddings.safetensors", "entities.tsv"  # written by train_kge.py
 CORPORA = ("ccks2019", "ccks2020", "breast_cancer", "spans")
+READERS = {"ccks2019": read_ccks, "ccks2020": read_ccks, "breast_cancer": read_label_studio, "spans": read_span_jsonl}
+DEV_FRACTION = 0.1
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "labels", *KG_FEATURES)
 
 
@@ -184,7 +188,13 @@ class DataArguments:
         default=False,
         metadata={"help": "the corpus is simulated (no real patient's records): the model card says so"},
     )
-    dev_fraction: float = field(default=0.1, metadata={"help": "CCKS without a validation file: seeded dev share"})
+    dev_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": f"without --validation_file: the seeded share of the training file held out as the dev split "
+            f"(default {DEV_FRACTION}; a lone breast_cancer export is split 6:2:2 by task id instead)"
+        },
+    )
     max_length: int = field(default=128, metadata={"help": "tokens per window, [CLS] and [SEP] included"})
     stride: int = field(default=32, metadata={"help": "tokens shared by consecutive windows of a long record"})
     augment_copies: int = field(
@@ -269,6 +279,21 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
                 raise ConfigurationError(f"{name} {path} does not exist")
     if data_args.corpus not in CORPORA:
         raise ConfigurationError(f"unknown corpus {data_args.corpus!r}: expected one of {', '.join(CORPORA)}")
+    # The dev split comes from --validation_file, from a lone breast_cancer export's hash split, or is carved from the
+    # training file with --dev_fraction: one of the three, never two (the other would be ignored).
+    lone_export = data_args.corpus == "breast_cancer" and not (data_args.validation_file or data_args.test_file)
+    if data_args.dev_fraction is None:
+        data_args.dev_fraction = 0.0 if data_args.validation_file or lone_export else DEV_FRACTION
+    elif data_args.dev_fraction and data_args.validation_file:
+        raise ConfigurationError(
+            f"--dev_fraction {data_args.dev_fraction} and --validation_file both choose the dev split: give one of them"
+        )
+    elif data_args.dev_fraction and lone_export:
+        raise ConfigurationError(
+            f"--dev_fraction {data_args.dev_fraction}: --corpus breast_cancer splits a lone export 6:2:2 by a hash of "
+            f"each task id; to choose the splits give --validation_file and/or --test_file (then --dev_fraction "
+            f"carves the dev split from --train_file when there is no --validation_file)"
+        )
     if data_args.corpus == "spans" and data_args.dataset_name:
         return
     if not data_args.train_file:
@@ -280,42 +305,36 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
 
 
 def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDict, list[str], dict[str, str]]:
-    """The corpus as train/validation(/test) in the span schema, its entity types and their classes."""
-    if data_args.corpus == "breast_cancer":
-        corpus = load_breast_cancer(data_args.train_file)
-        check_dropped_records(corpus.read_report, data_args.train_file, data_args.max_bad_fraction)
-        types = [t.code for t in BREAST_CANCER_TYPES]
-        return corpus, types, {code: class_of(code) for code in types}
-    if data_args.corpus in ("ccks2019", "ccks2020"):
-        load = load_ccks2019 if data_args.corpus == "ccks2019" else load_ccks2020
-        corpus = load(
-            data_args.train_file,
-            data_args.test_file,
-            dev_fraction=0.0 if data_args.validation_file else data_args.dev_fraction,
-            seed=seed,
-        )
-        sources = ", ".join(path for path in (data_args.train_file, data_args.test_file) if path)
-        check_dropped_records(corpus.read_report, sources, data_args.max_bad_fraction)
-        if data_args.validation_file:
-            validation = load(data_args.validation_file)
-            check_dropped_records(validation.read_report, data_args.validation_file, data_args.max_bad_fraction)
-            corpus["validation"] = validation["train"]
-        return corpus, [t.code for t in CCKS_TYPES], {}
+    """The corpus as train/validation(/test) in the span schema, its entity types and their classes.
+
+    Each file given is read as its split (bad records are dropped, logged and counted per file). Without a
+    validation file the dev split is a seeded ``--dev_fraction`` of the training file, except for a lone
+    breast_cancer export, which is split 6:2:2 by a hash of each task id (the paper's protocol)."""
     files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
     files = {split: path for split, path in files.items() if path}
     if data_args.dataset_name:
         corpus = datasets.load_dataset(data_args.dataset_name)
+    elif data_args.corpus == "breast_cancer" and set(files) == {"train"}:
+        corpus = load_breast_cancer(data_args.train_file)
+        check_dropped_records(corpus.read_report, data_args.train_file, data_args.max_bad_fraction)
     elif data_args.train_file.endswith(".parquet"):
         corpus = datasets.load_dataset("parquet", data_files=files, features=FEATURES)
     else:
-        # JSON lines are read like the CCKS files: bad lines are dropped, logged and counted per file.
-        corpus = datasets.DatasetDict()
+        records = {}
         for split, path in files.items():
-            result = read_span_jsonl(path)
+            result = READERS[data_args.corpus](path)
             check_dropped_records(result.report, path, data_args.max_bad_fraction)
-            corpus[split] = to_dataset(result.records)
+            records[split] = result.records
+        if "validation" not in records and data_args.dev_fraction:
+            records["train"], records["validation"] = carve_dev(records["train"], data_args.dev_fraction, seed)
+        corpus = datasets.DatasetDict({split: to_dataset(records[split]) for split in SPLITS if split in records})
     if len(corpus["train"]) == 0:
         raise ConfigurationError(f"{data_args.dataset_name or data_args.train_file}: no usable record")
+    if data_args.corpus == "breast_cancer":
+        types = [t.code for t in BREAST_CANCER_TYPES]
+        return corpus, types, {code: class_of(code) for code in types}
+    if data_args.corpus in ("ccks2019", "ccks2020"):
+        return corpus, [t.code for t in CCKS_TYPES], {}
     types = sorted({e["label"] for e in corpus["train"]["entities"] for e in e})
     return corpus, types, {}
 

@@ -73,7 +73,7 @@ def describe_data(data_args, train_records: int, reports: dict[str, EntityReport
         source = Path(data_args.train_file).name
         where = f"the file `{source}`"
     lines = [f"Corpus: {CORPUS_FORMATS[data_args.corpus]} (`--corpus {data_args.corpus}`), from {where}."]
-    if data_args.corpus == "breast_cancer":
+    if data_args.corpus == "breast_cancer" and not (data_args.validation_file or data_args.test_file):
         splits = "train, validation and test 6:2:2 by a hash of each task id"
     elif data_args.dataset_name:
         splits = f"the dataset's own ({', '.join(['train', *reports])})"
