@@ -312,11 +312,17 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
     breast_cancer export, which is split 6:2:2 by a hash of each task id (the paper's protocol)."""
     files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
     files = {split: path for split, path in files.items() if path}
+    # An empty split stops the run: no training windows, or a dev F1 of 0 at every evaluation (the first model saved).
+    empty = f"{data_args.dataset_name or data_args.train_file} holds none"
     if data_args.dataset_name:
         corpus = datasets.load_dataset(data_args.dataset_name)
     elif data_args.corpus == "breast_cancer" and set(files) == {"train"}:
         corpus = load_breast_cancer(data_args.train_file)
         check_dropped_records(corpus.read_report, data_args.train_file, data_args.max_bad_fraction)
+        empty = (
+            f"the 6:2:2 split of the {corpus.read_report.records} tasks of {data_args.train_file} by task id puts "
+            f"none there: give --validation_file and/or --test_file to choose the splits"
+        )
     elif data_args.train_file.endswith(".parquet"):
         corpus = datasets.load_dataset("parquet", data_files=files, features=FEATURES)
     else:
@@ -326,10 +332,16 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
             check_dropped_records(result.report, path, data_args.max_bad_fraction)
             records[split] = result.records
         if "validation" not in records and data_args.dev_fraction:
+            count = len(records["train"])
             records["train"], records["validation"] = carve_dev(records["train"], data_args.dev_fraction, seed)
+            empty = (
+                f"--dev_fraction {data_args.dev_fraction} of the {count} records of {data_args.train_file} leaves "
+                f"none there: {'raise' if records['train'] else 'lower'} --dev_fraction or give --validation_file"
+            )
         corpus = datasets.DatasetDict({split: to_dataset(records[split]) for split in SPLITS if split in records})
-    if len(corpus["train"]) == 0:
-        raise ConfigurationError(f"{data_args.dataset_name or data_args.train_file}: no usable record")
+    for split in SPLITS:
+        if split in corpus and len(corpus[split]) == 0:
+            raise ConfigurationError(f"the {split} split is empty: {empty}")
     if data_args.corpus == "breast_cancer":
         types = [t.code for t in BREAST_CANCER_TYPES]
         return corpus, types, {code: class_of(code) for code in types}

@@ -183,6 +183,7 @@ CASES = [
         lambda d, m: [
             "--corpus=ccks2019",
             f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            "--dev_fraction=0.5",
             f"--output_dir={d / 'out'}",
             "--encoder=outputs/no-such-encoder",
         ],
@@ -195,6 +196,7 @@ CASES = [
         lambda d, m: [
             "--corpus=ccks2019",
             f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            "--dev_fraction=0.5",
             f"--output_dir={d / 'out'}",
             "--lstm_hidden_size=16",
             "--fusion_num_heads=3",
@@ -230,6 +232,17 @@ CASES = [
         "an empty training file",
         lambda d, m: ["--corpus=ccks2019", f"--train_file={_ccks(d)}", f"--output_dir={d / 'out'}"],
         "<dir>/ccks.jsonl: no usable record",
+    ),
+    Case(
+        "train_ner.py",
+        "a dev share that leaves the validation split empty",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            f"--output_dir={d / 'out'}",
+        ],
+        "the validation split is empty: --dev_fraction 0.1 of the 2 records of <dir>/ccks.jsonl leaves none there: "
+        "raise --dev_fraction or give --validation_file",
     ),
     Case(
         "train_mlm.py",

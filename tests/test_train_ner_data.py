@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 import train_ner
+from clinical_ner_zh.datasets_scripts import split_of
 from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 from clinical_ner_zh.training.common import ConfigurationError, parse_arguments
 
-from .helpers import write_label_studio_json
+from .helpers import simulated_ccks_records, write_ccks, write_label_studio_json
 
 
 def corpus_of(argv: list[str]):
@@ -21,19 +22,19 @@ def corpus_of(argv: list[str]):
     return train_ner.load_corpus(data_args, train_args.seed), data_args
 
 
-def breast_export(path, count: int, first_id: int):
-    """A Label Studio export of ``count`` simulated records with task ids from ``first_id``."""
-    records = simulated_breast_cancer_records(count, seed=first_id, long_records=0)
-    return write_label_studio_json(path, [{**r, "id": str(first_id + n)} for n, r in enumerate(records)])
+def breast_export(path, task_ids: range | list[int]):
+    """A Label Studio export of simulated records with these task ids."""
+    records = simulated_breast_cancer_records(len(task_ids), seed=task_ids[0], long_records=0)
+    return write_label_studio_json(path, [{**r, "id": str(i)} for i, r in zip(task_ids, records)])
 
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exports")
     return {
-        "train": breast_export(folder / "train.json", 20, 1),
-        "dev": breast_export(folder / "dev.json", 6, 1001),
-        "test": breast_export(folder / "test.json", 5, 2001),
+        "train": breast_export(folder / "train.json", range(1, 21)),
+        "dev": breast_export(folder / "dev.json", range(1001, 1007)),
+        "test": breast_export(folder / "test.json", range(2001, 2006)),
     }
 
 
@@ -101,3 +102,28 @@ def test_the_model_card_names_the_split_files_of_a_breast_cancer_run(exports):
         f"--test_file={exports['test']}",
     ])  # fmt: skip
     assert "Splits: validation `dev.json`; test `test.json`." in describe_data(data_args, 20, {})[2]
+
+
+def test_an_empty_dev_split_is_refused(tmp_path):
+    """4 records and the default --dev_fraction 0.1: round(0.4) = 0 dev records, every evaluation would score F1 0."""
+    train = write_ccks(tmp_path / "ccks.jsonl", simulated_ccks_records(4))
+    with pytest.raises(ConfigurationError) as refused:
+        corpus_of(["--corpus=ccks2019", f"--train_file={train}"])
+    assert str(refused.value) == (
+        f"the validation split is empty: --dev_fraction 0.1 of the 4 records of {train} leaves none there: raise "
+        f"--dev_fraction or give --validation_file"
+    )
+    (corpus, _, _), _ = corpus_of(["--corpus=ccks2019", f"--train_file={train}", "--dev_fraction=0.25"])
+    assert (len(corpus["train"]), len(corpus["validation"])) == (3, 1)
+
+
+def test_an_export_whose_task_ids_all_hash_outside_train_is_refused(tmp_path):
+    """Task ids 2, 6 and 11 hash to validation or test: the 6:2:2 split of this export leaves train empty."""
+    export = breast_export(tmp_path / "small.json", [2, 6, 11])
+    assert {split_of(task_id) for task_id in ("2", "6", "11")} <= {"validation", "test"}
+    with pytest.raises(ConfigurationError) as refused:
+        corpus_of(["--corpus=breast_cancer", f"--train_file={export}"])
+    assert str(refused.value) == (
+        f"the train split is empty: the 6:2:2 split of the 3 tasks of {export} by task id puts none there: give "
+        f"--validation_file and/or --test_file to choose the splits"
+    )
