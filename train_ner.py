@@ -104,6 +104,12 @@ DEFAULTS = {
     "chcancerbert": dict(label_scheme="BIO", lstm_num_layers=1),
     "clinicalbert-kg": dict(label_scheme="BIOES", lstm_num_layers=2),
 }
+# The options of one family's heads (--fusion is checked against the variant, in build_model): set for the other
+# family, they would be ignored.
+FAMILY_OPTIONS = {
+    "chcancerbert": ("dgcnn_dilations", "fusion_num_heads"),
+    "clinicalbert-kg": ("kg_embeddings", "lexicon", "min_term_length", "freeze_kg_embeddings"),
+}
 KG_FEATURES = ("kg_position_ids", "kg_category_ids", "kg_entity_ids")
 EMBEDDINGS_FILE, ENTITIES_FILE = "entity_embeddings.safetensors", "entities.tsv"  # written by train_kge.py
 CORPORA = ("ccks2019", "ccks2020", "breast_cancer", "spans")
@@ -253,6 +259,14 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
     for name, value in DEFAULTS[model_args.family].items():
         if getattr(model_args, name) is None:
             setattr(model_args, name, value)
+    defaults = ModelArguments()
+    for family, names in FAMILY_OPTIONS.items():
+        for name in names:
+            if family != model_args.family and getattr(model_args, name) != getattr(defaults, name):
+                raise ConfigurationError(
+                    f"--{name} is an option of --family {family}, and this run trains {model_args.family}: give "
+                    f"--family {family}, or drop --{name}"
+                )
     if model_args.label_scheme not in SCHEMES:
         raise ConfigurationError(f"unknown label scheme {model_args.label_scheme!r}: expected one of {SCHEMES}")
     if not 0.0 <= train_args.token_dropout < 1.0:

@@ -205,6 +205,18 @@ CASES = [
     ),
     Case(
         "train_ner.py",
+        "a knowledge-graph option without --family clinicalbert-kg",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE)}",
+            f"--output_dir={d / 'out'}",
+            f"--kg_embeddings={d / 'kge'}",
+        ],
+        "--kg_embeddings is an option of --family clinicalbert-kg, and this run trains chcancerbert: give --family "
+        "clinicalbert-kg, or drop --kg_embeddings",
+    ),
+    Case(
+        "train_ner.py",
         "misspelt key in the --config file",
         lambda d, m: ["--config", str(_write(d / "run.yaml", "varaint: crf\n"))],
         "<dir>/run.yaml: unknown argument(s) varaint",

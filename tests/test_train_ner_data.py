@@ -127,3 +127,36 @@ def test_an_export_whose_task_ids_all_hash_outside_train_is_refused(tmp_path):
         f"the train split is empty: the 6:2:2 split of the 3 tasks of {export} by task id puts none there: give "
         f"--validation_file and/or --test_file to choose the splits"
     )
+
+
+@pytest.mark.parametrize(
+    ("family", "extra", "option", "of"),
+    [
+        (None, ["--kg_embeddings=outputs/kge", "--lexicon=terms.tsv"], "kg_embeddings", "clinicalbert-kg"),
+        ("chcancerbert", ["--lexicon=terms.tsv"], "lexicon", "clinicalbert-kg"),
+        ("chcancerbert", ["--min_term_length=3"], "min_term_length", "clinicalbert-kg"),
+        ("chcancerbert", ["--freeze_kg_embeddings=false"], "freeze_kg_embeddings", "clinicalbert-kg"),
+        ("clinicalbert-kg", ["--dgcnn_dilations", "1", "2"], "dgcnn_dilations", "chcancerbert"),
+        ("clinicalbert-kg", ["--fusion_num_heads=4"], "fusion_num_heads", "chcancerbert"),
+    ],
+)
+def test_an_option_of_the_other_family_is_refused(exports, family, extra, option, of):
+    """Family A ignored the knowledge options (a forgotten --family trained family A without a word), family B the
+    DGCNN and fusion options."""
+    trains = family or "chcancerbert"
+    argv = ["--corpus=breast_cancer", f"--train_file={exports['train']}", *extra]
+    argv += [f"--family={family}", "--variant=no-kg"] if family == "clinicalbert-kg" else []
+    argv += [f"--family={family}"] if family == "chcancerbert" else []
+    with pytest.raises(ConfigurationError) as refused:
+        corpus_of(argv)
+    assert str(refused.value) == (
+        f"--{option} is an option of --family {of}, and this run trains {trains}: give --family {of}, or drop --{option}"
+    )
+
+
+def test_an_option_of_the_other_family_at_its_default_is_accepted(exports):
+    """A shared configuration file may spell out another family's defaults: they change nothing."""
+    corpus_of([
+        "--corpus=breast_cancer", f"--train_file={exports['train']}", "--family=clinicalbert-kg", "--variant=no-kg",
+        "--fusion_num_heads=8", "--dgcnn_dilations", "1", "2", "4",
+    ])  # fmt: skip
