@@ -361,8 +361,19 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
         return corpus, types, {code: class_of(code) for code in types}
     if data_args.corpus in ("ccks2019", "ccks2020"):
         return corpus, [t.code for t in CCKS_TYPES], {}
-    types = sorted({e["label"] for e in corpus["train"]["entities"] for e in e})
-    return corpus, types, {}
+    # The types of every split: one only in dev or test is a label the model cannot learn, scored as missed, not a
+    # label the window encoder does not know.
+    types_of = {
+        split: {e["label"] for e in corpus[split]["entities"] for e in e} for split in SPLITS if split in corpus
+    }
+    for split, split_types in types_of.items():
+        unseen = sorted(split_types - types_of["train"])
+        if unseen:
+            logger.warning(
+                "%s split: types not in the train split, which the model cannot learn (scored as missed): %s",
+                split, ", ".join(unseen),
+            )  # fmt: skip
+    return corpus, sorted(set().union(*types_of.values())), {}
 
 
 def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):

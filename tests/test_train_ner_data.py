@@ -3,10 +3,12 @@ cannot make a training run stops it before training with one line naming the fil
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import train_ner
-from clinical_ner_zh.datasets_scripts import split_of
+from clinical_ner_zh.datasets_scripts import WindowEncoder, build_char_tokenizer, decode_dataset, split_of
 from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 from clinical_ner_zh.training.common import ConfigurationError, parse_arguments
 
@@ -160,3 +162,30 @@ def test_an_option_of_the_other_family_at_its_default_is_accepted(exports):
         "--corpus=breast_cancer", f"--train_file={exports['train']}", "--family=clinicalbert-kg", "--variant=no-kg",
         "--fusion_num_heads=8", "--dgcnn_dilations", "1", "2", "4",
     ])  # fmt: skip
+
+
+def test_a_span_type_only_in_the_dev_file_is_a_label_of_the_model(tmp_path, caplog):
+    """A rare type that happens to occur only in dev (here Time) crashed the encoding of dev with a KeyError."""
+    train = spans_file(tmp_path / "train.jsonl", [("口服来曲唑。", [(2, 5, "Drug")])] * 6)
+    dev = spans_file(tmp_path / "dev.jsonl", [("口服来曲唑，2020年复查。", [(2, 5, "Drug"), (6, 11, "Time")])] * 2)
+    (corpus, types, _), _ = corpus_of(["--corpus=spans", f"--train_file={train}", f"--validation_file={dev}"])
+    assert types == ["Drug", "Time"]
+    assert "validation split: types not in the train split, which the model cannot learn (scored as missed): Time" in (
+        caplog.text
+    )
+    encoder = WindowEncoder(build_char_tokenizer(corpus["train"]["text"]), types, max_length=32, stride=8)
+    windows = train_ner.encode_corpus(corpus, encoder)
+    paths = [[label for label in window["labels"] if label >= 0] for window in windows["validation"]]
+    assert decode_dataset(windows["validation"], paths, encoder)[0] == [(2, 5, "Drug"), (6, 11, "Time")]
+
+
+def spans_file(path, records: list[tuple[str, list[tuple[int, int, str]]]]):
+    """Span-schema JSON lines: (text, [(start, end, label)]) per record."""
+    lines = [
+        json.dumps(
+            {"id": f"r{n}", "text": text, "entities": [dict(start=s, end=e, label=label) for s, e, label in spans]}
+        )
+        for n, (text, spans) in enumerate(records)
+    ]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
