@@ -22,6 +22,7 @@ from pathlib import Path
 
 import datasets
 import torch
+from datasets.exceptions import DatasetGenerationError
 from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
@@ -44,7 +45,7 @@ from clinical_ner_zh.datasets_scripts import (
 from clinical_ner_zh.datasets_scripts.augment import augment_records
 from clinical_ner_zh.datasets_scripts.breast_cancer import SPLITS
 from clinical_ner_zh.datasets_scripts.ccks import carve_dev
-from clinical_ner_zh.datasets_scripts.schema import to_dataset
+from clinical_ner_zh.datasets_scripts.schema import Record, to_dataset
 from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl
 from clinical_ner_zh.kg import read_entities
 from clinical_ner_zh.metrics import format_report, score_entities
@@ -318,6 +319,22 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
             raise ConfigurationError(f"{name} {path} does not exist")
 
 
+def read_split_file(corpus: str, path: str, max_bad_fraction: float) -> list[Record]:
+    """One file's records in the span schema. Its format is its own: with ``--corpus spans`` a ``.parquet`` file is
+    Parquet, any other JSON lines, whatever the other splits' files are."""
+    if corpus == "spans" and path.endswith(".parquet"):
+        try:
+            return datasets.load_dataset("parquet", data_files=path, features=FEATURES, split="train").to_list()
+        except DatasetGenerationError as error:  # not Parquet, or other columns (the cause says which)
+            reason = str(error.__cause__ or error).splitlines()[-1]
+            raise ConfigurationError(
+                f"{path}: not a Parquet file of span-schema records (id, text, entities): {reason}"
+            ) from error
+    result = READERS[corpus](path)
+    check_dropped_records(result.report, path, max_bad_fraction)
+    return result.records
+
+
 def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDict, list[str], dict[str, str]]:
     """The corpus as train/validation(/test) in the span schema, its entity types and their classes.
 
@@ -337,14 +354,10 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
             f"the 6:2:2 split of the {corpus.read_report.records} tasks of {data_args.train_file} by task id puts "
             f"none there: give --validation_file and/or --test_file to choose the splits"
         )
-    elif data_args.train_file.endswith(".parquet"):
-        corpus = datasets.load_dataset("parquet", data_files=files, features=FEATURES)
     else:
-        records = {}
-        for split, path in files.items():
-            result = READERS[data_args.corpus](path)
-            check_dropped_records(result.report, path, data_args.max_bad_fraction)
-            records[split] = result.records
+        records = {
+            split: read_split_file(data_args.corpus, path, data_args.max_bad_fraction) for split, path in files.items()
+        }
         if "validation" not in records and data_args.dev_fraction:
             count = len(records["train"])
             records["train"], records["validation"] = carve_dev(records["train"], data_args.dev_fraction, seed)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import pytest
 
 import train_ner
-from clinical_ner_zh.datasets_scripts import WindowEncoder, build_char_tokenizer, decode_dataset, split_of
+from clinical_ner_zh.datasets_scripts import FEATURES, WindowEncoder, build_char_tokenizer, decode_dataset, split_of
 from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
 from clinical_ner_zh.training.common import ConfigurationError, parse_arguments
 
@@ -183,9 +184,41 @@ def spans_file(path, records: list[tuple[str, list[tuple[int, int, str]]]]):
     """Span-schema JSON lines: (text, [(start, end, label)]) per record."""
     lines = [
         json.dumps(
-            {"id": f"r{n}", "text": text, "entities": [dict(start=s, end=e, label=label) for s, e, label in spans]}
+            {
+                "id": f"r{n}",
+                "text": text,
+                "entities": [dict(start=s, end=e, label=label, text=text[s:e]) for s, e, label in spans],
+            }
         )
         for n, (text, spans) in enumerate(records)
     ]
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize("parquet", ["train", "validation"])
+def test_each_span_file_is_read_in_its_own_format(tmp_path, parquet):
+    """A Parquet training file beside a JSON-lines dev file (and the reverse): each file is read by its extension;
+    before, the training file's format was used for every split (a traceback, or 'no usable record')."""
+    files = {
+        "train": spans_file(tmp_path / "train.jsonl", [("口服来曲唑。", [(2, 5, "Drug")])] * 4),
+        "validation": spans_file(tmp_path / "dev.jsonl", [("2020年复查。", [(0, 5, "Time")])] * 2),
+    }
+    records = datasets.Dataset.from_json(str(files[parquet]), features=FEATURES)
+    files[parquet] = files[parquet].with_suffix(".parquet")
+    records.to_parquet(files[parquet])
+    (corpus, types, _), _ = corpus_of([
+        "--corpus=spans", f"--train_file={files['train']}", f"--validation_file={files['validation']}",
+    ])  # fmt: skip
+    assert (len(corpus["train"]), len(corpus["validation"])) == (4, 2) and types == ["Drug", "Time"]
+    assert corpus["validation"][0]["entities"] == [{"start": 0, "end": 5, "label": "Time", "text": "2020年"}]
+
+
+def test_a_parquet_file_without_the_span_columns_is_refused(tmp_path):
+    path = tmp_path / "other.parquet"
+    datasets.Dataset.from_dict({"id": ["a"], "sentence": ["口服来曲唑。"]}).to_parquet(path)
+    with pytest.raises(ConfigurationError) as refused:
+        corpus_of(["--corpus=spans", f"--train_file={path}"])
+    assert str(refused.value) == (
+        f"{path}: not a Parquet file of span-schema records (id, text, entities): because column names don't match"
+    )
