@@ -222,3 +222,18 @@ def test_a_parquet_file_without_the_span_columns_is_refused(tmp_path):
     assert str(refused.value) == (
         f"{path}: not a Parquet file of span-schema records (id, text, entities): because column names don't match"
     )
+
+
+def test_max_bad_fraction_is_checked_per_file(tmp_path):
+    """4 bad lines of a 10-line test file beside 30 good training records: 4 of 40 read was under 5%, and 'test'
+    was scored on 6 of its 10 records."""
+    train = write_ccks(tmp_path / "train.jsonl", simulated_ccks_records(30))
+    test = write_ccks(tmp_path / "test.jsonl", simulated_ccks_records(6, seed=3), crlf=False)
+    with test.open("a", encoding="utf-8") as handle:
+        handle.write('{"originalText": "术后\n{bad\n[]\n{"x": 1}\n')
+    with pytest.raises(ConfigurationError) as refused:
+        corpus_of(["--corpus=ccks2019", f"--train_file={train}", f"--test_file={test}"])
+    assert str(refused.value) == (
+        f"{test}: 4 of 10 records dropped (bad_json 2, missing_field 1, wrong_type 1), more than --max_bad_fraction "
+        f"0.05: fix the file (the log names each record) or raise --max_bad_fraction"
+    )
