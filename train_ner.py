@@ -105,6 +105,28 @@ DEFAULTS = {
     "chcancerbert": dict(label_scheme="BIO", lstm_num_layers=1),
     "clinicalbert-kg": dict(label_scheme="BIOES", lstm_num_layers=2),
 }
+# The lowest value of each count, step interval (0 = per epoch, or never, where the help says so) and amount that
+# cannot be negative; below it a run fails late (a division by zero after the first step) or means nothing.
+AT_LEAST = {
+    "per_device_train_batch_size": 1,
+    "per_device_eval_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "num_train_epochs": 1,
+    "logging_steps": 1,
+    "max_steps": 0,
+    "eval_steps": 0,
+    "checkpointing_steps": 0,
+    "early_stopping_patience": 0,
+    "augment_copies": 0,
+    "min_term_length": 1,
+    "encoder_learning_rate": 0.0,
+    "head_learning_rate": 0.0,
+    "weight_decay": 0.0,
+    "max_grad_norm": 0.0,
+    "max_train_minutes": 0.0,
+}
+# Shares, and whether 1 itself is one (a dev split of the whole training file leaves nothing to train on).
+SHARES = {"dev_fraction": False, "token_dropout": False, "augment_share": True, "warmup_ratio": True}
 # The options of one family's heads (--fusion is checked against the variant, in build_model): set for the other
 # family, they would be ignored.
 FAMILY_OPTIONS = {
@@ -270,14 +292,19 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
                 )
     if model_args.label_scheme not in SCHEMES:
         raise ConfigurationError(f"unknown label scheme {model_args.label_scheme!r}: expected one of {SCHEMES}")
-    if not 0.0 <= train_args.token_dropout < 1.0:
-        raise ConfigurationError(f"--token_dropout {train_args.token_dropout}: expected a share in [0, 1)")
+    arguments = (model_args, data_args, train_args)
+    for name, lowest in AT_LEAST.items():
+        value = next(getattr(group, name) for group in arguments if hasattr(group, name))
+        if value < lowest:
+            raise ConfigurationError(
+                f"--{name} {value}: expected {'a count' if isinstance(value, int) else 'a value'} >= {lowest}"
+            )
+    for name, one_allowed in SHARES.items():
+        value = next(getattr(group, name) for group in arguments if hasattr(group, name))
+        if value is not None and not (0.0 <= value < 1.0 or (one_allowed and value == 1.0)):
+            raise ConfigurationError(f"--{name} {value}: expected a share in [0, 1{']' if one_allowed else ')'}")
     if not 0.0 <= train_args.ema_decay < 1.0:
         raise ConfigurationError(f"--ema_decay {train_args.ema_decay}: expected a decay in [0, 1)")
-    if data_args.augment_copies < 0:
-        raise ConfigurationError(f"--augment_copies {data_args.augment_copies}: expected a count >= 0")
-    if not 0.0 <= data_args.augment_share <= 1.0:
-        raise ConfigurationError(f"--augment_share {data_args.augment_share}: expected a share in [0, 1]")
     check_max_bad_fraction(data_args.max_bad_fraction)
     if model_args.family == "clinicalbert-kg":
         features = VARIANTS[model_args.family][model_args.variant]

@@ -217,6 +217,12 @@ CASES = [
     ),
     Case(
         "train_ner.py",
+        "a batch size of 0",
+        lambda d, m: ["--corpus=ccks2019", f"--train_file={_ccks(d, CCKS_LINE)}", "--per_device_train_batch_size=0"],
+        "--per_device_train_batch_size 0: expected a count >= 1",
+    ),
+    Case(
+        "train_ner.py",
         "misspelt key in the --config file",
         lambda d, m: ["--config", str(_write(d / "run.yaml", "varaint: crf\n"))],
         "<dir>/run.yaml: unknown argument(s) varaint",

@@ -237,3 +237,26 @@ def test_max_bad_fraction_is_checked_per_file(tmp_path):
         f"{test}: 4 of 10 records dropped (bad_json 2, missing_field 1, wrong_type 1), more than --max_bad_fraction "
         f"0.05: fix the file (the log names each record) or raise --max_bad_fraction"
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--dev_fraction=1.0", r"--dev_fraction 1.0: expected a share in [0, 1)"),
+        ("--per_device_train_batch_size=0", "--per_device_train_batch_size 0: expected a count >= 1"),
+        ("--per_device_eval_batch_size=0", "--per_device_eval_batch_size 0: expected a count >= 1"),
+        ("--gradient_accumulation_steps=0", "--gradient_accumulation_steps 0: expected a count >= 1"),
+        ("--logging_steps=0", "--logging_steps 0: expected a count >= 1"),
+        ("--eval_steps=-1", "--eval_steps -1: expected a count >= 0"),
+        ("--num_train_epochs=0", "--num_train_epochs 0: expected a count >= 1"),
+        ("--head_learning_rate=-0.001", "--head_learning_rate -0.001: expected a value >= 0.0"),
+        ("--warmup_ratio=1.5", "--warmup_ratio 1.5: expected a share in [0, 1]"),
+    ],
+)
+def test_a_number_out_of_range_is_refused_before_anything_is_read(tmp_path, option, message):
+    """These were tracebacks (a ValueError of the dev split or the DataLoader, a division by zero after the first
+    step that left an output folder behind) or, for --eval_steps -1, an evaluation at every step."""
+    train = write_ccks(tmp_path / "ccks.jsonl", simulated_ccks_records(10))
+    with pytest.raises(ConfigurationError) as refused:
+        corpus_of(["--corpus=ccks2019", f"--train_file={train}", option])
+    assert str(refused.value) == message
