@@ -126,7 +126,9 @@ def test_card_of_a_family_b_run_on_a_users_corpus(tmp_path, run_isolated):
     card = ModelCard.load(output / "README.md")
     check_hub_metadata(card)
     assert card.data.datasets is None and scores_of(card) == saved_scores(output)
-    assert {r.dataset_name for r in card.data.eval_results} == {"train.jsonl"}
+    # The test scores are the held-out file's; the validation split was carved from the training file.
+    datasets = {(r.dataset_split, r.dataset_type, r.dataset_name) for r in card.data.eval_results}
+    assert datasets == {("validation", "train.jsonl", "train.jsonl"), ("test", "held_out.jsonl", "held_out.jsonl")}
     validation = json.loads((output / "eval_results.json").read_text())["num_records"]
     assert (
         "- Corpus: CCKS2019 (Yidu-S4K) JSON lines (`--corpus ccks2019`), from the file `train.jsonl`.\n"

@@ -104,7 +104,7 @@ def test_the_model_card_names_the_split_files_of_a_breast_cancer_run(exports):
         "--corpus=breast_cancer", f"--train_file={exports['train']}", f"--validation_file={exports['dev']}",
         f"--test_file={exports['test']}",
     ])  # fmt: skip
-    assert "Splits: validation `dev.json`; test `test.json`." in describe_data(data_args, 20, {})[2]
+    assert "Splits: validation `dev.json`; test `test.json`." in describe_data(data_args, 20, {})[1]
 
 
 def test_an_empty_dev_split_is_refused(tmp_path):
