@@ -336,7 +336,16 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
             f"each task id; to choose the splits give --validation_file and/or --test_file (then --dev_fraction "
             f"carves the dev split from --train_file when there is no --validation_file)"
         )
-    if data_args.corpus == "spans" and data_args.dataset_name:
+    if data_args.dataset_name:
+        # A dataset brings its own splits; files beside it, or another corpus format, would be ignored.
+        if data_args.corpus != "spans":
+            raise ConfigurationError(f"--dataset_name is read as --corpus spans, not {data_args.corpus}")
+        given = [name for name in ("train_file", "validation_file", "test_file") if getattr(data_args, name)]
+        if given:
+            raise ConfigurationError(
+                f"--dataset_name {data_args.dataset_name} brings its own splits: drop --{given[0]}, or give the "
+                f"files without --dataset_name"
+            )
         return
     if not data_args.train_file:
         raise ConfigurationError(f"corpus {data_args.corpus} needs --train_file")

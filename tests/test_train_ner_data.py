@@ -260,3 +260,22 @@ def test_a_number_out_of_range_is_refused_before_anything_is_read(tmp_path, opti
     with pytest.raises(ConfigurationError) as refused:
         corpus_of(["--corpus=ccks2019", f"--train_file={train}", option])
     assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--corpus=ccks2019", "--train_file={train}"], "--dataset_name is read as --corpus spans, not ccks2019"),
+        (
+            ["--corpus=spans", "--test_file={test}"],
+            "--dataset_name hospital/ner-spans brings its own splits: drop --test_file, or give the files without "
+            "--dataset_name",
+        ),
+    ],
+)
+def test_files_or_a_corpus_format_beside_a_dataset_are_refused(exports, extra, message):
+    """load_corpus reads --dataset_name alone: a --train_file/--test_file beside it, or its CCKS format, was ignored."""
+    argv = ["--dataset_name=hospital/ner-spans", *(a.format(**exports) for a in extra)]
+    with pytest.raises(ConfigurationError) as refused:
+        corpus_of(argv)
+    assert str(refused.value) == message
