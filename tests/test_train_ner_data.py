@@ -279,3 +279,12 @@ def test_files_or_a_corpus_format_beside_a_dataset_are_refused(exports, extra, m
     with pytest.raises(ConfigurationError) as refused:
         corpus_of(argv)
     assert str(refused.value) == message
+
+
+def test_a_small_export_without_test_records_trains_without_a_test_split(tmp_path, caplog):
+    """Task ids 1, 2 and 4 hash to train, validation and train: no test split to score, but a run to make."""
+    export = breast_export(tmp_path / "small.json", [1, 2, 4])
+    assert [split_of(task_id) for task_id in ("1", "2", "4")] == ["train", "validation", "train"]
+    (corpus, _, _), _ = corpus_of(["--corpus=breast_cancer", f"--train_file={export}"])
+    assert {split: len(records) for split, records in corpus.items()} == {"train": 2, "validation": 1}
+    assert f"the test split is empty: the 6:2:2 split of the 3 tasks of {export} by task id" in caplog.text
