@@ -22,6 +22,7 @@ from pathlib import Path
 
 import datasets
 import torch
+from datasets.exceptions import DatasetGenerationError
 from safetensors.torch import load_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
@@ -38,11 +39,13 @@ from clinical_ner_zh.datasets_scripts import (
     decode_dataset,
     encode_dataset,
     load_breast_cancer,
-    load_ccks2019,
-    load_ccks2020,
+    read_ccks,
+    read_label_studio,
 )
 from clinical_ner_zh.datasets_scripts.augment import augment_records
-from clinical_ner_zh.datasets_scripts.schema import to_dataset
+from clinical_ner_zh.datasets_scripts.breast_cancer import SPLITS
+from clinical_ner_zh.datasets_scripts.ccks import carve_dev
+from clinical_ner_zh.datasets_scripts.schema import Record, to_dataset
 from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl
 from clinical_ner_zh.kg import read_entities
 from clinical_ner_zh.metrics import format_report, score_entities
@@ -102,9 +105,39 @@ DEFAULTS = {
     "chcancerbert": dict(label_scheme="BIO", lstm_num_layers=1),
     "clinicalbert-kg": dict(label_scheme="BIOES", lstm_num_layers=2),
 }
+# The lowest value of each count, step interval (0 = per epoch, or never, where the help says so) and amount that
+# cannot be negative; below it a run fails late (a division by zero after the first step) or means nothing.
+AT_LEAST = {
+    "per_device_train_batch_size": 1,
+    "per_device_eval_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "num_train_epochs": 1,
+    "logging_steps": 1,
+    "max_steps": 0,
+    "eval_steps": 0,
+    "checkpointing_steps": 0,
+    "early_stopping_patience": 0,
+    "augment_copies": 0,
+    "min_term_length": 1,
+    "encoder_learning_rate": 0.0,
+    "head_learning_rate": 0.0,
+    "weight_decay": 0.0,
+    "max_grad_norm": 0.0,
+    "max_train_minutes": 0.0,
+}
+# Shares, and whether 1 itself is one (a dev split of the whole training file leaves nothing to train on).
+SHARES = {"dev_fraction": False, "token_dropout": False, "augment_share": True, "warmup_ratio": True}
+# The options of one family's heads (--fusion is checked against the variant, in build_model): set for the other
+# family, they would be ignored.
+FAMILY_OPTIONS = {
+    "chcancerbert": ("dgcnn_dilations", "fusion_num_heads"),
+    "clinicalbert-kg": ("kg_embeddings", "lexicon", "min_term_length", "freeze_kg_embeddings"),
+}
 KG_FEATURES = ("kg_position_ids", "kg_category_ids", "kg_entity_ids")
 EMBEDDINGS_FILE, ENTITIES_FILE = "entity_embeddings.safetensors", "entities.tsv"  # written by train_kge.py
 CORPORA = ("ccks2019", "ccks2020", "breast_cancer", "spans")
+READERS = {"ccks2019": read_ccks, "ccks2020": read_ccks, "breast_cancer": read_label_studio, "spans": read_span_jsonl}
+DEV_FRACTION = 0.1
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "labels", *KG_FEATURES)
 
 
@@ -184,7 +217,13 @@ class DataArguments:
         default=False,
         metadata={"help": "the corpus is simulated (no real patient's records): the model card says so"},
     )
-    dev_fraction: float = field(default=0.1, metadata={"help": "CCKS without a validation file: seeded dev share"})
+    dev_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": f"without --validation_file: the seeded share of the training file held out as the dev split "
+            f"(default {DEV_FRACTION}; a lone breast_cancer export is split 6:2:2 by task id instead)"
+        },
+    )
     max_length: int = field(default=128, metadata={"help": "tokens per window, [CLS] and [SEP] included"})
     stride: int = field(default=32, metadata={"help": "tokens shared by consecutive windows of a long record"})
     augment_copies: int = field(
@@ -243,16 +282,29 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
     for name, value in DEFAULTS[model_args.family].items():
         if getattr(model_args, name) is None:
             setattr(model_args, name, value)
+    defaults = ModelArguments()
+    for family, names in FAMILY_OPTIONS.items():
+        for name in names:
+            if family != model_args.family and getattr(model_args, name) != getattr(defaults, name):
+                raise ConfigurationError(
+                    f"--{name} is an option of --family {family}, and this run trains {model_args.family}: give "
+                    f"--family {family}, or drop --{name}"
+                )
     if model_args.label_scheme not in SCHEMES:
         raise ConfigurationError(f"unknown label scheme {model_args.label_scheme!r}: expected one of {SCHEMES}")
-    if not 0.0 <= train_args.token_dropout < 1.0:
-        raise ConfigurationError(f"--token_dropout {train_args.token_dropout}: expected a share in [0, 1)")
+    arguments = (model_args, data_args, train_args)
+    for name, lowest in AT_LEAST.items():
+        value = next(getattr(group, name) for group in arguments if hasattr(group, name))
+        if value < lowest:
+            raise ConfigurationError(
+                f"--{name} {value}: expected {'a count' if isinstance(value, int) else 'a value'} >= {lowest}"
+            )
+    for name, one_allowed in SHARES.items():
+        value = next(getattr(group, name) for group in arguments if hasattr(group, name))
+        if value is not None and not (0.0 <= value < 1.0 or (one_allowed and value == 1.0)):
+            raise ConfigurationError(f"--{name} {value}: expected a share in [0, 1{']' if one_allowed else ')'}")
     if not 0.0 <= train_args.ema_decay < 1.0:
         raise ConfigurationError(f"--ema_decay {train_args.ema_decay}: expected a decay in [0, 1)")
-    if data_args.augment_copies < 0:
-        raise ConfigurationError(f"--augment_copies {data_args.augment_copies}: expected a count >= 0")
-    if not 0.0 <= data_args.augment_share <= 1.0:
-        raise ConfigurationError(f"--augment_share {data_args.augment_share}: expected a share in [0, 1]")
     check_max_bad_fraction(data_args.max_bad_fraction)
     if model_args.family == "clinicalbert-kg":
         features = VARIANTS[model_args.family][model_args.variant]
@@ -269,7 +321,31 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
                 raise ConfigurationError(f"{name} {path} does not exist")
     if data_args.corpus not in CORPORA:
         raise ConfigurationError(f"unknown corpus {data_args.corpus!r}: expected one of {', '.join(CORPORA)}")
-    if data_args.corpus == "spans" and data_args.dataset_name:
+    # The dev split comes from --validation_file, from a lone breast_cancer export's hash split, or is carved from the
+    # training file with --dev_fraction: one of the three, never two (the other would be ignored).
+    lone_export = data_args.corpus == "breast_cancer" and not (data_args.validation_file or data_args.test_file)
+    if data_args.dev_fraction is None:
+        data_args.dev_fraction = 0.0 if data_args.validation_file or lone_export else DEV_FRACTION
+    elif data_args.dev_fraction and data_args.validation_file:
+        raise ConfigurationError(
+            f"--dev_fraction {data_args.dev_fraction} and --validation_file both choose the dev split: give one of them"
+        )
+    elif data_args.dev_fraction and lone_export:
+        raise ConfigurationError(
+            f"--dev_fraction {data_args.dev_fraction}: --corpus breast_cancer splits a lone export 6:2:2 by a hash of "
+            f"each task id; to choose the splits give --validation_file and/or --test_file (then --dev_fraction "
+            f"carves the dev split from --train_file when there is no --validation_file)"
+        )
+    if data_args.dataset_name:
+        # A dataset brings its own splits; files beside it, or another corpus format, would be ignored.
+        if data_args.corpus != "spans":
+            raise ConfigurationError(f"--dataset_name is read as --corpus spans, not {data_args.corpus}")
+        given = [name for name in ("train_file", "validation_file", "test_file") if getattr(data_args, name)]
+        if given:
+            raise ConfigurationError(
+                f"--dataset_name {data_args.dataset_name} brings its own splits: drop --{given[0]}, or give the "
+                f"files without --dataset_name"
+            )
         return
     if not data_args.train_file:
         raise ConfigurationError(f"corpus {data_args.corpus} needs --train_file")
@@ -279,45 +355,77 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
             raise ConfigurationError(f"{name} {path} does not exist")
 
 
+def read_split_file(corpus: str, path: str, max_bad_fraction: float) -> list[Record]:
+    """One file's records in the span schema. Its format is its own: with ``--corpus spans`` a ``.parquet`` file is
+    Parquet, any other JSON lines, whatever the other splits' files are."""
+    if corpus == "spans" and path.endswith(".parquet"):
+        try:
+            return datasets.load_dataset("parquet", data_files=path, features=FEATURES, split="train").to_list()
+        except DatasetGenerationError as error:  # not Parquet, or other columns (the cause says which)
+            reason = str(error.__cause__ or error).splitlines()[-1]
+            raise ConfigurationError(
+                f"{path}: not a Parquet file of span-schema records (id, text, entities): {reason}"
+            ) from error
+    result = READERS[corpus](path)
+    check_dropped_records(result.report, path, max_bad_fraction)
+    return result.records
+
+
 def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDict, list[str], dict[str, str]]:
-    """The corpus as train/validation(/test) in the span schema, its entity types and their classes."""
-    if data_args.corpus == "breast_cancer":
+    """The corpus as train/validation(/test) in the span schema, its entity types and their classes.
+
+    Each file given is read as its split (bad records are dropped, logged and counted per file). Without a
+    validation file the dev split is a seeded ``--dev_fraction`` of the training file, except for a lone
+    breast_cancer export, which is split 6:2:2 by a hash of each task id (the paper's protocol)."""
+    files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+    files = {split: path for split, path in files.items() if path}
+    # An empty split stops the run: no training windows, or a dev F1 of 0 at every evaluation (the first model saved).
+    empty = f"{data_args.dataset_name or data_args.train_file} holds none"
+    if data_args.dataset_name:
+        corpus = datasets.load_dataset(data_args.dataset_name)
+    elif data_args.corpus == "breast_cancer" and set(files) == {"train"}:
         corpus = load_breast_cancer(data_args.train_file)
         check_dropped_records(corpus.read_report, data_args.train_file, data_args.max_bad_fraction)
+        empty = (
+            f"the 6:2:2 split of the {corpus.read_report.records} tasks of {data_args.train_file} by task id puts "
+            f"none there: give --validation_file and/or --test_file to choose the splits"
+        )
+        if len(corpus["test"]) == 0:  # a small export: it trains and selects all the same, with nothing to test on
+            logger.warning("the test split is empty: %s", empty)
+            del corpus["test"]
+    else:
+        records = {
+            split: read_split_file(data_args.corpus, path, data_args.max_bad_fraction) for split, path in files.items()
+        }
+        if "validation" not in records and data_args.dev_fraction:
+            count = len(records["train"])
+            records["train"], records["validation"] = carve_dev(records["train"], data_args.dev_fraction, seed)
+            empty = (
+                f"--dev_fraction {data_args.dev_fraction} of the {count} records of {data_args.train_file} leaves "
+                f"none there: {'raise' if records['train'] else 'lower'} --dev_fraction or give --validation_file"
+            )
+        corpus = datasets.DatasetDict({split: to_dataset(records[split]) for split in SPLITS if split in records})
+    for split in SPLITS:
+        if split in corpus and len(corpus[split]) == 0:
+            raise ConfigurationError(f"the {split} split is empty: {empty}")
+    if data_args.corpus == "breast_cancer":
         types = [t.code for t in BREAST_CANCER_TYPES]
         return corpus, types, {code: class_of(code) for code in types}
     if data_args.corpus in ("ccks2019", "ccks2020"):
-        load = load_ccks2019 if data_args.corpus == "ccks2019" else load_ccks2020
-        corpus = load(
-            data_args.train_file,
-            data_args.test_file,
-            dev_fraction=0.0 if data_args.validation_file else data_args.dev_fraction,
-            seed=seed,
-        )
-        sources = ", ".join(path for path in (data_args.train_file, data_args.test_file) if path)
-        check_dropped_records(corpus.read_report, sources, data_args.max_bad_fraction)
-        if data_args.validation_file:
-            validation = load(data_args.validation_file)
-            check_dropped_records(validation.read_report, data_args.validation_file, data_args.max_bad_fraction)
-            corpus["validation"] = validation["train"]
         return corpus, [t.code for t in CCKS_TYPES], {}
-    files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
-    files = {split: path for split, path in files.items() if path}
-    if data_args.dataset_name:
-        corpus = datasets.load_dataset(data_args.dataset_name)
-    elif data_args.train_file.endswith(".parquet"):
-        corpus = datasets.load_dataset("parquet", data_files=files, features=FEATURES)
-    else:
-        # JSON lines are read like the CCKS files: bad lines are dropped, logged and counted per file.
-        corpus = datasets.DatasetDict()
-        for split, path in files.items():
-            result = read_span_jsonl(path)
-            check_dropped_records(result.report, path, data_args.max_bad_fraction)
-            corpus[split] = to_dataset(result.records)
-    if len(corpus["train"]) == 0:
-        raise ConfigurationError(f"{data_args.dataset_name or data_args.train_file}: no usable record")
-    types = sorted({e["label"] for e in corpus["train"]["entities"] for e in e})
-    return corpus, types, {}
+    # The types of every split: one only in dev or test is a label the model cannot learn, scored as missed, not a
+    # label the window encoder does not know.
+    types_of = {
+        split: {e["label"] for e in corpus[split]["entities"] for e in e} for split in SPLITS if split in corpus
+    }
+    for split, split_types in types_of.items():
+        unseen = sorted(split_types - types_of["train"])
+        if unseen:
+            logger.warning(
+                "%s split: types not in the train split, which the model cannot learn (scored as missed): %s",
+                split, ", ".join(unseen),
+            )  # fmt: skip
+    return corpus, sorted(set().union(*types_of.values())), {}
 
 
 def build_tokenizer(model_args: ModelArguments, train_texts: list[str]):
@@ -350,19 +458,24 @@ def load_knowledge(model_args: ModelArguments) -> tuple[TermLexicon | None, torc
         )
         return None, None
     embeddings, entities = None, []
-    if model_args.kg_embeddings and features["use_kg_embedding"]:
+    if model_args.kg_embeddings:
+        # The KG's entity table is the default lexicon, also for the variants without the embedding (no-kg-embedding
+        # keeps the term position and category features the table gives).
         folder = Path(model_args.kg_embeddings)
-        for name in (EMBEDDINGS_FILE, ENTITIES_FILE):
+        needed = (EMBEDDINGS_FILE, ENTITIES_FILE) if features["use_kg_embedding"] else (ENTITIES_FILE,)
+        for name in needed:
             if not (folder / name).is_file():
                 raise ConfigurationError(f"{folder} has no {name}: expected the output folder of train_kge.py")
-        embeddings = load_file(folder / EMBEDDINGS_FILE)["entity_embeddings"]
         entities = read_entities(folder / ENTITIES_FILE)
-        if len(entities) != embeddings.size(0):
-            raise ConfigurationError(
-                f"{folder}: {len(entities)} entities in {ENTITIES_FILE} but {embeddings.size(0)} embedding rows"
-            )
+        if features["use_kg_embedding"]:
+            embeddings = load_file(folder / EMBEDDINGS_FILE)["entity_embeddings"]
+            if len(entities) != embeddings.size(0):
+                raise ConfigurationError(
+                    f"{folder}: {len(entities)} entities in {ENTITIES_FILE} but {embeddings.size(0)} embedding rows"
+                )
+    # Terms link to KG rows only when the model has the table to look them up in.
     row_of: dict[str, int] = {}
-    for row, entity in enumerate(entities):
+    for row, entity in enumerate(entities if embeddings is not None else []):
         row_of.setdefault(entity.name, row)
     terms = read_entities(model_args.lexicon, allow_duplicates=True) if model_args.lexicon else entities
     short = sum(len(term.name) < model_args.min_term_length for term in terms)

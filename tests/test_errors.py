@@ -243,6 +243,7 @@ CASES = [
         lambda d, m: [
             "--corpus=ccks2019",
             f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            "--dev_fraction=0.5",
             f"--output_dir={d / 'out'}",
             "--encoder=outputs/no-such-encoder",
         ],
@@ -255,11 +256,30 @@ CASES = [
         lambda d, m: [
             "--corpus=ccks2019",
             f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            "--dev_fraction=0.5",
             f"--output_dir={d / 'out'}",
             "--lstm_hidden_size=16",
             "--fusion_num_heads=3",
         ],
         "model configuration: fusion_hidden_size (32 = 2 * lstm_hidden_size) must be divisible by fusion_num_heads (3)",
+    ),
+    Case(
+        "train_ner.py",
+        "a knowledge-graph option without --family clinicalbert-kg",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE)}",
+            f"--output_dir={d / 'out'}",
+            f"--kg_embeddings={d / 'kge'}",
+        ],
+        "--kg_embeddings is an option of --family clinicalbert-kg, and this run trains chcancerbert: give --family "
+        "clinicalbert-kg, or drop --kg_embeddings",
+    ),
+    Case(
+        "train_ner.py",
+        "a batch size of 0",
+        lambda d, m: ["--corpus=ccks2019", f"--train_file={_ccks(d, CCKS_LINE)}", "--per_device_train_batch_size=0"],
+        "--per_device_train_batch_size 0: expected a count >= 1",
     ),
     Case(
         "train_ner.py",
@@ -326,6 +346,17 @@ CASES = [
         "an empty training file",
         lambda d, m: ["--corpus=ccks2019", f"--train_file={_ccks(d)}", f"--output_dir={d / 'out'}"],
         "<dir>/ccks.jsonl: no usable record",
+    ),
+    Case(
+        "train_ner.py",
+        "a dev share that leaves the validation split empty",
+        lambda d, m: [
+            "--corpus=ccks2019",
+            f"--train_file={_ccks(d, CCKS_LINE, CCKS_LINE)}",
+            f"--output_dir={d / 'out'}",
+        ],
+        "the validation split is empty: --dev_fraction 0.1 of the 2 records of <dir>/ccks.jsonl leaves none there: "
+        "raise --dev_fraction or give --validation_file",
     ),
     Case(
         "train_mlm.py",

@@ -28,9 +28,9 @@ from .helpers import simulated_ccks_records, write_ccks, write_label_studio_json
 
 TINY = [
     "--hidden_size=32", "--num_hidden_layers=1", "--num_attention_heads=2", "--intermediate_size=64",
-    "--lstm_hidden_size=16", "--fusion_num_heads=2", "--dgcnn_dilations", "1", "2", "--max_length=64", "--stride=16",
-    "--max_steps=2", "--early_stopping_patience=0",
+    "--lstm_hidden_size=16", "--max_length=64", "--stride=16", "--max_steps=2", "--early_stopping_patience=0",
 ]  # fmt: skip
+FAMILY_A = ["--fusion_num_heads=2", "--dgcnn_dilations", "1", "2"]
 ARGUMENT_TYPES = (train_ner.ModelArguments, train_ner.DataArguments, train_ner.TrainArguments)
 
 
@@ -77,7 +77,8 @@ def test_card_of_a_run_on_simulated_records(tmp_path, run_isolated):
     corpus = write_label_studio_json(tmp_path / "data" / "breast.json", records)
     output = tmp_path / "model"
     train_ner.main([
-        "--corpus=breast_cancer", f"--train_file={corpus}", f"--output_dir={output}", "--simulated_data", *TINY
+        "--corpus=breast_cancer", f"--train_file={corpus}", f"--output_dir={output}", "--simulated_data", *TINY,
+        *FAMILY_A,
     ])  # fmt: skip
     card = ModelCard.load(output / "README.md")
     check_hub_metadata(card)
@@ -125,7 +126,9 @@ def test_card_of_a_family_b_run_on_a_users_corpus(tmp_path, run_isolated):
     card = ModelCard.load(output / "README.md")
     check_hub_metadata(card)
     assert card.data.datasets is None and scores_of(card) == saved_scores(output)
-    assert {r.dataset_name for r in card.data.eval_results} == {"train.jsonl"}
+    # The test scores are the held-out file's; the validation split was carved from the training file.
+    datasets = {(r.dataset_split, r.dataset_type, r.dataset_name) for r in card.data.eval_results}
+    assert datasets == {("validation", "train.jsonl", "train.jsonl"), ("test", "held_out.jsonl", "held_out.jsonl")}
     validation = json.loads((output / "eval_results.json").read_text())["num_records"]
     assert (
         "- Corpus: CCKS2019 (Yidu-S4K) JSON lines (`--corpus ccks2019`), from the file `train.jsonl`.\n"

@@ -26,7 +26,7 @@ import train_mlm
 import train_ner
 from clinical_ner_zh.datasets_scripts import WindowEncoder, build_char_tokenizer, encode_dataset
 from clinical_ner_zh.datasets_scripts.simulated import simulated_breast_cancer_records
-from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging
+from clinical_ner_zh.modeling import ChCancerBertConfig, ChCancerBertForCrfTagging, TermLexicon
 from clinical_ner_zh.modeling.tagging import build_label_list
 from clinical_ner_zh.training.common import (
     ConfigurationError,
@@ -635,3 +635,31 @@ def test_family_b_ablations_ignore_the_knowledge_they_do_not_use(corpora, tmp_pa
     config = json.loads((output / "config.json").read_text())
     assert config["use_kg_embedding"] is False and config["num_kg_entities"] == 0
     assert (output / "lexicon.tsv").is_file() == (variant == "no-kg-embedding")
+    if variant == "no-kg-embedding":  # the KG's names are the lexicon, unlinked: the model has no table
+        lexicon = TermLexicon.load(output / "lexicon.tsv")
+        assert [(t.name, t.type, t.entity_row) for t in lexicon.terms] == [
+            ("结节", "Symptom", None), ("来曲唑", "Drug", None)
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variant", "terms", "rows"),
+    [("kg", 3, [0, 1, 2]), ("no-kg-embedding", 3, [None] * 3), ("no-position", 3, [0, 1, 2]), ("no-kg", None, None)],
+)
+def test_family_b_default_lexicon_is_the_kg_entity_table_for_every_variant(tmp_path, variant, terms, rows):
+    """--kg_embeddings without --lexicon: every variant with term features gets the KG's names as its lexicon (linked
+    to the KG rows only where the model has the table); no-kg-embedding once got an empty lexicon."""
+    from safetensors.torch import save_file
+
+    kge = tmp_path / "kge"
+    kge.mkdir()
+    (kge / "entities.tsv").write_text("高血压\tDisease\n来曲唑\tDrug\n血常规\tCheck\n头\tOther\n", encoding="utf-8")
+    save_file({"entity_embeddings": torch.randn(4, 8)}, str(kge / "entity_embeddings.safetensors"))
+    args = train_ner.ModelArguments(family="clinicalbert-kg", variant=variant, kg_embeddings=str(kge))
+    lexicon, embeddings = train_ner.load_knowledge(args)
+    if terms is None:
+        assert lexicon is None and embeddings is None
+        return
+    assert len(lexicon) == terms  # the one-character name is left out (--min_term_length 2)
+    assert [t.entity_row for t in lexicon.terms] == rows
+    assert (embeddings is None) == (variant == "no-kg-embedding")

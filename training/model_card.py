@@ -59,9 +59,12 @@ def hub_dataset(data_args) -> str | None:
     return data_args.dataset_name if on_hub(data_args.dataset_name) else None
 
 
-def describe_data(data_args, train_records: int, reports: dict[str, EntityReport]) -> tuple[str, str, list[str]]:
-    """The ``model-index`` dataset type (Hub id, or the file or folder name) and name of the data, and the lines
-    that describe it in the card: format, source by name (never a path or a record's text), how the splits were
+def describe_data(
+    data_args, train_records: int, reports: dict[str, EntityReport]
+) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Per split scored, the ``model-index`` dataset type (Hub id, or the file or folder name) and name of the data
+    its scores were computed on (a split file of its own, or the source it was carved from), and the lines that
+    describe the data in the card: format, source by name (never a path or a record's text), how the splits were
     made, record counts, whether simulated."""
     if hub_dataset(data_args):
         source = hub_dataset(data_args)
@@ -73,7 +76,7 @@ def describe_data(data_args, train_records: int, reports: dict[str, EntityReport
         source = Path(data_args.train_file).name
         where = f"the file `{source}`"
     lines = [f"Corpus: {CORPUS_FORMATS[data_args.corpus]} (`--corpus {data_args.corpus}`), from {where}."]
-    if data_args.corpus == "breast_cancer":
+    if data_args.corpus == "breast_cancer" and not (data_args.validation_file or data_args.test_file):
         splits = "train, validation and test 6:2:2 by a hash of each task id"
     elif data_args.dataset_name:
         splits = f"the dataset's own ({', '.join(['train', *reports])})"
@@ -88,11 +91,18 @@ def describe_data(data_args, train_records: int, reports: dict[str, EntityReport
     lines.append(f"Splits: {splits}.")
     counts = [f"{train_records} train"] + [f"{report.num_records} {split}" for split, report in reports.items()]
     lines.append(f"Records: {', '.join(counts)}.")
-    name = source
     if data_args.simulated_data:
-        name += " (simulated records)"
         lines.append(SIMULATED)
-    return source, name, lines
+    split_files = {"validation": data_args.validation_file, "test": data_args.test_file}
+    evaluated_on = {}
+    for split in reports:
+        own = split_files[split] and not data_args.dataset_name
+        dataset_type = Path(split_files[split]).name if own else source
+        evaluated_on[split] = (
+            dataset_type,
+            dataset_type + (" (simulated records)" if data_args.simulated_data else ""),
+        )
+    return evaluated_on, lines
 
 
 def saved_reports(output_dir: Path) -> dict[str, EntityReport]:
@@ -108,7 +118,7 @@ def build_model_card(output_dir: Path, config, model_args, data_args, train_args
     """The card of the model saved in ``output_dir``, its scores read from the reports saved there."""
     reports = saved_reports(output_dir)
     model_name = train_args.hub_model_id or output_dir.name
-    dataset_type, dataset_name, data_lines = describe_data(data_args, train_records, reports)
+    evaluated_on, data_lines = describe_data(data_args, train_records, reports)
     card_data = ModelCardData(
         language="zh",
         license="apache-2.0",
@@ -126,8 +136,8 @@ def build_model_card(output_dir: Path, config, model_args, data_args, train_args
             EvalResult(
                 task_type="token-classification",
                 task_name="Named entity recognition",
-                dataset_type=dataset_type,
-                dataset_name=dataset_name,
+                dataset_type=evaluated_on[split][0],
+                dataset_name=evaluated_on[split][1],
                 dataset_split=split,
                 metric_type=metric,
                 metric_value=round(getattr(report.micro, metric), 4),
