@@ -337,6 +337,7 @@ CASES = [
         lambda d, m: [
             "--corpus=ccks2019",
             f"--train_file={_ccks(d, *[json.dumps({'originalText': SECRET, 'entities': []}, ensure_ascii=False)] * 4)}",
+            "--dev_fraction=0.5",
             f"--output_dir={d / 'out'}",
         ],
         "<dir>/ccks.jsonl: no entity in the training split, nothing to learn",
