@@ -175,7 +175,7 @@ def test_a_span_type_only_in_the_dev_file_is_a_label_of_the_model(tmp_path, capl
         caplog.text
     )
     encoder = WindowEncoder(build_char_tokenizer(corpus["train"]["text"]), types, max_length=32, stride=8)
-    windows = train_ner.encode_corpus(corpus, encoder)
+    windows, _ = train_ner.encode_corpus(corpus, encoder)
     paths = [[label for label in window["labels"] if label >= 0] for window in windows["validation"]]
     assert decode_dataset(windows["validation"], paths, encoder)[0] == [(2, 5, "Drug"), (6, 11, "Time")]
 
