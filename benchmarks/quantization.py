@@ -7,13 +7,15 @@ chars/s of a base-size family-A model (random weights) on long simulated records
         [--rounds 3] [--threads 1] [--base-records 4]
 
 ``int8`` is the pipeline's ``quantize="int8"`` (``predict.py --quantize int8``): torch's dynamic quantization of the
-linear layers, the DGCNN's convolutions run as int8 linear layers, the LSTMs left in float32. ``bf16`` is ``quantize="bf16"``: the encoder and heads under bfloat16 autocast, the CRF in
-float32; on a CPU without native bfloat16 it is left out, with a line saying why. All settings run the same
-clinical-ner pipeline (this checkout's), the same records, windows (the model's training windows; 512 tokens for the
-base-size model), batch 8 and torch threads, under ``torch.inference_mode``; rounds are interleaved and the best round
-of each counts; the process keeps freed memory as predict.py does (``--system-malloc``: malloc's defaults). F1 is strict micro F1 against the eval file's gold entities; for the base-size model, whose random
-weights have no gold, the int8 and bf16 entities are scored against the float32 ones (agreement). Target: >= 1.8x
-chars/s for <= 0.5 F1 points lost.
+linear layers, the DGCNN's convolutions run as int8 linear layers, the LSTMs left in float32. ``bf16`` is
+``quantize="bf16"``: the encoder and heads under bfloat16 autocast, the CRF in float32; on a CPU without native
+bfloat16 it is left out, with a line saying why. All settings run the same clinical-ner pipeline and model code (this
+checkout's, whatever code the folder holds), the same records, windows (the model's training windows; 512 tokens for
+the base-size model), batch 8 and torch threads, under ``torch.inference_mode``; rounds are interleaved and the best
+round of each counts; the process keeps freed memory as predict.py does (``--system-malloc``: malloc's defaults). F1
+is strict micro F1 against the eval file's gold entities; for the base-size model, whose random weights have no gold,
+the int8 and bf16 entities are scored against the float32 ones (agreement). Target: >= 1.8x chars/s for <= 0.5 F1
+points lost.
 """
 
 from __future__ import annotations
@@ -62,11 +64,15 @@ def best_of(pipes: dict, texts: list[str], rounds: int) -> tuple[dict, dict]:
 def compare(folder: Path, texts: list[str], gold: list | None, rounds: int, name: str, kinds) -> list[tuple]:
     """Rows ``(name, setting, chars/s, strict micro F1)``, one per setting of ``kinds`` (float32 first); F1 against
     ``gold``, or against the float32 entities when there is no gold."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
+    from clinical_ner_zh import modeling
     from clinical_ner_zh.metrics import score_entities
 
-    model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    # This checkout's model class, not the code saved in the folder (what trust_remote_code would run): a model
+    # trained earlier is measured with the modeling code being benchmarked.
+    architecture = AutoConfig.from_pretrained(folder, trust_remote_code=True).architectures[0]
+    model = getattr(modeling, architecture).from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     best, found = best_of(pipelines(model, tokenizer, kinds), texts, rounds)
     if gold is None:

@@ -51,6 +51,9 @@ def test_pipeline_speed_prints_the_four_pipelines_and_the_gpu_line(tmp_path):
 def test_quantization_benchmark_prints_speed_and_f1_of_each_setting(tmp_path):
     tokenizer = char_tokenizer()
     model_dir = save_for_hub(hand_set_model(tokenizer), tokenizer, tmp_path / "model")
+    # The folder's own model code (an earlier version's, say) is not what a benchmark of this checkout measures.
+    with (model_dir / "modeling_chcancerbert.py").open("a", encoding="utf-8") as handle:
+        handle.write('\nraise RuntimeError("the model code saved in the folder ran")\n')
     text = "患者于时间行药物化疗，" * 20
     gold = [(start, start + 2, "Time") for start in range(3, len(text), 11)]
     gold += [(start, start + 2, "Drug") for start in range(6, len(text), 11)]
