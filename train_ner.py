@@ -247,7 +247,9 @@ class TrainArguments(RunArguments):
     num_train_epochs: int = field(default=10, metadata={"help": "passes over the training windows"})
     max_steps: int = field(default=0, metadata={"help": "stop after N optimiser steps (overrides epochs)"})
     max_train_minutes: float = field(default=0.0, metadata={"help": "stop training after this wall time"})
-    max_grad_norm: float = field(default=5.0, metadata={"help": "gradient clipping"})
+    max_grad_norm: float = field(
+        default=5.0, metadata={"help": "clip the gradients' norm to this (0: no clipping, as in transformers' Trainer)"}
+    )
     token_dropout: float = field(
         default=0.0, metadata={"help": "training only: share of input tokens replaced by [UNK] (regularisation)"}
     )

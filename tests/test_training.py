@@ -110,6 +110,18 @@ def test_bad_configuration_stops_before_training(corpora, tmp_path, extra, messa
     assert not (tmp_path / "out").exists()
 
 
+def test_max_grad_norm_zero_means_no_clipping(corpora, tmp_path):
+    """As in transformers' Trainer, --max_grad_norm 0 turns clipping off. It used to clip every gradient to zero:
+    the run ended with its initial weights (weight decay aside) and said nothing."""
+    weights = {}
+    for norm in ("0", "1e9"):
+        train_ner.main(ner_args(corpora, tmp_path / norm, f"--max_grad_norm={norm}", "--max_steps=3",
+                                "--weight_decay=0"))  # fmt: skip
+        weights[norm] = load_file(tmp_path / norm / "model.safetensors")
+    for name, value in weights["1e9"].items():
+        torch.testing.assert_close(weights["0"][name], value, msg=name)
+
+
 def test_encoder_with_other_labels_is_refused(corpora, tmp_path):
     """An encoder saved with a label set that disagrees with the corpus's stops the run before training."""
     trained = tmp_path / "ccks_model"

@@ -150,7 +150,8 @@ class TrainingLoop:
                 with accelerator.accumulate(self.model):
                     loss = self.model(**batch).loss
                     accelerator.backward(loss)
-                    if self.max_grad_norm is not None and accelerator.sync_gradients:
+                    # 0 or None: no clipping (clip_grad_norm_ with 0 would zero every gradient), as in Trainer
+                    if self.max_grad_norm and accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
