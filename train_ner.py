@@ -385,6 +385,14 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
     empty = f"{data_args.dataset_name or data_args.train_file} holds none"
     if data_args.dataset_name:
         corpus = datasets.load_dataset(data_args.dataset_name)
+        if "validation" not in corpus and "train" in corpus and data_args.dev_fraction:
+            count = len(corpus["train"])
+            train, dev = carve_dev(list(corpus["train"]), data_args.dev_fraction, seed)
+            corpus["train"], corpus["validation"] = to_dataset(train), to_dataset(dev)
+            empty = (
+                f"--dev_fraction {data_args.dev_fraction} of the {count} records of {data_args.dataset_name}'s train "
+                f"split leaves none there: {'raise' if train else 'lower'} --dev_fraction"
+            )
     elif data_args.corpus == "breast_cancer" and set(files) == {"train"}:
         corpus = load_breast_cancer(data_args.train_file)
         check_dropped_records(corpus.read_report, data_args.train_file, data_args.max_bad_fraction)

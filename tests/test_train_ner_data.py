@@ -288,3 +288,16 @@ def test_a_small_export_without_test_records_trains_without_a_test_split(tmp_pat
     (corpus, _, _), _ = corpus_of(["--corpus=breast_cancer", f"--train_file={export}"])
     assert {split: len(records) for split, records in corpus.items()} == {"train": 2, "validation": 1}
     assert f"the test split is empty: the 6:2:2 split of the 3 tasks of {export} by task id" in caplog.text
+
+
+def test_a_dataset_without_a_validation_split_gives_dev_its_dev_fraction(tmp_path):
+    """A dataset (here a local folder of span files, as load_dataset reads a Hub repository) with train and test
+    splits only: the dev split is carved from train as for files. It used to be refused with advice to give
+    --validation_file, which cannot go beside --dataset_name."""
+    folder = tmp_path / "hospital-ner"
+    folder.mkdir()
+    spans_file(folder / "train.jsonl", [(f"口服来曲唑{n}片。", [(2, 5, "Drug")]) for n in range(20)])
+    spans_file(folder / "test.jsonl", [("口服来曲唑。", [(2, 5, "Drug")])] * 3)
+    (corpus, types, _), _ = corpus_of(["--corpus=spans", f"--dataset_name={folder}", "--dev_fraction=0.25"])
+    assert {split: len(corpus[split]) for split in corpus} == {"train": 15, "validation": 5, "test": 3}
+    assert not set(corpus["train"]["text"]) & set(corpus["validation"]["text"]) and types == ["Drug"]
