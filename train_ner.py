@@ -46,7 +46,7 @@ from clinical_ner_zh.datasets_scripts.augment import augment_records
 from clinical_ner_zh.datasets_scripts.breast_cancer import SPLITS
 from clinical_ner_zh.datasets_scripts.ccks import carve_dev
 from clinical_ner_zh.datasets_scripts.schema import Record, to_dataset
-from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl
+from clinical_ner_zh.datasets_scripts.spans import read_span_jsonl, read_span_rows
 from clinical_ner_zh.kg import read_entities
 from clinical_ner_zh.metrics import format_report, score_entities
 from clinical_ner_zh.modeling import (
@@ -362,13 +362,15 @@ def read_split_file(corpus: str, path: str, max_bad_fraction: float) -> list[Rec
     Parquet, any other JSON lines, whatever the other splits' files are."""
     if corpus == "spans" and path.endswith(".parquet"):
         try:
-            return datasets.load_dataset("parquet", data_files=path, features=FEATURES, split="train").to_list()
+            rows = datasets.load_dataset("parquet", data_files=path, features=FEATURES, split="train")
         except DatasetGenerationError as error:  # not Parquet, or other columns (the cause says which)
             reason = str(error.__cause__ or error).splitlines()[-1]
             raise ConfigurationError(
                 f"{path}: not a Parquet file of span-schema records (id, text, entities): {reason}"
             ) from error
-    result = READERS[corpus](path)
+        result = read_span_rows(rows, path)
+    else:
+        result = READERS[corpus](path)
     check_dropped_records(result.report, path, max_bad_fraction)
     return result.records
 
@@ -385,6 +387,10 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
     empty = f"{data_args.dataset_name or data_args.train_file} holds none"
     if data_args.dataset_name:
         corpus = datasets.load_dataset(data_args.dataset_name)
+        for split in corpus:  # checked as the records of a file are (offsets, entity text, label, encoding)
+            result = read_span_rows(corpus[split], f"{data_args.dataset_name}[{split}]")
+            check_dropped_records(result.report, f"{data_args.dataset_name}[{split}]", data_args.max_bad_fraction)
+            corpus[split] = to_dataset(result.records)
         if "validation" not in corpus and "train" in corpus and data_args.dev_fraction:
             count = len(corpus["train"])
             train, dev = carve_dev(list(corpus["train"]), data_args.dev_fraction, seed)

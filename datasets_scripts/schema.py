@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,13 +137,21 @@ def read_json_lines(path: Path, sink: ProblemSink, parse: Callable[[bytes, int],
     (``None``, after telling ``sink`` why) is counted as skipped. A UTF-8 byte-order mark and CRLF ends are
     tolerated, as the official CCKS files have them: the mark at the start of any line, since files joined with
     ``cat`` carry one where each part starts (it can never begin JSON); ``sink.report`` counts what was read."""
+
+    def parsed() -> Iterator[tuple[int, Record | None]]:
+        for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+            raw = raw.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r")
+            if raw.strip():  # not a blank line, such as the empty last line most files end with
+                yield number, parse(raw, number)
+
+    return collect_records(parsed(), sink)
+
+
+def collect_records(parsed: Iterable[tuple[int, Record | None]], sink: ProblemSink) -> list[Record]:
+    """The records of ``(line, record)`` pairs, a record ``None`` where the line was refused (``sink`` told why),
+    counted in ``sink.report``; a record whose text cannot be stored (:func:`not_unicode`) is refused here."""
     records: list[Record] = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        raw = raw.removeprefix(b"\xef\xbb\xbf")
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
-            continue  # blank lines, such as the empty last line most files end with
-        record = parse(raw, number)
+    for number, record in parsed:
         if record is not None and (reason := not_unicode(record["text"])):
             sink("bad_encoding", reason, line=number, record_id=record["id"])
             record = None

@@ -9,10 +9,12 @@ logged by file, line, record id and offsets and counted in the report (``strict=
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .ccks import ReadResult
-from .schema import ProblemSink, Record, check_entity, json_object, make_record, read_json_lines
+from .schema import ProblemSink, Record, check_entity, collect_records, json_object, make_record, read_json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +28,30 @@ def read_span_jsonl(path: str | Path, *, strict: bool = False) -> ReadResult:
     return ReadResult(records, sink.report)
 
 
+def read_span_rows(rows: Iterable[dict[str, Any]], source: str, *, strict: bool = False) -> ReadResult:
+    """Span-schema records already parsed (a Parquet file's rows, a ``datasets`` split), checked as the lines of a
+    JSON-lines file are; ``source`` names them in messages, and the n-th row is reported as line n."""
+    sink = ProblemSink(Path(source), strict)
+    stem = Path(source).stem
+    records = collect_records(
+        ((line, _record(row, line, f"{stem}:{line}", sink)) for line, row in enumerate(rows, start=1)), sink
+    )
+    logger.info("%s: %s", source, sink.report.summary())
+    return ReadResult(records, sink.report)
+
+
 def _parse_line(raw: bytes, line: int, record_id: str, sink: ProblemSink) -> Record | None:
     obj = json_object(raw, line, record_id, sink, {"text": str, "entities": list})
-    if obj is None:
+    return None if obj is None else _record(obj, line, record_id, sink)
+
+
+def _record(obj: dict[str, Any], line: int, record_id: str, sink: ProblemSink) -> Record | None:
+    """The record of one span-schema object, its bad entities dropped (each told to ``sink``)."""
+    record_id = record_id if obj.get("id") is None else str(obj["id"])
+    text = obj.get("text")
+    if not isinstance(text, str) or not isinstance(obj.get("entities"), list):
+        sink("wrong_type", "a record needs a text (a string) and entities (a list)", line=line, record_id=record_id)
         return None
-    record_id = str(obj.get("id", record_id))
-    text: str = obj["text"]
     spans: list[tuple[int, int, str]] = []
     for index, entity in enumerate(obj["entities"]):
         if not isinstance(entity, dict) or not {"start", "end", "label"} <= entity.keys():
@@ -41,7 +61,7 @@ def _parse_line(raw: bytes, line: int, record_id: str, sink: ProblemSink) -> Rec
             kind, reason = check_entity(len(text), start, end, entity["label"], None)
             # The schema's own "text" is the check that offsets count characters: offsets in UTF-16 units or bytes
             # (other tools') shift every entity after an astral character or a non-ASCII one.
-            if kind is None and "text" in entity and entity["text"] != text[start:end]:
+            if kind is None and entity.get("text") is not None and entity["text"] != text[start:end]:
                 kind, reason = "text_mismatch", f"entity text disagrees with text[{start}:{end}]"
             if kind is None:
                 spans.append((entity["start"], entity["end"], reason))  # reason is the label when kind is None

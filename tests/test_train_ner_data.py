@@ -301,3 +301,29 @@ def test_a_dataset_without_a_validation_split_gives_dev_its_dev_fraction(tmp_pat
     (corpus, types, _), _ = corpus_of(["--corpus=spans", f"--dataset_name={folder}", "--dev_fraction=0.25"])
     assert {split: len(corpus[split]) for split in corpus} == {"train": 15, "validation": 5, "test": 3}
     assert not set(corpus["train"]["text"]) & set(corpus["validation"]["text"]) and types == ["Drug"]
+
+
+@pytest.mark.parametrize("source", ["parquet", "dataset"])
+def test_parquet_and_dataset_records_are_checked_as_those_of_a_file(tmp_path, source, caplog):
+    """An entity whose offsets count UTF-16 units (its text says so) or run past its record, in a Parquet file or a
+    dataset, was trained as it stood: shifted, or cut without a word. Dropped and logged, as in a JSON-lines file."""
+    text = "𠮷口服来曲唑。"  # an astral character first: UTF-16 offsets of 来曲唑 are 4-7, character offsets 3-6
+    good = [(f"口服来曲唑{n}片。", [(2, 5, "Drug")]) for n in range(19)]
+    lines = spans_file(tmp_path / "train.jsonl", good).read_text(encoding="utf-8").splitlines()
+    bad = {"id": "bad", "text": text, "entities": [{"start": 4, "end": 7, "label": "Drug", "text": "来曲唑"},
+                                                    {"start": 6, "end": 40, "label": "Drug", "text": None}]}  # fmt: skip
+    rows = [json.loads(line) for line in lines] + [bad]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    if source == "parquet":
+        datasets.Dataset.from_list(rows, features=FEATURES).to_parquet(folder / "train.parquet")
+        argv = [f"--train_file={folder / 'train.parquet'}"]
+    else:
+        (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        argv = [f"--dataset_name={folder}"]
+    (corpus, _, _), _ = corpus_of(["--corpus=spans", "--dev_fraction=0.25", "--max_bad_fraction=0.2", *argv])
+    everything = [record for split in corpus.values() for record in split]
+    assert [r["entities"] for r in everything if r["id"] == "bad"] == [[]]
+    assert sum(len(r["entities"]) for r in everything) == 19
+    assert "record bad: entity 0: entity text disagrees with text[4:7]" in caplog.text
+    assert "record bad: entity 1: offsets out of range (start=6, end=40, text length 7)" in caplog.text
