@@ -586,7 +586,7 @@ def load_pipeline(model: str, device, batch_size: int, quantize: str | None = No
         # A model that cannot tag at all (a family-B folder without its lexicon) is the model's fault, not each
         # record's: found here, before any record is tagged or anything written.
         pipe(PROBE_TEXT)
-    except Exception as error:
+    except (ValueError, TypeError, KeyError, IndexError) as error:  # not an out-of-memory error or the like
         raise PredictInputError(f"{model}: the model cannot tag text: {describe(error)}") from None
     return pipe
 

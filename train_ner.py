@@ -126,7 +126,7 @@ AT_LEAST = {
     "max_train_minutes": 0.0,
 }
 # Shares, and whether 1 itself is one (a dev split of the whole training file leaves nothing to train on).
-SHARES = {"dev_fraction": False, "token_dropout": False, "augment_share": True, "warmup_ratio": True}
+SHARES = {"dev_fraction": False, "token_dropout": False, "augment_share": True, "warmup_ratio": False}
 # The options of one family's heads (--fusion is checked against the variant, in build_model): set for the other
 # family, they would be ignored.
 FAMILY_OPTIONS = {

@@ -653,3 +653,16 @@ def test_predict_keeps_freed_memory_on_the_cpu(model_dir, tmp_path, monkeypatch)
     records = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": TEXTS[0]}])
     assert run(model_dir, records, "-o", tmp_path / "out.jsonl") == 0
     assert calls == ["kept"]
+
+
+def test_a_failure_that_is_no_fault_of_the_model_is_not_called_one(model_dir, monkeypatch):
+    """The sample text tagged at load finds a model that cannot tag (a ValueError of its own); running out of memory
+    there is not that, and keeps its own type and traceback instead of reading as a user's mistake."""
+    from transformers import Pipeline
+
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(Pipeline, "__call__", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        predict.load_pipeline(str(model_dir), torch.device("cpu"), 8)

@@ -250,7 +250,7 @@ def test_max_bad_fraction_is_checked_per_file(tmp_path):
         ("--eval_steps=-1", "--eval_steps -1: expected a count >= 0"),
         ("--num_train_epochs=0", "--num_train_epochs 0: expected a count >= 1"),
         ("--head_learning_rate=-0.001", "--head_learning_rate -0.001: expected a value >= 0.0"),
-        ("--warmup_ratio=1.5", "--warmup_ratio 1.5: expected a share in [0, 1]"),
+        ("--warmup_ratio=1", "--warmup_ratio 1.0: expected a share in [0, 1)"),  # the schedule refused it, later
     ],
 )
 def test_a_number_out_of_range_is_refused_before_anything_is_read(tmp_path, option, message):
