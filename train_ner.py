@@ -385,21 +385,7 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
     files = {split: path for split, path in files.items() if path}
     # An empty split stops the run: no training windows, or a dev F1 of 0 at every evaluation (the first model saved).
     empty = f"{data_args.dataset_name or data_args.train_file} holds none"
-    if data_args.dataset_name:
-        corpus = datasets.load_dataset(data_args.dataset_name)
-        for split in corpus:  # checked as the records of a file are (offsets, entity text, label, encoding)
-            result = read_span_rows(corpus[split], f"{data_args.dataset_name}[{split}]")
-            check_dropped_records(result.report, f"{data_args.dataset_name}[{split}]", data_args.max_bad_fraction)
-            corpus[split] = to_dataset(result.records)
-        if "validation" not in corpus and "train" in corpus and data_args.dev_fraction:
-            count = len(corpus["train"])
-            train, dev = carve_dev(list(corpus["train"]), data_args.dev_fraction, seed)
-            corpus["train"], corpus["validation"] = to_dataset(train), to_dataset(dev)
-            empty = (
-                f"--dev_fraction {data_args.dev_fraction} of the {count} records of {data_args.dataset_name}'s train "
-                f"split leaves none there: {'raise' if train else 'lower'} --dev_fraction"
-            )
-    elif data_args.corpus == "breast_cancer" and set(files) == {"train"}:
+    if data_args.corpus == "breast_cancer" and set(files) == {"train"}:
         corpus = load_breast_cancer(data_args.train_file)
         check_dropped_records(corpus.read_report, data_args.train_file, data_args.max_bad_fraction)
         empty = (
@@ -410,17 +396,27 @@ def load_corpus(data_args: DataArguments, seed: int) -> tuple[datasets.DatasetDi
             logger.warning("the test split is empty: %s", empty)
             del corpus["test"]
     else:
-        records = {
-            split: read_split_file(data_args.corpus, path, data_args.max_bad_fraction) for split, path in files.items()
-        }
-        if "validation" not in records and data_args.dev_fraction:
+        if data_args.dataset_name:
+            records, source = {}, f"{data_args.dataset_name}'s train split"
+            for split, rows in datasets.load_dataset(data_args.dataset_name).items():
+                # checked as the records of a file are (offsets, entity text, label, encoding)
+                result = read_span_rows(rows, f"{data_args.dataset_name}[{split}]")
+                check_dropped_records(result.report, f"{data_args.dataset_name}[{split}]", data_args.max_bad_fraction)
+                records[split] = result.records
+        else:
+            source = data_args.train_file
+            records = {split: read_split_file(data_args.corpus, path, data_args.max_bad_fraction)
+                       for split, path in files.items()}  # fmt: skip
+        if "validation" not in records and "train" in records and data_args.dev_fraction:
             count = len(records["train"])
             records["train"], records["validation"] = carve_dev(records["train"], data_args.dev_fraction, seed)
             empty = (
-                f"--dev_fraction {data_args.dev_fraction} of the {count} records of {data_args.train_file} leaves "
-                f"none there: {'raise' if records['train'] else 'lower'} --dev_fraction or give --validation_file"
+                f"--dev_fraction {data_args.dev_fraction} of the {count} records of {source} leaves none there: "
+                f"{'raise' if records['train'] else 'lower'} --dev_fraction"
+                + ("" if data_args.dataset_name else " or give --validation_file")
             )
-        corpus = datasets.DatasetDict({split: to_dataset(records[split]) for split in SPLITS if split in records})
+        order = dict.fromkeys([*SPLITS, *records])  # the known splits first, any other a dataset has after them
+        corpus = datasets.DatasetDict({split: to_dataset(records[split]) for split in order if split in records})
     for split in SPLITS:
         if split in corpus and len(corpus[split]) == 0:
             raise ConfigurationError(f"the {split} split is empty: {empty}")
