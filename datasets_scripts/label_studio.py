@@ -36,12 +36,13 @@ logger = logging.getLogger(__name__)
 def read_label_studio(
     path: str | Path,
     *,
-    types: tuple[EntityType, ...] = BREAST_CANCER_TYPES,
+    types: tuple[EntityType, ...] | None = BREAST_CANCER_TYPES,
     text_key: str = "text",
     strict: bool = False,
     predictions: bool = False,
 ) -> ReadResult:
-    """Read a Label Studio JSON or JSON-MIN export (detected from its content).
+    """Read a Label Studio JSON or JSON-MIN export (detected from its content). Region labels are matched to
+    ``types`` (their names and aliases become codes); ``types=None`` keeps every label as it is.
 
     A file that is not valid JSON raises :class:`~clinical_ner_zh.datasets_scripts.schema.CorpusError` even when not strict, since
     nothing in it can be read. Otherwise see :func:`clinical_ner_zh.datasets_scripts.ccks.read_ccks` for ``strict``.
@@ -59,7 +60,7 @@ def read_label_studio(
         raise CorpusError(
             Problem("wrong_type", f"expected a JSON list of tasks, got {type(tasks).__name__}", str(path))
         )
-    labels = alias_table(types)
+    labels = None if types is None else alias_table(types)
     is_full = any(isinstance(task, dict) and ("data" in task or "annotations" in task) for task in tasks)
     if predictions and not is_full:
         raise CorpusError(Problem("wrong_type", "predictions are only in a JSON export, not in JSON-MIN", str(path)))
@@ -215,7 +216,12 @@ def _newest_rows(entries: list[Entry], text_field: str, sink: ProblemSink, sourc
 
 
 def _to_record(
-    record_id: str, text: str, regions: list[Any], model_version: str | None, labels: dict[str, str], sink: ProblemSink
+    record_id: str,
+    text: str,
+    regions: list[Any],
+    model_version: str | None,
+    labels: dict[str, str] | None,
+    sink: ProblemSink,
 ) -> Record:
     spans: dict[tuple[int, int, str], Any] = {}  # entity -> its region's score (None when it has none)
     for index, value in enumerate(regions):
@@ -234,7 +240,7 @@ def _to_record(
 
 
 def _check_region(
-    value: Any, text: str, labels: dict[str, str], spans: dict[tuple[int, int, str], Any]
+    value: Any, text: str, labels: dict[str, str] | None, spans: dict[tuple[int, int, str], Any]
 ) -> list[tuple[str, str]]:
     """Add the region's entities (one per label, with the region's score) to ``spans``; return the problems, one
     per skipped entity."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinical_ner_zh.cli_errors import UserError, add_debug_flag
-from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_TYPES, CCKS_TYPES, EntityType, alias_table, to_code
+from clinical_ner_zh.datasets_scripts.labels import BREAST_CANCER_TYPES, CCKS_TYPES, alias_table, to_code
 
 from .entity_scores import Span, _class_of_type, format_report, normalize_span, score_entities
 
@@ -64,16 +64,15 @@ def read_scored_records(path: str | Path, predictions: bool = False) -> dict[str
     if head.startswith(b"["):
         from clinical_ner_zh.datasets_scripts import read_label_studio
 
-        types = (*KNOWN_TYPES, *(EntityType(name, name, name) for name in sorted(_unknown_labels(path))))
-        records = _from_reader(read_label_studio(path, types=types, strict=True, predictions=predictions).records)
+        records = _from_reader(read_label_studio(path, types=None, strict=True, predictions=predictions).records)
     elif b'"originalText"' in first_line and _is_json_object(first_line):
         from clinical_ner_zh.datasets_scripts import read_ccks
 
         records = _from_reader(read_ccks(path, strict=True).records)
     else:
         records = read_span_records(path)
-        for record in records.values():
-            record.spans = [(start, end, canonical_label(label)) for start, end, label in record.spans]
+    for record in records.values():  # a known type's name becomes its code in every format, as the readers do
+        record.spans = [(start, end, canonical_label(label)) for start, end, label in record.spans]
     if not records:
         raise InputFileError(f"{path}: the file holds no records")
     return records
@@ -82,25 +81,6 @@ def read_scored_records(path: str | Path, predictions: bool = False) -> dict[str
 def canonical_label(label: str) -> str:
     """The code of a CCKS or breast-cancer type name, any other label as it is."""
     return to_code(label, KNOWN_LABELS) or label
-
-
-def _unknown_labels(path: Path) -> set[str]:
-    """The region labels of a Label Studio export (JSON or JSON-MIN) that name no known type."""
-    found: set[str] = set()
-    try:
-        pending = [json.loads(path.read_bytes().decode("utf-8-sig"))]
-    except ValueError:
-        return found  # not UTF-8 or not JSON: the reader says so, naming the place
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            names = item.get("labels")
-            if isinstance(names, list):
-                found.update(name for name in names if isinstance(name, str) and to_code(name, KNOWN_LABELS) is None)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return found
 
 
 def _is_json_object(line: bytes) -> bool:

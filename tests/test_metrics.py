@@ -597,6 +597,21 @@ def test_cli_reads_a_label_studio_export_with_any_model_labels_and_its_predictio
     assert capsys.readouterr().err == f"error: {tmp_path / 'plain.json'}: record 4: no prediction\n"
 
 
+def test_cli_keeps_a_custom_label_as_it_is_in_an_export_as_in_a_span_file(tmp_path, capsys):
+    """Two custom labels that differ only in a space and an underscore are two types in a span file; a Label Studio
+    export used to fold them into one (through the alias table's normalisation), so the same annotations in the two
+    formats scored F1 0.5 against each other."""
+    text = "肿块大小肿块位置"
+    spans = [(0, 4, "tumor size"), (4, 8, "tumor_size")]
+    export = [{"id": 1, "data": {"text": text}, "annotations": [{"result": [region(*span, text) for span in spans]}]}]
+    (tmp_path / "export.json").write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
+    entities = [{"start": start, "end": end, "label": label} for start, end, label in spans]
+    pred = write_jsonl(tmp_path / "pred.jsonl", [{"id": 1, "text": text, "entities": entities}])
+    assert exit_status(main, [str(tmp_path / "export.json"), str(pred), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["micro"]["f1"] == 1.0 and sorted(report["per_type"]) == ["tumor size", "tumor_size"]
+
+
 def test_cli_refuses_negative_digits(tmp_path, capsys):
     gold = write_jsonl(tmp_path / "gold.jsonl", records_of(GOLD))
     assert exit_status(main, [str(gold), str(gold), "--digits", "-1"]) == 2
