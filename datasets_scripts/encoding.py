@@ -49,6 +49,8 @@ from clinical_ner_zh.modeling.tagging import (
     window_spans,
 )
 
+from .schema import counts_text
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label of special and padding tokens: ignored by the loss, never shown to the CRF
@@ -114,7 +116,7 @@ class EncodingStats:
 
 def _per_type(counts: Counter[str]) -> str:
     """`` (Disease 3, Drug 1)``, or nothing when nothing was counted."""
-    return f" ({', '.join(f'{label} {count}' for label, count in sorted(counts.items()))})" if counts else ""
+    return f" ({counts_text(counts)})" if counts else ""
 
 
 def _skip_reason(start: int, end: int, offsets: Sequence[tuple[int, int]], text: str) -> str:

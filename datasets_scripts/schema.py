@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,7 @@ class ReadReport:
 
     def summary(self) -> str:
         """One line: records and entities read and skipped, problems per kind."""
-        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.problem_counts().items())) or "none"
+        kinds = counts_text(self.problem_counts()) or "none"
         unannotated = f"; left out {self.records_unannotated} tasks not annotated" if self.records_unannotated else ""
         return (
             f"{self.records} records and {self.entities} entities read; skipped {self.records_skipped} records and "
@@ -130,6 +130,11 @@ class ProblemSink:
             raise CorpusError(problem)
         logger.warning("%s", problem.message)
         self.report.problems.append(problem)
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``bad_json 2, wrong_type 1``: each name with its count, in name order (empty when nothing was counted)."""
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
 
 
 def read_json_lines(path: Path, sink: ProblemSink, parse: Callable[[bytes, int], Record | None]) -> list[Record]:

@@ -27,6 +27,7 @@ from transformers.trainer_pt_utils import get_parameter_names
 
 from clinical_ner_zh.cli_errors import UserError, add_debug_flag
 from clinical_ner_zh.cli_errors.output_folder import check_writable, folder_entries, listed
+from clinical_ner_zh.datasets_scripts.schema import counts_text
 from clinical_ner_zh.modeling.crf import ConditionalRandomField
 
 logger = logging.getLogger(__name__)
@@ -474,8 +475,7 @@ def check_dropped_records(report, source: str, max_bad_fraction: float) -> None:
     by_reason = {"records": Counter(), "entities": Counter()}
     for problem in report.problems:
         by_reason["records" if problem.entity is None else "entities"][problem.kind] += 1
-    why = {what: ", ".join(f"{kind} {count}" for kind, count in sorted(reasons.items()))
-           for what, reasons in by_reason.items()}  # fmt: skip
+    why = {what: counts_text(reasons) for what, reasons in by_reason.items()}
     if report.records == 0:
         left_out = [f"{report.records_skipped} dropped: {why['records']}"] if report.records_skipped else []
         left_out += [f"{report.records_unannotated} tasks not annotated"] if report.records_unannotated else []
